@@ -1,0 +1,230 @@
+//! A loaded model ready to classify text: tokenizer + network + labels, on
+//! one device. The CLI, the tests and the benches all go through this.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+use crate::model::{Config, DistilBertForSequenceClassification, ProblemType};
+use crate::source::{ModelFiles, Weights};
+use crate::tokenize::{pad_batch, Encoded, TextTokenizer};
+
+/// One label and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// The classification of one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The best label and its score.
+    pub label: String,
+    pub score: f32,
+    /// Every label's score, in class order.
+    pub scores: Vec<LabelScore>,
+    /// Raw logits, in class order.
+    pub logits: Vec<f32>,
+    /// The text was longer than the model accepts and was cut.
+    pub truncated: bool,
+    /// Tokens the model saw, special tokens included.
+    pub tokens: usize,
+}
+
+impl Prediction {
+    /// The `k` best labels, best first (ties keep class order).
+    pub fn top_k(&self, k: usize) -> Vec<&LabelScore> {
+        let mut ranked: Vec<&LabelScore> = self.scores.iter().collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked.truncate(k);
+        ranked
+    }
+}
+
+pub struct Classifier {
+    model: DistilBertForSequenceClassification,
+    tokenizer: TextTokenizer,
+    config: Config,
+    labels: Vec<String>,
+    device: Device,
+    name: String,
+}
+
+impl Classifier {
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        let config_path = &files.config.origin;
+        let config = Config::from_json(&files.config.bytes)
+            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+        config
+            .validate()
+            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+
+        let weights_path = files.weights.origin();
+        let vb = var_builder(&files.weights, device)?;
+        let weight_error = |err: candle_core::Error| Error::model(weights_path, err);
+        let num_labels = vb
+            .get_unchecked("classifier.weight")
+            .and_then(|w| w.dim(0))
+            .map_err(weight_error)?;
+        let labels = config
+            .label_names(num_labels)
+            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+        if labels.len() != num_labels {
+            return Err(Error::model(
+                config_path,
+                format!(
+                    "id2label has {} labels but classifier.weight in {} has {num_labels} rows",
+                    labels.len(),
+                    weights_path.display()
+                ),
+            ));
+        }
+        let model = DistilBertForSequenceClassification::load(vb, &config, num_labels)
+            .map_err(weight_error)?;
+
+        let tokenizer = TextTokenizer::from_json(&files.tokenizer.bytes, config.max_input_tokens())
+            .map_err(|err| {
+                Error::model(&files.tokenizer.origin, format!("invalid tokenizer: {err}"))
+            })?;
+
+        Ok(Self {
+            model,
+            tokenizer,
+            config,
+            labels,
+            device: device.clone(),
+            name: files.name.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        self.tokenizer
+            .encode(text)
+            .map_err(|err| Error::Inference(format!("tokenization failed: {err}")))
+    }
+
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        self.tokenizer
+            .encode_batch(texts)
+            .map_err(|err| Error::Inference(format!("tokenization failed: {err}")))
+    }
+
+    /// Logits for already-encoded texts, run as one padded batch.
+    pub fn logits(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.iter().any(|e| e.is_empty()) {
+            return Err(Error::Inference(
+                "the tokenizer produced no tokens for a text".into(),
+            ));
+        }
+        let padded = pad_batch(batch, self.config.pad_token_id as u32);
+        let shape = (padded.batch_size, padded.seq_len);
+        let input_ids = Tensor::from_vec(padded.ids, shape, &self.device)?;
+        let attention_mask = Tensor::from_vec(padded.attention_mask, shape, &self.device)?;
+        let logits = self.model.forward(&input_ids, &attention_mask)?;
+        Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
+    }
+
+    /// Predictions for already-encoded texts, run as one padded batch.
+    pub fn predict_encoded(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>> {
+        let logits = self.logits(batch)?;
+        Ok(batch
+            .iter()
+            .zip(logits)
+            .map(|(encoded, logits)| self.prediction(logits, encoded))
+            .collect())
+    }
+
+    /// Tokenizes and classifies `texts` as one padded batch.
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
+        let encoded = self.encode_batch(texts)?;
+        self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
+    }
+
+    fn prediction(&self, logits: Vec<f32>, encoded: &Encoded) -> Prediction {
+        let probabilities = scores_from_logits(&logits, self.config.problem_type());
+        let scores: Vec<LabelScore> = self
+            .labels
+            .iter()
+            .zip(&probabilities)
+            .map(|(label, &score)| LabelScore {
+                label: label.clone(),
+                score,
+            })
+            .collect();
+        let best = scores
+            .iter()
+            .enumerate()
+            .max_by(|(i, a), (j, b)| a.score.total_cmp(&b.score).then(j.cmp(i)))
+            .map(|(_, best)| best.clone())
+            .unwrap_or(LabelScore {
+                label: String::new(),
+                score: f32::NAN,
+            });
+        Prediction {
+            label: best.label,
+            score: best.score,
+            scores,
+            logits,
+            truncated: encoded.truncated,
+            tokens: encoded.len(),
+        }
+    }
+}
+
+/// What HF reports as scores: softmax for single-label classification,
+/// sigmoid for multi-label, the raw value for regression. Computed in f32,
+/// max-shifted, like transformers' pipeline.
+pub fn scores_from_logits(logits: &[f32], problem_type: ProblemType) -> Vec<f32> {
+    match problem_type {
+        ProblemType::SingleLabelClassification => {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            exps.iter().map(|e| e / sum).collect()
+        }
+        ProblemType::MultiLabelClassification => {
+            logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
+        }
+        ProblemType::Regression => logits.to_vec(),
+    }
+}
+
+fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {
+    let path = weights.origin();
+    let result = match weights {
+        // SAFETY: the file is mapped read-only; candle's loaders assume it is
+        // not modified while mapped, as every mmap-based loader must.
+        Weights::Safetensors(path) => unsafe {
+            VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device)
+        },
+        Weights::Pytorch(path) => VarBuilder::from_pth(path, DType::F32, device),
+        Weights::Embedded { bytes, .. } => {
+            VarBuilder::from_slice_safetensors(bytes, DType::F32, device)
+        }
+    };
+    result.map_err(|err| Error::model(path, format!("cannot read weights: {err}")))
+}

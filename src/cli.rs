@@ -1,0 +1,141 @@
+//! The command line: argument definitions and dispatch to one module per
+//! subcommand. `main.rs` only parses, calls [`run`] and turns errors into
+//! exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::classifier::Classifier;
+use crate::commands;
+use crate::device::DeviceSpec;
+use crate::error::{Result, EXIT_CODES_HELP};
+use crate::source::{ModelSpec, MODEL_ENV};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentiment",
+    version,
+    about = "Sentiment classification with DistilBERT, on candle",
+    after_help = EXIT_CODES_HELP,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every subcommand: which model, where to run it.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// A model folder (config.json, tokenizer.json, model.safetensors) or a
+    /// HuggingFace hub id (owner/name). Defaults to the bundled model.
+    #[arg(long, short = 'm', global = true, env = MODEL_ENV, value_name = "FOLDER|OWNER/NAME")]
+    pub model: Option<String>,
+
+    /// Hub revision (branch, tag or commit) for a hub id.
+    #[arg(long, global = true, value_name = "REV")]
+    pub revision: Option<String>,
+
+    /// Device to run on: cpu, cuda[:N] (feature `cuda`), metal (feature `metal`).
+    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
+    pub device: DeviceSpec,
+
+    /// CPU threads for the model and tokenizer [default: physical cores].
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+impl ModelArgs {
+    pub fn spec(&self) -> Result<ModelSpec> {
+        match &self.model {
+            Some(name) => ModelSpec::parse(name, self.revision.as_deref()),
+            None => Ok(ModelSpec::default_spec()),
+        }
+    }
+
+    /// Resolves the model and loads it on the chosen device.
+    pub fn load(&self) -> Result<Classifier> {
+        let device = self.device.open()?;
+        let files = self.spec()?.resolve()?;
+        Classifier::load(&files, &device)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify texts given as arguments, or one per line on stdin.
+    Predict(PredictArgs),
+    /// Classify a JSONL stream: one result line per input line, in order.
+    Batch(BatchArgs),
+}
+
+/// Options for how results are printed.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Show only the N best labels in `scores` [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top_k: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Texts to classify. With none, reads one text per line from stdin.
+    #[arg(value_name = "TEXT")]
+    pub texts: Vec<String>,
+
+    /// Print one JSON object per line: {"text","label","score","scores",...}.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object per line; the text is in `--field`.
+    Jsonl,
+    /// One text per line.
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Input file; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// How to read each line.
+    #[arg(long = "input", value_enum, default_value_t = InputFormat::Jsonl, value_name = "FORMAT")]
+    pub format: InputFormat,
+
+    /// The JSON field that holds the text.
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    pub field: String,
+
+    /// Texts per forward pass. Lines are sorted by length within a window of
+    /// 16 batches, so each batch pads little, and written back in input order.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if let Some(threads) = cli.model.threads {
+        crate::device::set_cpu_threads(threads.into());
+    }
+    match &cli.command {
+        Command::Predict(args) => commands::predict::run(&cli.model, args),
+        Command::Batch(args) => commands::batch::run(&cli.model, args),
+    }
+}

@@ -1,0 +1,89 @@
+//! `sentiment predict TEXT...`: classify texts from the arguments or stdin.
+
+use std::io::{BufRead, BufWriter, Write};
+
+use serde_json::{Map, Value};
+
+use super::{flush, result_fields, write_line};
+use crate::classifier::{Classifier, Prediction};
+use crate::cli::{ModelArgs, PredictArgs};
+use crate::error::{exit, Error, Result};
+
+pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<i32> {
+    let classifier = model.load()?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let batch_size = args.batch_size as usize;
+    if args.texts.is_empty() {
+        // One text per line, classified a batch at a time so that a long
+        // stream runs in bounded memory and results appear as they come.
+        let mut pending = Vec::with_capacity(batch_size);
+        for (index, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line
+                .map_err(|err| Error::io(format!("cannot read stdin line {}", index + 1), err))?;
+            pending.push(line.strip_suffix('\r').map(str::to_owned).unwrap_or(line));
+            if pending.len() == batch_size {
+                print_batch(&classifier, &pending, args, &mut out)?;
+                pending.clear();
+            }
+        }
+        print_batch(&classifier, &pending, args, &mut out)?;
+    } else {
+        for chunk in args.texts.chunks(batch_size) {
+            print_batch(&classifier, chunk, args, &mut out)?;
+        }
+    }
+    flush(&mut out)?;
+    Ok(exit::SUCCESS)
+}
+
+fn print_batch(
+    classifier: &Classifier,
+    texts: &[String],
+    args: &PredictArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let predictions = classifier.predict(&refs)?;
+    for (text, prediction) in texts.iter().zip(&predictions) {
+        let line = if args.json {
+            json_line(text, prediction, args.output.top_k)
+        } else {
+            human_line(text, prediction, args.output.top_k)
+        };
+        write_line(out, &line)?;
+    }
+    flush(out)
+}
+
+fn json_line(text: &str, prediction: &Prediction, top_k: Option<u32>) -> String {
+    let mut record = Map::new();
+    record.insert("text".into(), Value::String(text.to_string()));
+    record.extend(result_fields(prediction, top_k));
+    Value::Object(record).to_string()
+}
+
+/// `POSITIVE  0.9998  NEGATIVE=0.0002 POSITIVE=0.9998  the text`
+fn human_line(text: &str, prediction: &Prediction, top_k: Option<u32>) -> String {
+    let k = top_k.map_or(prediction.scores.len(), |k| k as usize);
+    let scores: Vec<String> = prediction
+        .top_k(k)
+        .iter()
+        .map(|s| format!("{}={:.4}", s.label, s.score))
+        .collect();
+    let truncated = if prediction.truncated {
+        " [truncated]"
+    } else {
+        ""
+    };
+    format!(
+        "{:<8}  {:.4}  {}  {}{truncated}",
+        prediction.label,
+        prediction.score,
+        scores.join(" "),
+        text.replace(['\n', '\r'], " ")
+    )
+}

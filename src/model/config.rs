@@ -1,0 +1,154 @@
+//! `config.json` of a HuggingFace `DistilBertForSequenceClassification` checkpoint.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The feed-forward activation. HF's "gelu" is the exact, erf-based GELU; the
+/// tanh approximation would move logits by ~1e-3 and break parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Gelu,
+    Relu,
+}
+
+/// How HF turns logits into the scores a user sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemType {
+    /// Softmax over the labels (HF's default when `problem_type` is absent).
+    #[default]
+    SingleLabelClassification,
+    /// An independent sigmoid per label.
+    MultiLabelClassification,
+    /// Raw logits.
+    Regression,
+}
+
+fn default_vocab_size() -> usize {
+    30522
+}
+fn default_dim() -> usize {
+    768
+}
+fn default_n_layers() -> usize {
+    6
+}
+fn default_n_heads() -> usize {
+    12
+}
+fn default_hidden_dim() -> usize {
+    3072
+}
+fn default_max_position_embeddings() -> usize {
+    512
+}
+fn default_activation() -> Activation {
+    Activation::Gelu
+}
+
+/// The fields of `config.json` that change the computation. Defaults are
+/// HF's `DistilBertConfig` defaults, so a sparse config means what it means
+/// to transformers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: usize,
+    #[serde(default = "default_dim")]
+    pub dim: usize,
+    #[serde(default = "default_n_layers")]
+    pub n_layers: usize,
+    #[serde(default = "default_n_heads")]
+    pub n_heads: usize,
+    #[serde(default = "default_hidden_dim")]
+    pub hidden_dim: usize,
+    #[serde(default = "default_activation")]
+    pub activation: Activation,
+    #[serde(default = "default_max_position_embeddings")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    #[serde(default)]
+    pub sinusoidal_pos_embds: bool,
+    /// Label names by class index. JSON object keys are strings ("0", "1").
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub label2id: Option<BTreeMap<String, i64>>,
+    /// `null` in config.json means the default, as in HF.
+    #[serde(default)]
+    pub problem_type: Option<ProblemType>,
+}
+
+/// A config that is well-formed JSON but describes a network we cannot build.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("dim ({dim}) is not divisible by n_heads ({n_heads})")]
+    HeadsDoNotDivideDim { dim: usize, n_heads: usize },
+    #[error("{field} must be greater than 0")]
+    Zero { field: &'static str },
+    #[error("id2label keys must be the class indices 0..{count}, found {key:?}")]
+    BadLabelIndex { key: String, count: usize },
+}
+
+impl Config {
+    pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(json)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("dim", self.dim),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("hidden_dim", self.hidden_dim),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if self.dim % self.n_heads != 0 {
+            return Err(ConfigError::HeadsDoNotDivideDim {
+                dim: self.dim,
+                n_heads: self.n_heads,
+            });
+        }
+        self.label_names(self.id2label.as_ref().map_or(2, BTreeMap::len))?;
+        Ok(())
+    }
+
+    pub fn problem_type(&self) -> ProblemType {
+        self.problem_type.unwrap_or_default()
+    }
+
+    /// Label names in class order. Without `id2label`, HF names classes
+    /// `LABEL_0..LABEL_{n-1}`; `num_labels` then comes from the classifier's
+    /// weight, which is the only place that knows it.
+    pub fn label_names(&self, num_labels: usize) -> Result<Vec<String>, ConfigError> {
+        let Some(id2label) = &self.id2label else {
+            return Ok((0..num_labels).map(|i| format!("LABEL_{i}")).collect());
+        };
+        let count = id2label.len();
+        let mut names = vec![String::new(); count];
+        for (key, name) in id2label {
+            match key.parse::<usize>() {
+                Ok(index) if index < count => names[index] = name.clone(),
+                _ => {
+                    return Err(ConfigError::BadLabelIndex {
+                        key: key.clone(),
+                        count,
+                    })
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The longest input the position table allows, capped at BERT's 512.
+    pub fn max_input_tokens(&self) -> usize {
+        self.max_position_embeddings.min(512)
+    }
+}

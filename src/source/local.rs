@@ -1,0 +1,43 @@
+//! A model in a local folder, laid out as HF's `save_pretrained` writes it.
+
+use std::path::Path;
+
+use super::{FileBytes, ModelFiles, Weights};
+use crate::error::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const SAFETENSORS_FILE: &str = "model.safetensors";
+pub const PYTORCH_FILE: &str = "pytorch_model.bin";
+
+pub fn files_in(dir: &Path) -> Result<ModelFiles> {
+    let required = |name: &str| {
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::model(path, "missing from the model folder"))
+        }
+    };
+    let config = FileBytes::read(required(CONFIG_FILE)?)?;
+    let tokenizer = FileBytes::read(required(TOKENIZER_FILE)?)?;
+    let weights = if dir.join(SAFETENSORS_FILE).is_file() {
+        Weights::Safetensors(dir.join(SAFETENSORS_FILE))
+    } else if dir.join(PYTORCH_FILE).is_file() {
+        Weights::Pytorch(dir.join(PYTORCH_FILE))
+    } else {
+        return Err(Error::model(
+            dir.join(SAFETENSORS_FILE),
+            format!("missing from the model folder (and there is no {PYTORCH_FILE} either)"),
+        ));
+    };
+    Ok(ModelFiles {
+        name: dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        config,
+        tokenizer,
+        weights,
+    })
+}

@@ -1,0 +1,118 @@
+//! Where models come from: the model bundled into the binary, a local
+//! folder, or the HuggingFace hub (through its cache). Everything is resolved
+//! here into [`ModelFiles`], which the classifier loads without caring where
+//! the bytes came from.
+
+pub mod hub;
+pub mod local;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// The environment variable that names the default model.
+pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
+
+/// The model used when neither `--model` nor `SENTIMENT_MODEL` names one.
+pub const DEFAULT_HUB_MODEL: &str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english";
+
+/// A model as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A folder holding config.json, tokenizer.json and the weights.
+    Local(PathBuf),
+    /// `owner/name` on the HuggingFace hub, at a revision (branch, tag or commit).
+    Hub { repo_id: String, revision: String },
+}
+
+impl ModelSpec {
+    /// An existing folder wins; otherwise `owner/name` is a hub id. Anything
+    /// else is a folder that does not exist, reported as such.
+    pub fn parse(name: &str, revision: Option<&str>) -> Result<Self> {
+        let path = PathBuf::from(name);
+        if path.is_dir() {
+            return Ok(Self::Local(path));
+        }
+        if hub::is_repo_id(name) && !name.starts_with('.') {
+            return Ok(Self::Hub {
+                repo_id: name.to_string(),
+                revision: revision.unwrap_or("main").to_string(),
+            });
+        }
+        if path.exists() {
+            return Err(Error::model(
+                path,
+                "is not a folder; --model takes a model folder or a hub id (owner/name)",
+            ));
+        }
+        Err(Error::ModelUnavailable(format!(
+            "model {name:?} not found: it is neither a folder nor a hub id of the form owner/name"
+        )))
+    }
+
+    pub fn default_spec() -> Self {
+        Self::Hub {
+            repo_id: DEFAULT_HUB_MODEL.to_string(),
+            revision: "main".to_string(),
+        }
+    }
+
+    pub fn resolve(&self) -> Result<ModelFiles> {
+        match self {
+            Self::Local(dir) => local::files_in(dir),
+            Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision),
+        }
+    }
+}
+
+/// The bytes of one small model file (config or tokenizer) and where they
+/// came from, for error messages.
+#[derive(Debug, Clone)]
+pub struct FileBytes {
+    pub origin: PathBuf,
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+}
+
+impl FileBytes {
+    pub fn read(path: PathBuf) -> Result<Self> {
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Self {
+                origin: path,
+                bytes: bytes.into(),
+            }),
+            Err(err) => Err(Error::model(path, format!("cannot read: {err}"))),
+        }
+    }
+}
+
+/// Where the weights live. Safetensors files are memory-mapped.
+#[derive(Debug, Clone)]
+pub enum Weights {
+    Safetensors(PathBuf),
+    /// A PyTorch `pytorch_model.bin`, for checkpoints without safetensors.
+    Pytorch(PathBuf),
+    /// A safetensors image compiled into the binary.
+    Embedded {
+        origin: PathBuf,
+        bytes: &'static [u8],
+    },
+}
+
+impl Weights {
+    pub fn origin(&self) -> &std::path::Path {
+        match self {
+            Self::Safetensors(path) | Self::Pytorch(path) => path,
+            Self::Embedded { origin, .. } => origin,
+        }
+    }
+}
+
+/// Everything needed to build a classifier.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// A short name for the model, shown in bench reports.
+    pub name: String,
+    pub config: FileBytes,
+    pub tokenizer: FileBytes,
+    pub weights: Weights,
+}

