@@ -1,6 +1,6 @@
 //! `sentiment predict TEXT...`: classify texts from the arguments or stdin.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
 
 use serde_json::{Map, Value};
 
@@ -15,12 +15,17 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<i32> {
     let mut out = BufWriter::new(stdout.lock());
     let batch_size = args.batch_size as usize;
     if args.texts.is_empty() {
+        if std::io::stdin().is_terminal() {
+            eprintln!("sentiment: reading texts from stdin, one per line (Ctrl-D to end)");
+        }
         // One text per line, classified a batch at a time so that a long
         // stream runs in bounded memory and results appear as they come.
         let mut pending = Vec::with_capacity(batch_size);
+        let mut lines = 0usize;
         for (index, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line
                 .map_err(|err| Error::io(format!("cannot read stdin line {}", index + 1), err))?;
+            lines += 1;
             pending.push(line.strip_suffix('\r').map(str::to_owned).unwrap_or(line));
             if pending.len() == batch_size {
                 print_batch(&classifier, &pending, args, &mut out)?;
@@ -28,6 +33,9 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<i32> {
             }
         }
         print_batch(&classifier, &pending, args, &mut out)?;
+        if lines == 0 {
+            eprintln!("sentiment: no input: give texts as arguments or one per line on stdin");
+        }
     } else {
         for chunk in args.texts.chunks(batch_size) {
             print_batch(&classifier, chunk, args, &mut out)?;

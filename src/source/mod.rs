@@ -27,7 +27,7 @@ pub enum ModelSpec {
 
 impl ModelSpec {
     /// An existing folder wins; otherwise `owner/name` is a hub id. Anything
-    /// else is a folder that does not exist, reported as such.
+    /// else is a folder that does not exist, reported as a model error.
     pub fn parse(name: &str, revision: Option<&str>) -> Result<Self> {
         let path = PathBuf::from(name);
         if path.is_dir() {
@@ -45,9 +45,10 @@ impl ModelSpec {
                 "is not a folder; --model takes a model folder or a hub id (owner/name)",
             ));
         }
-        Err(Error::ModelUnavailable(format!(
-            "model {name:?} not found: it is neither a folder nor a hub id of the form owner/name"
-        )))
+        Err(Error::model(
+            path,
+            "no such model folder (and not a hub id of the form owner/name)",
+        ))
     }
 
     pub fn default_spec() -> Self {

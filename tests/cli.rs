@@ -1,0 +1,308 @@
+//! The real binary: output formats, exit codes, errors, broken pipes.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn sentiment(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_remove("SENTIMENT_MODEL")
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sentiment");
+    let mut input = child.stdin.take().unwrap();
+    // The process may exit before reading everything; that is its business.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn tiny() -> String {
+    tiny_model_dir().display().to_string()
+}
+
+fn stdout_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("stdout line is JSON"))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn predict_json_has_the_pipeline_fields_and_every_label() {
+    let output = sentiment(&["-m", &tiny(), "predict", "--json", "great", "awful"], b"");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["text"], "great");
+    let scores = lines[0]["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 3);
+    let best = scores
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(lines[0]["score"].as_f64().unwrap(), best);
+    assert_eq!(
+        lines[0]["scores"][lines[0]["label"].as_str().unwrap()]
+            .as_f64()
+            .unwrap(),
+        best
+    );
+    let total: f64 = scores.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn predict_matches_the_golden_probabilities() {
+    let golden = golden(&fixture("golden_tiny.json"));
+    let case = &golden.cases[3];
+    let output = sentiment(&["-m", &tiny(), "predict", "--json", &case.text], b"");
+    let line = &stdout_lines(&output)[0];
+    for (label, expected) in golden.labels.iter().zip(&case.probabilities) {
+        let got = line["scores"][label].as_f64().unwrap() as f32;
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "{label}: {got} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn predict_top_k_limits_the_labels() {
+    let output = sentiment(
+        &["-m", &tiny(), "predict", "--json", "--top-k", "1", "x"],
+        b"",
+    );
+    let line = &stdout_lines(&output)[0];
+    let scores = line["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 1);
+    assert!(scores.contains_key(line["label"].as_str().unwrap()));
+}
+
+#[test]
+fn predict_reads_lines_from_stdin_without_texts() {
+    let output = sentiment(&["-m", &tiny(), "predict", "--json"], b"one\r\ntwo\n\nfour");
+    assert_eq!(output.status.code(), Some(0));
+    let texts: Vec<Value> = stdout_lines(&output)
+        .into_iter()
+        .map(|l| l["text"].clone())
+        .collect();
+    assert_eq!(texts, ["one", "two", "", "four"]);
+}
+
+#[test]
+fn predict_human_output_is_one_line_per_text() {
+    let output = sentiment(&["-m", &tiny(), "predict", "first", "second\nline"], b"");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].ends_with("first"));
+    assert!(lines[1].ends_with("second line"));
+    assert!(lines[0].contains("NEUTRAL=") && lines[0].contains("POSITIVE="));
+}
+
+#[test]
+fn batch_keeps_count_order_errors_and_passthrough_fields() {
+    let input = b"{\"text\":\"good\",\"id\":1}\nnot json\n{\"id\":3}\n\xff\xfe\n[1]\n\
+{\"text\":5}\n{\"text\":null}\n\n{\"text\":\"fine\",\"id\":9,\"meta\":{\"k\":[1]}}\n{\"text\":\"\"}";
+    let output = sentiment(&["-m", &tiny(), "batch", "--batch-size", "2"], input);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failed line sets exit code 1"
+    );
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 10, "one output line per input line");
+    assert_eq!(lines[0]["id"], 1);
+    assert!(lines[0]["label"].is_string());
+    for (index, needle) in [
+        (1, "invalid JSON"),
+        (2, "missing"),
+        (3, "UTF-8"),
+        (4, "array"),
+        (5, "number"),
+        (6, "null"),
+        (7, "blank"),
+    ] {
+        assert_eq!(lines[index]["line"], index as u64 + 1);
+        let error = lines[index]["error"].as_str().unwrap();
+        assert!(error.contains(needle), "line {}: {error}", index + 1);
+    }
+    assert_eq!(lines[8]["id"], 9);
+    assert_eq!(lines[8]["meta"]["k"][0], 1);
+    assert!(lines[8]["scores"].is_object());
+    assert!(lines[9]["label"].is_string(), "an empty text is classified");
+    assert!(stderr(&output).contains("7 of 10 lines"));
+}
+
+#[test]
+fn batch_results_do_not_depend_on_batching() {
+    let texts = [
+        "a",
+        "a much longer sentence than the others here",
+        "mid length one",
+        "z",
+    ];
+    let input: String = texts
+        .iter()
+        .map(|t| format!("{{\"text\":\"{t}\"}}\n"))
+        .collect();
+    let scores_with = |batch_size: &str| -> Vec<Value> {
+        let output = sentiment(
+            &["-m", &tiny(), "batch", "--batch-size", batch_size],
+            input.as_bytes(),
+        );
+        assert_eq!(output.status.code(), Some(0));
+        stdout_lines(&output)
+    };
+    let one = scores_with("1");
+    let many = scores_with("3");
+    for ((a, b), text) in one.iter().zip(&many).zip(texts) {
+        assert_eq!(a["text"], text, "input order is kept");
+        assert_eq!(a["label"], b["label"]);
+        let (x, y) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn batch_text_mode_and_custom_field() {
+    let output = sentiment(
+        &["-m", &tiny(), "batch", "--input", "text"],
+        b"plain one\n{\"not\":\"json\"}\n",
+    );
+    let lines = stdout_lines(&output);
+    assert_eq!(lines[1]["text"], "{\"not\":\"json\"}");
+    let output = sentiment(
+        &["-m", &tiny(), "batch", "--field", "review"],
+        b"{\"review\":\"ok\"}\n",
+    );
+    assert!(stdout_lines(&output)[0]["label"].is_string());
+}
+
+#[test]
+fn batch_reads_a_file_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, "{\"text\":\"x\"}\n{\"text\":\"y\"}\n").unwrap();
+    let output = sentiment(&["-m", &tiny(), "batch", path.to_str().unwrap()], b"");
+    assert_eq!(stdout_lines(&output).len(), 2);
+    let missing = sentiment(&["-m", &tiny(), "batch", "/no/such/file.jsonl"], b"");
+    assert_eq!(missing.status.code(), Some(6));
+    assert!(stderr(&missing).contains("/no/such/file.jsonl"));
+}
+
+#[test]
+fn broken_pipe_is_a_quiet_exit() {
+    let mut child = Command::new(binary())
+        .args(["-m", &tiny(), "batch", "--input", "text"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end of stdout before the program writes anything.
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all("some text\n".repeat(2000).as_bytes());
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+}
+
+#[test]
+fn model_errors_name_the_file_and_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path();
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(tiny_model_dir().join(name), model_dir.join(name)).unwrap();
+    }
+    let run = || sentiment(&["-m", model_dir.to_str().unwrap(), "predict", "x"], b"");
+
+    std::fs::write(model_dir.join("config.json"), "{not json").unwrap();
+    let output = run();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("config.json"),
+        "{}",
+        stderr(&output)
+    );
+
+    std::fs::copy(
+        tiny_model_dir().join("config.json"),
+        model_dir.join("config.json"),
+    )
+    .unwrap();
+    let weights = std::fs::read(tiny_model_dir().join("model.safetensors")).unwrap();
+    std::fs::write(
+        model_dir.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let output = run();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("model.safetensors"),
+        "{}",
+        stderr(&output)
+    );
+
+    std::fs::remove_file(model_dir.join("model.safetensors")).unwrap();
+    let output = run();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("model.safetensors"));
+
+    let output = sentiment(&["-m", "/no/such/model/dir", "predict", "x"], b"");
+    assert_eq!(output.status.code(), Some(3));
+}
+
+#[test]
+fn devices_that_are_not_built_in_exit_5() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let output = sentiment(&["-m", &tiny(), "--device", "cuda", "predict", "x"], b"");
+    assert_eq!(output.status.code(), Some(5));
+    assert!(stderr(&output).contains("CUDA"));
+    let output = sentiment(&["-m", &tiny(), "--device", "tpu", "predict", "x"], b"");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["predict", "--no-such-flag"],
+        vec!["batch", "--batch-size", "0"],
+        vec!["--threads", "0", "predict", "x"],
+    ] {
+        let output = sentiment(&args, b"");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn threads_flag_is_accepted() {
+    let output = sentiment(&["-m", &tiny(), "--threads", "1", "predict", "x"], b"");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = sentiment(&["--help"], b"");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("Exit codes:") && text.contains("130"));
+}
