@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::classifier::Classifier;
 use crate::commands;
+use crate::commands::bench::ReportFormat;
 use crate::device::DeviceSpec;
-use crate::error::{Result, EXIT_CODES_HELP};
+use crate::error::{Error, Result, EXIT_CODES_HELP};
 use crate::source::{ModelSpec, MODEL_ENV};
 
 #[derive(Debug, Parser)]
@@ -39,9 +40,16 @@ pub struct ModelArgs {
     #[arg(long, global = true, value_name = "REV")]
     pub revision: Option<String>,
 
-    /// Device to run on: cpu, cuda[:N] (feature `cuda`), metal (feature `metal`).
-    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
-    pub device: DeviceSpec,
+    /// Device to run on: cpu, cuda[:N] (feature `cuda`), metal (feature
+    /// `metal`). `bench` takes a comma-separated list to compare devices.
+    #[arg(
+        long,
+        global = true,
+        default_value = "cpu",
+        value_name = "DEVICE",
+        value_delimiter = ','
+    )]
+    pub device: Vec<DeviceSpec>,
 
     /// CPU threads for the model and tokenizer [default: physical cores].
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -56,9 +64,19 @@ impl ModelArgs {
         }
     }
 
+    /// The one device `predict` and `batch` run on.
+    pub fn single_device(&self) -> Result<DeviceSpec> {
+        match self.device.as_slice() {
+            [device] => Ok(*device),
+            _ => Err(Error::Usage(
+                "--device takes one device here; only `bench` compares several".into(),
+            )),
+        }
+    }
+
     /// Resolves the model and loads it on the chosen device.
     pub fn load(&self) -> Result<Classifier> {
-        let device = self.device.open()?;
+        let device = self.single_device()?.open()?;
         let files = self.spec()?.resolve()?;
         Classifier::load(&files, &device)
     }
@@ -70,6 +88,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Classify a JSONL stream: one result line per input line, in order.
     Batch(BatchArgs),
+    /// Measure load time, latency, throughput and accuracy.
+    Bench(BenchArgs),
 }
 
 /// Options for how results are printed.
@@ -129,6 +149,39 @@ pub struct BatchArgs {
     pub output: OutputArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Batch-1 latency at these token counts (special tokens included).
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128,256,512",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub lengths: Vec<u32>,
+
+    /// Throughput over the dataset at these batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_sizes: Vec<u32>,
+
+    /// Timed runs per latency figure.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+
+    /// Untimed warm-up runs before each latency figure.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u32,
+
+    /// JSONL dataset with "text" and optional "label" [default: SST-2 dev, built in].
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+
+    /// Timed passes over the dataset per batch size; the median is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub passes: u32,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Console)]
+    pub format: ReportFormat,
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     if let Some(threads) = cli.model.threads {
@@ -137,5 +190,6 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Predict(args) => commands::predict::run(&cli.model, args),
         Command::Batch(args) => commands::batch::run(&cli.model, args),
+        Command::Bench(args) => commands::bench::run(&cli.model, args),
     }
 }

@@ -66,6 +66,10 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// A combination of arguments clap cannot check on its own.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
@@ -91,6 +95,7 @@ impl Error {
             Self::Io { .. } => exit::IO,
             Self::Inference(_) => exit::INFERENCE,
             Self::Interrupted => exit::INTERRUPTED,
+            Self::Usage(_) => exit::USAGE,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod device;
 pub mod error;
 pub mod model;
 pub mod source;
+pub mod sysinfo;
 pub mod tokenize;
 
 pub use classifier::{Classifier, LabelScore, Prediction};

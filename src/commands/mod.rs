@@ -1,6 +1,7 @@
 //! One module per subcommand, plus how a prediction is written out.
 
 pub mod batch;
+pub mod bench;
 pub mod predict;
 
 use std::io::Write;
