@@ -28,8 +28,10 @@ pub struct Prediction {
     pub logits: Vec<f32>,
     /// The text was longer than the model accepts and was cut.
     pub truncated: bool,
-    /// Tokens the model saw, special tokens included.
+    /// Tokens the model saw, special tokens included (summed over windows).
     pub tokens: usize,
+    /// Windows classified: 1 unless `--long-text window` split the text.
+    pub windows: usize,
 }
 
 impl Prediction {
@@ -42,6 +44,27 @@ impl Prediction {
     }
 }
 
+/// How texts longer than the model's limit are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LongText {
+    /// Keep the first tokens, as HF does (the default).
+    #[default]
+    Truncate,
+    /// Classify overlapping windows that cover the whole text, each with
+    /// its own [CLS]/[SEP], and combine their scores.
+    Window { stride: usize, aggregate: Aggregate },
+}
+
+/// How window scores combine into one prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Aggregate {
+    /// The mean of the windows' scores (and logits).
+    #[default]
+    Mean,
+    /// The single most confident window decides.
+    Max,
+}
+
 pub struct Classifier {
     model: DistilBertForSequenceClassification,
     tokenizer: TextTokenizer,
@@ -49,6 +72,7 @@ pub struct Classifier {
     labels: Vec<String>,
     device: Device,
     name: String,
+    long_text: LongText,
 }
 
 impl Classifier {
@@ -95,6 +119,7 @@ impl Classifier {
             labels,
             device: device.clone(),
             name: files.name.clone(),
+            long_text: LongText::Truncate,
         })
     }
 
@@ -116,6 +141,89 @@ impl Classifier {
 
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
+    }
+
+    pub fn long_text(&self) -> LongText {
+        self.long_text
+    }
+
+    /// Chooses truncation (the default) or windows for long texts.
+    pub fn set_long_text(&mut self, mode: LongText) -> Result<()> {
+        let stride = match mode {
+            LongText::Truncate => 0,
+            LongText::Window { stride, .. } => stride,
+        };
+        self.tokenizer
+            .set_stride(stride)
+            .map_err(|err| Error::Usage(format!("--stride: {err}")))?;
+        self.long_text = mode;
+        Ok(())
+    }
+
+    /// The sequences one text becomes: one (truncated if need be), or every
+    /// window in window mode.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<Encoded>> {
+        match self.long_text {
+            LongText::Truncate => Ok(vec![self.encode(text)?]),
+            LongText::Window { .. } => self
+                .tokenizer
+                .encode_windows(text)
+                .map_err(|err| Error::Inference(format!("tokenization failed: {err}"))),
+        }
+    }
+
+    /// [`Classifier::encode_text`] for many texts.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Vec<Encoded>>> {
+        match self.long_text {
+            LongText::Truncate => Ok(self
+                .encode_batch(texts)?
+                .into_iter()
+                .map(|e| vec![e])
+                .collect()),
+            LongText::Window { .. } => texts.iter().map(|t| self.encode_text(t)).collect(),
+        }
+    }
+
+    /// Combines the predictions of one text's windows (a single prediction
+    /// passes through unchanged).
+    pub fn combine(&self, mut windows: Vec<Prediction>) -> Prediction {
+        if windows.len() == 1 {
+            return windows.remove(0);
+        }
+        let count = windows.len();
+        let tokens = windows.iter().map(|p| p.tokens).sum();
+        let aggregate = match self.long_text {
+            LongText::Window { aggregate, .. } => aggregate,
+            LongText::Truncate => Aggregate::Mean,
+        };
+        let mut combined = match aggregate {
+            Aggregate::Max => windows
+                .into_iter()
+                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .expect("at least one window"),
+            Aggregate::Mean => {
+                let mean = |values: Vec<&[f32]>| -> Vec<f32> {
+                    let mut sum = vec![0f32; values[0].len()];
+                    for row in &values {
+                        for (s, v) in sum.iter_mut().zip(row.iter()) {
+                            *s += v;
+                        }
+                    }
+                    sum.iter().map(|s| s / count as f32).collect()
+                };
+                let logits = mean(windows.iter().map(|p| p.logits.as_slice()).collect());
+                let scores: Vec<Vec<f32>> = windows
+                    .iter()
+                    .map(|p| p.scores.iter().map(|s| s.score).collect())
+                    .collect();
+                let probabilities = mean(scores.iter().map(Vec::as_slice).collect());
+                self.prediction_from(logits, probabilities)
+            }
+        };
+        combined.tokens = tokens;
+        combined.windows = count;
+        combined.truncated = false;
+        combined
     }
 
     pub fn encode(&self, text: &str) -> Result<Encoded> {
@@ -158,14 +266,27 @@ impl Classifier {
             .collect())
     }
 
-    /// Tokenizes and classifies `texts` as one padded batch.
+    /// Tokenizes and classifies `texts` as one padded batch (all windows of
+    /// all texts, in window mode).
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
-        let encoded = self.encode_batch(texts)?;
-        self.predict_encoded(&encoded.iter().collect::<Vec<_>>())
+        let documents = self.encode_texts(texts)?;
+        let flat: Vec<&Encoded> = documents.iter().flatten().collect();
+        let mut predictions = self.predict_encoded(&flat)?.into_iter();
+        Ok(documents
+            .iter()
+            .map(|windows| self.combine(predictions.by_ref().take(windows.len()).collect()))
+            .collect())
     }
 
     fn prediction(&self, logits: Vec<f32>, encoded: &Encoded) -> Prediction {
         let probabilities = scores_from_logits(&logits, self.config.problem_type());
+        let mut prediction = self.prediction_from(logits, probabilities);
+        prediction.truncated = encoded.truncated;
+        prediction.tokens = encoded.len();
+        prediction
+    }
+
+    fn prediction_from(&self, logits: Vec<f32>, probabilities: Vec<f32>) -> Prediction {
         let scores: Vec<LabelScore> = self
             .labels
             .iter()
@@ -189,8 +310,9 @@ impl Classifier {
             score: best.score,
             scores,
             logits,
-            truncated: encoded.truncated,
-            tokens: encoded.len(),
+            truncated: false,
+            tokens: 0,
+            windows: 1,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::classifier::Classifier;
+use crate::classifier::{Aggregate, Classifier, LongText};
 use crate::commands;
 use crate::commands::bench::ReportFormat;
 use crate::device::DeviceSpec;
@@ -80,6 +80,13 @@ impl ModelArgs {
         let files = self.spec()?.resolve()?;
         Classifier::load(&files, &device)
     }
+
+    /// [`ModelArgs::load`], handling long texts as asked.
+    pub fn load_for(&self, long_text: &LongTextArgs) -> Result<Classifier> {
+        let mut classifier = self.load()?;
+        classifier.set_long_text(long_text.mode())?;
+        Ok(classifier)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +107,44 @@ pub struct OutputArgs {
     pub top_k: Option<u32>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LongTextMode {
+    /// Keep the first 512 tokens, as HF does.
+    Truncate,
+    /// Classify overlapping 512-token windows covering the whole text.
+    Window,
+}
+
+/// What to do with texts longer than the model's 512 tokens.
+#[derive(Debug, Clone, Args)]
+pub struct LongTextArgs {
+    /// `truncate` keeps the first 512 tokens (JSON says "truncated": true);
+    /// `window` classifies the whole text in overlapping windows.
+    #[arg(long, value_enum, default_value_t = LongTextMode::Truncate, value_name = "MODE")]
+    pub long_text: LongTextMode,
+
+    /// Tokens each window shares with the previous one (window mode).
+    #[arg(long, default_value_t = 128, value_name = "TOKENS")]
+    pub stride: usize,
+
+    /// How window scores combine: `mean` averages them, `max` lets the most
+    /// confident window decide (window mode).
+    #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
+    pub aggregate: Aggregate,
+}
+
+impl LongTextArgs {
+    pub fn mode(&self) -> LongText {
+        match self.long_text {
+            LongTextMode::Truncate => LongText::Truncate,
+            LongTextMode::Window => LongText::Window {
+                stride: self.stride,
+                aggregate: self.aggregate,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Texts to classify. With none, reads one text per line from stdin.
@@ -112,6 +157,9 @@ pub struct PredictArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub long_text: LongTextArgs,
 
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
@@ -145,8 +193,21 @@ pub struct BatchArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 
+    /// Write results to FILE instead of stdout.
+    #[arg(long = "output", short = 'o', value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+
+    /// Continue an interrupted run: keep the complete lines already in
+    /// --output FILE, skip that many input lines, and append the rest. The
+    /// input must be the same as in the interrupted run.
+    #[arg(long, requires = "output_file")]
+    pub resume: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub long_text: LongTextArgs,
 }
 
 #[derive(Debug, Args)]

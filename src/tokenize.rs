@@ -4,7 +4,9 @@
 //! are truncated to the model's limit and padded per batch, to the longest
 //! sequence in that batch, by [`pad_batch`].
 
-use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// One text as token ids, ready to batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +45,36 @@ pub struct TextTokenizer {
     max_tokens: usize,
 }
 
+/// Special tokens a window spends on [CLS]/[SEP]; the stride must leave room.
+const SPECIAL_TOKENS: usize = 2;
+
 impl TextTokenizer {
     /// Parses tokenizer.json and sets truncation to `max_tokens` (special
     /// tokens included), with no padding.
     pub fn from_json(json: &[u8], max_tokens: usize) -> Result<Self, TokenizerError> {
         let mut inner = Tokenizer::from_bytes(json)?;
         inner.with_padding(None);
-        inner.with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
+        let mut tokenizer = Self { inner, max_tokens };
+        tokenizer.set_stride(0)?;
+        Ok(tokenizer)
+    }
+
+    /// With a stride, [`TextTokenizer::encode_windows`] returns overlapping
+    /// windows that share `stride` tokens with their neighbours.
+    pub fn set_stride(&mut self, stride: usize) -> Result<(), TokenizerError> {
+        let room = self.max_tokens.saturating_sub(SPECIAL_TOKENS);
+        if stride > 0 && stride >= room {
+            return Err(TokenizerError(format!(
+                "the stride ({stride}) must be smaller than the window's {room} text tokens"
+            )));
+        }
+        self.inner.with_truncation(Some(TruncationParams {
+            max_length: self.max_tokens,
             strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
+            stride,
             direction: TruncationDirection::Right,
         }))?;
-        Ok(Self { inner, max_tokens })
+        Ok(())
     }
 
     pub fn max_tokens(&self) -> usize {
@@ -65,6 +84,31 @@ impl TextTokenizer {
     pub fn encode(&self, text: &str) -> Result<Encoded, TokenizerError> {
         let encoding = self.inner.encode(text, true)?;
         Ok(into_encoded(encoding))
+    }
+
+    /// Every window of the text, each with its own [CLS]/[SEP]: the first
+    /// is what truncation keeps, then the rest, each window sharing
+    /// `stride` tokens with the one before.
+    ///
+    /// The windows are cut here rather than by the tokenizer's own overflow
+    /// handling: with a stride, tokenizers 0.23.2 returns a short second
+    /// window and drops the rest of the text.
+    pub fn encode_windows(&self, text: &str) -> Result<Vec<Encoded>, TokenizerError> {
+        let stride = self.inner.get_truncation().map_or(0, |t| t.stride);
+        let special = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        let room = self.max_tokens.saturating_sub(special).max(1);
+        let mut untruncated = self.inner.clone();
+        untruncated.with_truncation(None)?;
+        let mut content = untruncated.encode(text, false)?;
+        content.truncate(room, stride.min(room - 1), TruncationDirection::Right);
+        let rest = content.take_overflowing();
+        std::iter::once(content)
+            .chain(rest)
+            .map(|piece| Ok(into_encoded(self.inner.post_process(piece, None, true)?)))
+            .collect()
     }
 
     /// Encodes several texts; the tokenizer parallelises over them.

@@ -8,13 +8,17 @@
 //! the window, never by the input.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 
 use super::{flush, result_fields, write_line};
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, Prediction};
 use crate::cli::{BatchArgs, InputFormat, ModelArgs};
 use crate::error::{exit, Error, Result};
 use crate::tokenize::Encoded;
@@ -36,6 +40,9 @@ pub struct BatchOptions {
     pub batch_size: usize,
     pub top_k: Option<u32>,
     pub max_line_bytes: usize,
+    /// Input lines already classified by an earlier run (`--resume`): they
+    /// are read and counted but produce no output.
+    pub skip_lines: u64,
 }
 
 impl BatchOptions {
@@ -46,6 +53,7 @@ impl BatchOptions {
             batch_size: batch_size.max(1),
             top_k: None,
             max_line_bytes: MAX_LINE_BYTES,
+            skip_lines: 0,
         }
     }
 }
@@ -53,16 +61,24 @@ impl BatchOptions {
 /// What a finished run saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchSummary {
+    /// Input lines read (skipped ones included).
     pub lines: u64,
     pub failed: u64,
+    /// Output lines written (skipped lines are not rewritten).
+    pub written: u64,
+    /// The run stopped early on Ctrl-C; every line written is complete.
+    pub interrupted: bool,
 }
+
+/// Set by the Ctrl-C handler; the stream stops at the next line.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<i32> {
     let mut options = BatchOptions::new(args.format, &args.field, args.batch_size as usize);
     options.top_k = args.output.top_k;
     // Open the input before loading the model: a typo in a path should not
     // cost a model load.
-    let (reader, input_len): (Box<dyn BufRead>, Option<u64>) = match &args.input {
+    let (reader, input_len): (Box<dyn BufRead + Send>, Option<u64>) = match &args.input {
         Some(path) if path.as_os_str() != "-" => {
             let file = File::open(path)
                 .map_err(|err| Error::io(format!("cannot open {}", path.display()), err))?;
@@ -74,12 +90,32 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<i32> {
             None,
         ),
     };
-    let classifier = model.load()?;
+    let out: Box<dyn Write> = match &args.output_file {
+        Some(path) => {
+            let (file, done) = open_output(path, args.resume)?;
+            options.skip_lines = done;
+            Box::new(file)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    // Ctrl-C stops the stream between lines, so the output ends on a
+    // complete line. Failing to install the handler only loses that nicety.
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let classifier = model.load_for(&args.long_text)?;
     let progress = progress_bar(input_len);
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     let summary = classify_stream(&classifier, reader, &mut out, &options, &progress)?;
     progress.finish_and_clear();
+    if summary.interrupted {
+        let written = options.skip_lines + summary.written;
+        let hint = if args.output_file.is_some() {
+            "; rerun with --resume to continue"
+        } else {
+            ""
+        };
+        eprintln!("sentiment: interrupted; output is complete up to line {written}{hint}");
+        return Ok(exit::INTERRUPTED);
+    }
     if summary.failed > 0 {
         eprintln!(
             "sentiment: {} of {} lines could not be classified (see their \"error\" records)",
@@ -88,6 +124,40 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<i32> {
         return Ok(exit::LINES_FAILED);
     }
     Ok(exit::SUCCESS)
+}
+
+/// Opens `--output`. With `resume`, keeps its complete lines (dropping a
+/// partial last line a crash may have left) and returns how many there are.
+fn open_output(path: &Path, resume: bool) -> Result<(File, u64)> {
+    let io_error = |err| Error::io(format!("cannot write {}", path.display()), err);
+    if !resume {
+        return Ok((File::create(path).map_err(io_error)?, 0));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error)?;
+    let (mut lines, mut complete_len, mut offset) = (0u64, 0u64, 0u64);
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut chunk).map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        for (i, &byte) in chunk[..n].iter().enumerate() {
+            if byte == b'\n' {
+                lines += 1;
+                complete_len = offset + i as u64 + 1;
+            }
+        }
+        offset += n as u64;
+    }
+    file.set_len(complete_len).map_err(io_error)?;
+    file.seek(SeekFrom::End(0)).map_err(io_error)?;
+    Ok((file, lines))
 }
 
 fn progress_bar(input_len: Option<u64>) -> ProgressBar {
@@ -228,7 +298,8 @@ fn read_line_capped(
 struct Slot {
     line: u64,
     state: std::result::Result<ParsedLine, String>,
-    encoded: Option<Encoded>,
+    /// The text's sequences: one, or its windows in window mode.
+    encoded: Option<Vec<Encoded>>,
     result: Option<Map<String, Value>>,
 }
 
@@ -237,26 +308,39 @@ struct Slot {
 /// (or the model itself fails); a bad line is an error record, not an error.
 pub fn classify_stream(
     classifier: &Classifier,
-    mut reader: impl BufRead,
+    reader: impl BufRead + Send + 'static,
     out: &mut impl Write,
     options: &BatchOptions,
     progress: &ProgressBar,
 ) -> Result<BatchSummary> {
     let window_lines = options.batch_size * WINDOW_BATCHES;
+    let max_line_bytes = options.max_line_bytes;
+    let lines = spawn_reader(reader, max_line_bytes, window_lines);
     let mut summary = BatchSummary::default();
     let mut window: Vec<Slot> = Vec::with_capacity(window_lines);
     let mut window_bytes = 0usize;
-    let mut buf = Vec::new();
     loop {
-        let read = read_line_capped(&mut reader, &mut buf, options.max_line_bytes)
-            .map_err(|err| Error::io("cannot read input", err))?;
-        let Some(line_len) = read else { break };
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // The window in progress is dropped, not half-written.
+            summary.interrupted = true;
+            window.clear();
+            break;
+        }
+        // A timeout, so Ctrl-C is noticed even while stdin is idle.
+        let (buf, line_len) = match lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(err)) => return Err(Error::io("cannot read input", err)),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         summary.lines += 1;
         progress.inc(line_len as u64 + 1);
-        let state = if line_len > options.max_line_bytes {
+        if summary.lines <= options.skip_lines {
+            continue;
+        }
+        let state = if line_len > max_line_bytes {
             Err(format!(
-                "line is {line_len} bytes, over the limit of {} bytes",
-                options.max_line_bytes
+                "line is {line_len} bytes, over the limit of {max_line_bytes} bytes"
             ))
         } else {
             parse_line(&buf, summary.lines == 1, options.format, &options.field)
@@ -269,14 +353,49 @@ pub fn classify_stream(
             result: None,
         });
         if window.len() >= window_lines || window_bytes >= WINDOW_BYTES {
+            summary.written += window.len() as u64;
             summary.failed += flush_window(classifier, &mut window, out, options)?;
+            // Results stream out a window at a time, and an interrupted run
+            // keeps every finished window.
+            flush(out)?;
             window_bytes = 0;
             progress.set_message(format!("{} lines", summary.lines));
         }
     }
+    summary.written += window.len() as u64;
     summary.failed += flush_window(classifier, &mut window, out, options)?;
     flush(out)?;
     Ok(summary)
+}
+
+/// A line as read: its bytes (capped) and its full length.
+type ReadLine = std::io::Result<(Vec<u8>, usize)>;
+
+/// Reads lines on their own thread, so the classifying thread never blocks
+/// on input it may have to abandon. The channel holds one window, which
+/// keeps memory bounded while the next window is read during inference.
+fn spawn_reader(
+    mut reader: impl BufRead + Send + 'static,
+    max_line_bytes: usize,
+    capacity: usize,
+) -> Receiver<ReadLine> {
+    let (sender, receiver) = sync_channel::<ReadLine>(capacity);
+    std::thread::spawn(move || loop {
+        let mut buf = Vec::new();
+        match read_line_capped(&mut reader, &mut buf, max_line_bytes) {
+            Ok(Some(len)) => {
+                if sender.send(Ok((buf, len))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                let _ = sender.send(Err(err));
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 /// Classifies the window's good lines in length-sorted batches, writes every
@@ -295,19 +414,38 @@ fn flush_window(
         }
     }
 
-    let mut order: Vec<usize> = (0..window.len())
-        .filter(|&i| window[i].encoded.is_some())
+    // Every sequence of every line, sorted by length so batches pad little.
+    let mut order: Vec<(usize, usize)> = window
+        .iter()
+        .enumerate()
+        .flat_map(|(i, slot)| {
+            let count = slot.encoded.as_ref().map_or(0, Vec::len);
+            (0..count).map(move |k| (i, k))
+        })
         .collect();
-    order.sort_by_key(|&i| window[i].encoded.as_ref().map_or(0, Encoded::len));
+    order.sort_by_key(|&(i, k)| window[i].encoded.as_ref().map_or(0, |e| e[k].len()));
+    let mut per_slot: Vec<Vec<(usize, Prediction)>> = vec![Vec::new(); window.len()];
     for chunk in order.chunks(options.batch_size) {
         let batch: Vec<&Encoded> = chunk
             .iter()
-            .filter_map(|&i| window[i].encoded.as_ref())
+            .filter_map(|&(i, k)| window[i].encoded.as_ref().map(|e| &e[k]))
             .collect();
         let predictions = classifier.predict_encoded(&batch)?;
-        for (&i, prediction) in chunk.iter().zip(&predictions) {
-            window[i].result = Some(result_fields(prediction, options.top_k));
+        for (&(i, k), prediction) in chunk.iter().zip(predictions) {
+            per_slot[i].push((k, prediction));
         }
+    }
+    for (slot, mut predictions) in window.iter_mut().zip(per_slot) {
+        if predictions.is_empty() {
+            continue;
+        }
+        predictions.sort_by_key(|(k, _)| *k);
+        let prediction = classifier.combine(predictions.into_iter().map(|(_, p)| p).collect());
+        slot.result = Some(result_fields(
+            &prediction,
+            options.top_k,
+            classifier.long_text(),
+        ));
     }
 
     let mut failed = 0;
@@ -342,13 +480,13 @@ fn flush_window(
 fn encode_window(
     classifier: &Classifier,
     window: &[Slot],
-) -> Vec<(usize, std::result::Result<Encoded, String>)> {
+) -> Vec<(usize, std::result::Result<Vec<Encoded>, String>)> {
     let (indices, texts): (Vec<usize>, Vec<&str>) = window
         .iter()
         .enumerate()
         .filter_map(|(i, slot)| slot.state.as_ref().ok().map(|p| (i, p.text())))
         .unzip();
-    match classifier.encode_batch(&texts) {
+    match classifier.encode_texts(&texts) {
         Ok(encoded) => indices
             .into_iter()
             .zip(encoded.into_iter().map(Ok))
@@ -356,7 +494,7 @@ fn encode_window(
         Err(_) => indices
             .into_iter()
             .zip(&texts)
-            .map(|(i, text)| (i, classifier.encode(text).map_err(|e| e.to_string())))
+            .map(|(i, text)| (i, classifier.encode_text(text).map_err(|e| e.to_string())))
             .collect(),
     }
 }

@@ -8,13 +8,18 @@ use std::io::Write;
 
 use serde_json::{Map, Value};
 
-use crate::classifier::Prediction;
+use crate::classifier::{LongText, Prediction};
 use crate::error::{Error, Result};
 
 /// The result fields HF's pipeline uses (`label`, `score`), plus every
-/// label's score in `scores` (best first, cut to `top_k`) and whether the
-/// text was truncated to fit the model.
-pub fn result_fields(prediction: &Prediction, top_k: Option<u32>) -> Map<String, Value> {
+/// label's score in `scores` (best first, cut to `top_k`), whether the text
+/// was truncated to fit the model and, in window mode, how many windows
+/// were classified.
+pub fn result_fields(
+    prediction: &Prediction,
+    top_k: Option<u32>,
+    long_text: LongText,
+) -> Map<String, Value> {
     let k = top_k.map_or(prediction.scores.len(), |k| k as usize);
     let scores: Map<String, Value> = prediction
         .top_k(k)
@@ -26,6 +31,9 @@ pub fn result_fields(prediction: &Prediction, top_k: Option<u32>) -> Map<String,
     fields.insert("score".into(), json_number(prediction.score));
     fields.insert("scores".into(), Value::Object(scores));
     fields.insert("truncated".into(), Value::Bool(prediction.truncated));
+    if matches!(long_text, LongText::Window { .. }) {
+        fields.insert("windows".into(), Value::from(prediction.windows));
+    }
     fields
 }
 

@@ -5,12 +5,12 @@ use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use serde_json::{Map, Value};
 
 use super::{flush, result_fields, write_line};
-use crate::classifier::{Classifier, Prediction};
+use crate::classifier::{Classifier, LongText, Prediction};
 use crate::cli::{ModelArgs, PredictArgs};
 use crate::error::{exit, Error, Result};
 
 pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<i32> {
-    let classifier = model.load()?;
+    let classifier = model.load_for(&args.long_text)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let batch_size = args.batch_size as usize;
@@ -58,7 +58,7 @@ fn print_batch(
     let predictions = classifier.predict(&refs)?;
     for (text, prediction) in texts.iter().zip(&predictions) {
         let line = if args.json {
-            json_line(text, prediction, args.output.top_k)
+            json_line(text, prediction, args.output.top_k, classifier.long_text())
         } else {
             human_line(text, prediction, args.output.top_k)
         };
@@ -67,10 +67,15 @@ fn print_batch(
     flush(out)
 }
 
-fn json_line(text: &str, prediction: &Prediction, top_k: Option<u32>) -> String {
+fn json_line(
+    text: &str,
+    prediction: &Prediction,
+    top_k: Option<u32>,
+    long_text: LongText,
+) -> String {
     let mut record = Map::new();
     record.insert("text".into(), Value::String(text.to_string()));
-    record.extend(result_fields(prediction, top_k));
+    record.extend(result_fields(prediction, top_k, long_text));
     Value::Object(record).to_string()
 }
 
@@ -82,13 +87,15 @@ fn human_line(text: &str, prediction: &Prediction, top_k: Option<u32>) -> String
         .iter()
         .map(|s| format!("{}={:.4}", s.label, s.score))
         .collect();
-    let truncated = if prediction.truncated {
-        " [truncated]"
+    let note = if prediction.truncated {
+        " [truncated]".to_string()
+    } else if prediction.windows > 1 {
+        format!(" [{} windows]", prediction.windows)
     } else {
-        ""
+        String::new()
     };
     format!(
-        "{:<8}  {:.4}  {}  {}{truncated}",
+        "{:<8}  {:.4}  {}  {}{note}",
         prediction.label,
         prediction.score,
         scores.join(" "),

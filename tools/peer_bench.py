@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Peer comparison: `sentiment bench` against HF PyTorch, the transformers
+pipeline, ONNX Runtime fp32 and ONNX Runtime int8 (dynamic quantization), on
+the same model folders, inputs and metrics, at the same thread count, with
+tokenization included. Writes one combined report with sentiment/peer ratios.
+
+Tooling only. From a clean checkout:
+
+    pip install torch==2.15.0 transformers==5.23.0 onnxruntime==1.31.1 onnx==1.23.2 \
+        safetensors==0.8.0 tokenizers==0.23.3
+    cargo build --release
+    python3 tools/peer_bench.py                 # ~15 min on 2 cores
+    python3 tools/peer_bench.py --quick         # fewer runs, ~4 min
+
+Models: the bundled model (models/minilm-l6-sst2, dim 384) and a random
+model with distilbert-base's exact shape (dim 768, 6 layers, FFN 3072),
+written to target/peer-models/ with the same tokenizer.
+Output: bench_results/peers.{md,json}.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench_results"
+T_IMPORT = time.perf_counter()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer,  # noqa: E402
+                          DistilBertConfig, DistilBertForSequenceClassification, pipeline)
+TORCH_IMPORT_S = time.perf_counter() - T_IMPORT
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
+
+
+def stats_ms(samples):
+    s = sorted(samples)
+    n = len(s)
+    rank = lambda q: s[min(max(int(np.ceil(q * n)), 1), n) - 1]  # noqa: E731
+    return {"mean_ms": statistics.fmean(s), "p50_ms": rank(.5), "p95_ms": rank(.95),
+            "p99_ms": rank(.99), "min_ms": s[0], "max_ms": s[-1],
+            "stddev_ms": statistics.pstdev(s)}
+
+
+def dataset(path):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    return [r["text"] for r in rows], [r.get("label") for r in rows]
+
+
+def text_of_length(tok, n):
+    text = "hello " * max(n - 2, 1)
+    while len(tok(text)["input_ids"]) > n and len(text) > 6:
+        text = text[:-6]
+    return text
+
+
+def distilbert_base_random(model_dir: Path, like: Path):
+    if (model_dir / "model.safetensors").exists():
+        return model_dir
+    torch.manual_seed(0)
+    cfg = DistilBertConfig(dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
+                           id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = DistilBertForSequenceClassification(cfg).eval()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model_dir / name).write_bytes((like / name).read_bytes())
+    return model_dir
+
+
+class Peer:
+    """One runtime: load(), encode(texts) -> inputs, run(inputs) -> logits."""
+    name = ""
+
+    def __init__(self, model_dir, threads, work_dir):
+        self.model_dir, self.threads, self.work_dir = model_dir, threads, work_dir
+
+    def predict(self, texts):
+        return self.run(self.encode(texts))
+
+
+class TorchPeer(Peer):
+    name = "PyTorch"
+
+    def load(self):
+        torch.set_num_threads(self.threads)
+        self.tok = AutoTokenizer.from_pretrained(self.model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.model_dir, dtype=torch.float32).eval()
+
+    def encode(self, texts):
+        return self.tok(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+
+    @torch.inference_mode()
+    def run(self, enc):
+        return self.model(**enc).logits.numpy()
+
+
+class PipelinePeer(TorchPeer):
+    name = "transformers pipeline"
+
+    def load(self):
+        super().load()
+        self.pipe = pipeline("text-classification", model=self.model, tokenizer=self.tok,
+                             device="cpu", top_k=None)
+
+    def predict(self, texts):
+        return self.pipe(texts, truncation=True, max_length=512, batch_size=len(texts))
+
+
+class OrtPeer(Peer):
+    name = "ONNX Runtime fp32"
+    quantized = False
+
+    def export(self):
+        onnx_path = self.work_dir / "model.onnx"
+        if not onnx_path.exists():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.model_dir, dtype=torch.float32).eval()
+
+            class Wrapper(torch.nn.Module):
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m
+
+                def forward(self, input_ids, attention_mask):
+                    return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
+
+            ids = torch.ones((2, 16), dtype=torch.long)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            torch.onnx.export(Wrapper(model).eval(), (ids, ids), str(onnx_path),
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_axes={"input_ids": {0: "b", 1: "s"},
+                                            "attention_mask": {0: "b", 1: "s"}},
+                              opset_version=17, dynamo=False)
+        if not self.quantized:
+            return onnx_path
+        int8_path = self.work_dir / "model.int8.onnx"
+        if not int8_path.exists():
+            quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return int8_path
+
+    def load(self):
+        from tokenizers import Tokenizer
+        path = self.export()
+        started = time.perf_counter()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self.tok.enable_truncation(512)
+        self.tok.enable_padding()
+        return time.perf_counter() - started
+
+    def encode(self, texts):
+        enc = self.tok.encode_batch(texts)
+        return {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+
+    def run(self, inputs):
+        return self.session.run(["logits"], inputs)[0]
+
+
+class OrtInt8Peer(OrtPeer):
+    name = "ONNX Runtime int8"
+    quantized = True
+
+
+def measure(peer, texts, labels, args):
+    started = time.perf_counter()
+    peer.load()
+    load_ms = (time.perf_counter() - started) * 1e3
+    started = time.perf_counter()
+    peer.predict(["The first inference pays for lazy setup."])
+    first_ms = (time.perf_counter() - started) * 1e3
+    tok = AutoTokenizer.from_pretrained(peer.model_dir)
+    latency = []
+    for n in args.lengths:
+        text = text_of_length(tok, n)
+        samples = []
+        for run in range(args.warmup + args.runs):
+            started = time.perf_counter()
+            peer.predict([text])
+            if run >= args.warmup:
+                samples.append((time.perf_counter() - started) * 1e3)
+        latency.append({"tokens": n, "total": stats_ms(samples)})
+    order = sorted(range(len(texts)), key=lambda i: len(tok(texts[i])["input_ids"]))
+    throughput = []
+    for bs in args.batch_sizes:
+        started = time.perf_counter()
+        for s in range(0, len(order), bs):
+            peer.predict([texts[i] for i in order[s:s + bs]])
+        seconds = time.perf_counter() - started
+        throughput.append({"batch_size": bs, "sentences": len(texts), "seconds": seconds,
+                           "sentences_per_s": len(texts) / seconds})
+    return {"load_ms": load_ms, "first_inference_ms": first_ms,
+            "latency": latency, "throughput": throughput}
+
+
+def sentiment_bench(model_dir, args, int8=False):
+    cmd = [str(ROOT / "target/release/sentiment"), "--model", str(model_dir),
+           "--threads", str(args.threads), "bench", "--format", "json",
+           "--runs", str(args.runs), "--warmup", str(args.warmup),
+           "--lengths", ",".join(map(str, args.lengths)),
+           "--batch-sizes", ",".join(map(str, args.batch_sizes))]
+    if int8:
+        cmd.insert(3, "--quantize=int8")
+    started = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    report = json.loads(out)
+    report["wall_s"] = time.perf_counter() - started
+    return report
+
+
+def cold_predict_ms(model_dir, args, runs=10):
+    cmd = [str(ROOT / "target/release/sentiment"), "--threads", str(args.threads),
+           "predict", "a cold start"]
+    if model_dir is not None:
+        cmd[1:1] = ["--model", str(model_dir)]
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        samples.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(samples)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[8, 14, 16, 32, 64, 75, 128, 256, 400, 512])
+    ap.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[1, 8, 32])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--int8", action="store_true", help="also bench sentiment --quantize int8")
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.lengths, args.batch_sizes = 10, [14, 75, 400], [32]
+    torch.set_num_threads(args.threads)
+    texts, labels = dataset(ROOT / "test_data" / "sst2_dev.jsonl")
+    bundled = ROOT / "models" / "minilm-l6-sst2"
+    base = distilbert_base_random(ROOT / "target" / "peer-models" / "distilbert-base-random", bundled)
+    models = {"bundled (dim 384)": bundled, "distilbert-base shape (dim 768)": base}
+    peers = [TorchPeer, PipelinePeer, OrtPeer, OrtInt8Peer]
+    results = {"machine": {"cpu": platform.processor() or platform.machine(),
+                           "python": platform.python_version(), "torch": torch.__version__,
+                           "transformers": transformers.__version__,
+                           "onnxruntime": ort.__version__, "threads": args.threads,
+                           "torch_import_s": TORCH_IMPORT_S},
+               "args": vars(args), "models": {}}
+    for label, model_dir in models.items():
+        entry = {}
+        work = ROOT / "target" / "peer-models" / (model_dir.name + "-onnx")
+        for cls in peers:
+            print(f"[{label}] {cls.name}", file=sys.stderr, flush=True)
+            entry[cls.name] = measure(cls(model_dir, args.threads, work), texts, labels, args)
+        print(f"[{label}] sentiment", file=sys.stderr, flush=True)
+        entry["sentiment"] = sentiment_bench(model_dir, args)
+        if args.int8:
+            entry["sentiment int8"] = sentiment_bench(model_dir, args, int8=True)
+        entry["sentiment_cold_predict_ms"] = cold_predict_ms(
+            None if model_dir == bundled else model_dir, args)
+        results["models"][label] = entry
+    OUT.mkdir(exist_ok=True)
+    (OUT / "peers.json").write_text(json.dumps(results, indent=1) + "\n")
+    (OUT / "peers.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def ours(entry, key="sentiment"):
+    dev = entry[key]["devices"][0]
+    lat = {row["tokens"]: row["total"]["p50_ms"] for row in dev["latency"]}
+    thr = {row["batch_size"]: row["sentences_per_s"] for row in dev["throughput"]}
+    return lat, thr
+
+
+def markdown(results):
+    m = results["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['threads']} threads; torch {m['torch']}, "
+             f"transformers {m['transformers']}, onnxruntime {m['onnxruntime']}. "
+             f"Medians (p50), tokenization included. Ratio = peer time / sentiment time "
+             f"(> 1 means sentiment is faster).", ""]
+    for label, entry in results["models"].items():
+        keys = ["sentiment"] + (["sentiment int8"] if "sentiment int8" in entry else [])
+        mine = {k: ours(entry, k) for k in keys}
+        lengths = [row["tokens"] for row in entry["PyTorch"]["latency"]]
+        batches = [row["batch_size"] for row in entry["PyTorch"]["throughput"]]
+        lines.append(f"#### {label}")
+        lines.append("")
+        head = ["runtime", "load ms"] + [f"{n} tok ms" for n in lengths] + \
+               [f"batch {b} sent/s" for b in batches]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for k in keys:
+            dev = entry[k]["devices"][0]
+            lat, thr = mine[k]
+            row = [f"**{k}**", f"{dev['load_ms']:.0f}"] + [f"{lat[n]:.2f}" for n in lengths] + \
+                  [f"{thr[b]:.0f}" for b in batches]
+            lines.append("| " + " | ".join(row) + " |")
+        lat0, thr0 = mine["sentiment"]
+        for name in ["PyTorch", "transformers pipeline", "ONNX Runtime fp32", "ONNX Runtime int8"]:
+            p = entry[name]
+            plat = {r["tokens"]: r["total"]["p50_ms"] for r in p["latency"]}
+            pthr = {r["batch_size"]: r["sentences_per_s"] for r in p["throughput"]}
+            cmp_key = "sentiment int8" if name.endswith("int8") and "sentiment int8" in mine else "sentiment"
+            lat_s, thr_s = mine[cmp_key]
+            row = [name, f"{p['load_ms']:.0f}"] + \
+                  [f"{plat[n]:.2f} ({plat[n] / lat_s[n]:.2f}x)" for n in lengths] + \
+                  [f"{pthr[b]:.0f} ({thr_s[b] / pthr[b]:.2f}x)" for b in batches]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        lines.append(f"Cold `sentiment predict` (process start to result, median of 10): "
+                     f"{entry['sentiment_cold_predict_ms']:.0f} ms. "
+                     f"Python peers pay {m['torch_import_s']:.1f} s to import torch first.")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
