@@ -73,6 +73,7 @@ pub struct Classifier {
     device: Device,
     name: String,
     long_text: LongText,
+    quantized: bool,
 }
 
 impl Classifier {
@@ -120,6 +121,7 @@ impl Classifier {
             device: device.clone(),
             name: files.name.clone(),
             long_text: LongText::Truncate,
+            quantized: false,
         })
     }
 
@@ -141,6 +143,18 @@ impl Classifier {
 
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
+    }
+
+    /// Switches the encoder to int8 weights (`--quantize int8`): faster,
+    /// no longer exact (see the README for the accuracy it keeps).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.model.quantize_int8()?;
+        self.quantized = true;
+        Ok(())
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        self.quantized
     }
 
     pub fn long_text(&self) -> LongText {

@@ -224,6 +224,7 @@ def main():
     # f16 storage halves the file; the Rust loader and HF both upcast to f32.
     half = {k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(half, str(out / "model.safetensors"), metadata={"format": "pt"})
+    cfg.architectures = ["DistilBertForSequenceClassification"]
     cfg.save_pretrained(out)
     tok.save(str(out / "tokenizer.json"), pretty=False)
     (out / "tokenizer_config.json").write_text(json.dumps({

@@ -115,6 +115,8 @@ pub struct DeviceReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// "f32", or "int8" under `--quantize int8`.
+    pub precision: String,
     pub dataset: String,
     pub threads: usize,
     pub system: SystemInfo,
@@ -140,7 +142,12 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<i32> {
         dataset_name,
         dataset_passes: args.passes as usize,
     };
-    let report = run_bench(&model.spec()?, &model.device, &options)?;
+    let report = run_bench(
+        &model.spec()?,
+        &model.device,
+        model.quantize.is_some(),
+        &options,
+    )?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write_line(&mut out, render(&report, args.format).trim_end())?;
@@ -152,6 +159,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<i32> {
 pub fn run_bench(
     spec: &ModelSpec,
     devices: &[DeviceSpec],
+    int8: bool,
     options: &BenchOptions,
 ) -> Result<BenchReport> {
     let progress = if std::io::stderr().is_terminal() {
@@ -166,7 +174,10 @@ pub fn run_bench(
         progress.set_message(format!("{device_spec}: loading"));
         let device = device_spec.open()?;
         let started = Instant::now();
-        let classifier = Classifier::load(&files, &device)?;
+        let mut classifier = Classifier::load(&files, &device)?;
+        if int8 {
+            classifier.quantize_int8()?;
+        }
         let load_ms = ms_since(started);
         let started = Instant::now();
         TextTokenizer::from_json(
@@ -208,6 +219,7 @@ pub fn run_bench(
     progress.finish_and_clear();
     Ok(BenchReport {
         model: files.name.clone(),
+        precision: if int8 { "int8" } else { "f32" }.to_string(),
         dataset: options.dataset_name.clone(),
         threads: candle_core::utils::get_num_threads(),
         system: SystemInfo::collect(),
@@ -486,6 +498,7 @@ fn render_tables(report: &BenchReport, markdown: bool) -> String {
     });
     let system_rows = vec![
         vec!["model".to_string(), report.model.clone()],
+        vec!["precision".into(), report.precision.clone()],
         vec!["dataset".into(), report.dataset.clone()],
         vec!["cpu".into(), sys.cpu.clone()],
         vec!["logical cores".into(), sys.logical_cores.to_string()],

@@ -3,10 +3,11 @@
 //! ffn.lin1/lin2, output_layer_norm).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{Activation, Config};
 use super::embeddings::LAYER_NORM_EPS;
+use super::linear::Linear;
 
 #[derive(Debug, Clone)]
 pub struct MultiHeadSelfAttention {
@@ -22,10 +23,10 @@ pub struct MultiHeadSelfAttention {
 impl MultiHeadSelfAttention {
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         let head_dim = cfg.dim / cfg.n_heads;
-        let q_lin = linear(cfg.dim, cfg.dim, vb.pp("q_lin"))?;
-        let k_lin = linear(cfg.dim, cfg.dim, vb.pp("k_lin"))?;
-        let v_lin = linear(cfg.dim, cfg.dim, vb.pp("v_lin"))?;
-        let out_lin = linear(cfg.dim, cfg.dim, vb.pp("out_lin"))?;
+        let q_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("q_lin"))?;
+        let k_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("k_lin"))?;
+        let v_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("v_lin"))?;
+        let out_lin = Linear::load(cfg.dim, cfg.dim, vb.pp("out_lin"))?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let weight = Tensor::cat(
             &[
@@ -44,11 +45,17 @@ impl MultiHeadSelfAttention {
             0,
         )?;
         Ok(Self {
-            qkv: Linear::new(weight, Some(bias)),
+            qkv: Linear::new(weight, Some(bias))?,
             out_lin,
             n_heads: cfg.n_heads,
             head_dim,
         })
+    }
+
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.qkv = self.qkv.to_int8()?;
+        self.out_lin = self.out_lin.to_int8()?;
+        Ok(())
     }
 
     /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq), 0 for tokens
@@ -72,7 +79,7 @@ impl MultiHeadSelfAttention {
     }
 }
 
-fn bias_of(layer: &Linear) -> Result<Tensor> {
+fn bias_of(layer: &candle_nn::Linear) -> Result<Tensor> {
     layer
         .bias()
         .cloned()
@@ -89,10 +96,18 @@ pub struct FeedForward {
 impl FeedForward {
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         Ok(Self {
-            lin1: linear(cfg.dim, cfg.hidden_dim, vb.pp("lin1"))?,
-            lin2: linear(cfg.hidden_dim, cfg.dim, vb.pp("lin2"))?,
+            lin1: Linear::load(cfg.dim, cfg.hidden_dim, vb.pp("lin1"))?,
+            lin2: Linear::load(cfg.hidden_dim, cfg.dim, vb.pp("lin2"))?,
             activation: cfg.activation,
         })
+    }
+}
+
+impl FeedForward {
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.lin1 = self.lin1.to_int8()?;
+        self.lin2 = self.lin2.to_int8()?;
+        Ok(())
     }
 }
 
@@ -125,6 +140,11 @@ impl TransformerBlock {
         })
     }
 
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.attention.quantize_int8()?;
+        self.ffn.quantize_int8()
+    }
+
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let attended = self.attention.forward(xs, mask_bias)?;
         let xs = self.sa_layer_norm.forward(&(attended + xs)?)?;
@@ -144,6 +164,12 @@ impl Transformer {
             .map(|i| TransformerBlock::load(vb.pp(format!("layer.{i}")), cfg))
             .collect::<Result<_>>()?;
         Ok(Self { layers })
+    }
+
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(TransformerBlock::quantize_int8)
     }
 
     /// `attention_mask`: (batch, seq) with 1 for real tokens and 0 for

@@ -5,6 +5,7 @@ pub mod config;
 pub mod embeddings;
 pub mod encoder;
 pub mod head;
+pub mod linear;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -31,6 +32,12 @@ impl DistilBertForSequenceClassification {
             transformer: Transformer::load(encoder.pp("transformer"), cfg)?,
             head: ClassificationHead::load(vb, cfg, num_labels)?,
         })
+    }
+
+    /// Quantizes the encoder's linear layers to int8 (Q8_0). Embeddings,
+    /// norms and the small classification head stay f32.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.transformer.quantize_int8()
     }
 
     /// `input_ids` and `attention_mask`: (batch, seq) u32. Returns logits

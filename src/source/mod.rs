@@ -3,6 +3,7 @@
 //! here into [`ModelFiles`], which the classifier loads without caring where
 //! the bytes came from.
 
+pub mod bundled;
 pub mod hub;
 pub mod local;
 
@@ -13,12 +14,17 @@ use crate::error::{Error, Result};
 /// The environment variable that names the default model.
 pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
 
-/// The model used when neither `--model` nor `SENTIMENT_MODEL` names one.
-pub const DEFAULT_HUB_MODEL: &str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english";
+/// The reference model the bundled one is compared with (`--model` it to use it).
+pub const REFERENCE_HUB_MODEL: &str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english";
+
+/// The name that selects the bundled model explicitly.
+pub const BUNDLED_NAME: &str = "bundled";
 
 /// A model as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSpec {
+    /// The model compiled into the binary (the default).
+    Bundled,
     /// A folder holding config.json, tokenizer.json and the weights.
     Local(PathBuf),
     /// `owner/name` on the HuggingFace hub, at a revision (branch, tag or commit).
@@ -26,12 +32,15 @@ pub enum ModelSpec {
 }
 
 impl ModelSpec {
-    /// An existing folder wins; otherwise `owner/name` is a hub id. Anything
+    /// An existing folder wins; then "bundled"; then `owner/name` is a hub id. Anything
     /// else is a folder that does not exist, reported as a model error.
     pub fn parse(name: &str, revision: Option<&str>) -> Result<Self> {
         let path = PathBuf::from(name);
         if path.is_dir() {
             return Ok(Self::Local(path));
+        }
+        if name == BUNDLED_NAME {
+            return Ok(Self::Bundled);
         }
         if hub::is_repo_id(name) && !name.starts_with('.') {
             return Ok(Self::Hub {
@@ -52,14 +61,12 @@ impl ModelSpec {
     }
 
     pub fn default_spec() -> Self {
-        Self::Hub {
-            repo_id: DEFAULT_HUB_MODEL.to_string(),
-            revision: "main".to_string(),
-        }
+        Self::Bundled
     }
 
     pub fn resolve(&self) -> Result<ModelFiles> {
         match self {
+            Self::Bundled => Ok(bundled::files()),
             Self::Local(dir) => local::files_in(dir),
             Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision),
         }

@@ -1,0 +1,81 @@
+//! A linear layer that is either dense f32 (exact, the default) or int8
+//! (`--quantize int8`): weights quantized per block of 32 with candle's
+//! Q8_0 and multiplied by its quantized-matmul kernels.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Q8_0 quantizes rows in blocks of this many values.
+const Q8_BLOCK: usize = 32;
+
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// `weight_t` is the (in, out) transpose of HF's (out, in) weight, made
+    /// contiguous once at load: gemm then streams the weights row-major
+    /// instead of repacking a transposed view on every call.
+    Dense {
+        weight: Tensor,
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
+    Int8 {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
+}
+
+impl Linear {
+    pub fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let layer = candle_nn::linear(in_dim, out_dim, vb)?;
+        Self::new(layer.weight().clone(), layer.bias().cloned())
+    }
+
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let weight_t = weight.t()?.contiguous()?;
+        Ok(Self::Dense {
+            weight,
+            weight_t,
+            bias,
+        })
+    }
+
+    /// The int8 form of a dense layer. Layers whose input width is not a
+    /// multiple of the 32-value block stay dense.
+    pub fn to_int8(&self) -> Result<Self> {
+        let Self::Dense { weight, bias, .. } = self else {
+            return Ok(self.clone());
+        };
+        let (_, in_dim) = weight.dims2()?;
+        if in_dim % Q8_BLOCK != 0 {
+            return Ok(self.clone());
+        }
+        let quantized = QTensor::quantize(weight, GgmlDType::Q8_0)?;
+        Ok(Self::Int8 {
+            weight: QMatMul::from_qtensor(quantized)?,
+            bias: bias.clone(),
+        })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        // Both kernels take the input as one contiguous (rows, in) matrix.
+        let dims = xs.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let rows = xs.elem_count() / in_dim;
+        let matrix = xs.contiguous()?.reshape((rows, in_dim))?;
+        let (out, bias) = match self {
+            Self::Dense { weight_t, bias, .. } => (matrix.matmul(weight_t)?, bias),
+            Self::Int8 { weight, bias } => (weight.forward(&matrix)?, bias),
+        };
+        let out = match bias {
+            Some(bias) => out.broadcast_add(bias)?,
+            None => out,
+        };
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = out.dim(1)?;
+        out.reshape(out_dims)
+    }
+}

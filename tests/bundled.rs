@@ -1,0 +1,110 @@
+//! The bundled default model: HF parity on its golden file, its SST-2 dev
+//! accuracy, and long-text behaviour on a real sentiment model.
+
+mod common;
+
+use candle_core::Device;
+use common::*;
+use sentiment::classifier::{Aggregate, LongText};
+use sentiment::{Classifier, ModelSpec};
+
+/// The dev accuracy the shipped model reached (models/minilm-l6-sst2/README.md),
+/// minus the half point of slack the issue allows.
+const MIN_DEV_ACCURACY: f64 = 0.8895;
+
+fn bundled() -> Classifier {
+    let files = ModelSpec::Bundled.resolve().unwrap();
+    Classifier::load(&files, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn the_default_model_is_the_bundled_one() {
+    assert_eq!(ModelSpec::default_spec(), ModelSpec::Bundled);
+    assert_eq!(
+        ModelSpec::parse("bundled", None).unwrap(),
+        ModelSpec::Bundled
+    );
+    let classifier = bundled();
+    assert_eq!(classifier.labels(), ["NEGATIVE", "POSITIVE"]);
+}
+
+#[test]
+fn bundled_logits_match_hf() {
+    let classifier = bundled();
+    let golden = golden(&fixture("golden_bundled.json"));
+    let mut worst = 0f32;
+    for case in &golden.cases {
+        let encoded = classifier.encode(&case.text).unwrap();
+        assert_eq!(encoded.ids, case.ids, "{:?}", case.text);
+        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        let diff = max_abs_diff(&prediction.logits, &case.logits);
+        assert!(diff <= LOGIT_TOLERANCE, "{:?}: {diff}", case.text);
+        worst = worst.max(diff);
+    }
+    for batch in &golden.batches {
+        let texts: Vec<&str> = batch
+            .members
+            .iter()
+            .map(|&i| golden.cases[i].text.as_str())
+            .collect();
+        for (prediction, expected) in classifier
+            .predict(&texts)
+            .unwrap()
+            .iter()
+            .zip(&batch.logits)
+        {
+            let diff = max_abs_diff(&prediction.logits, expected);
+            assert!(diff <= LOGIT_TOLERANCE, "batch {:?}: {diff}", batch.members);
+            worst = worst.max(diff);
+        }
+    }
+    eprintln!("bundled model: max |Δlogit| {worst:e}");
+}
+
+#[test]
+fn bundled_accuracy_on_sst2_dev() {
+    let classifier = bundled();
+    let dev = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/test_data/sst2_dev.jsonl"
+    ))
+    .unwrap();
+    let rows: Vec<serde_json::Value> = dev
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 872);
+    let mut correct = 0;
+    for chunk in rows.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|r| r["text"].as_str().unwrap()).collect();
+        for (prediction, row) in classifier.predict(&texts).unwrap().iter().zip(chunk) {
+            correct += usize::from(prediction.label == row["label"].as_str().unwrap());
+        }
+    }
+    let accuracy = correct as f64 / rows.len() as f64;
+    eprintln!("bundled model SST-2 dev accuracy: {accuracy:.4} ({correct}/872)");
+    assert!(accuracy >= MIN_DEV_ACCURACY, "{accuracy}");
+}
+
+/// Neutral plot summary for 600 tokens, then a verdict: truncation never
+/// sees the verdict, windows do.
+#[test]
+fn windows_see_sentiment_that_truncation_cuts_off() {
+    let text = "the movie follows two brothers who travel across the country by train . ".repeat(40)
+        + &"but in the end it is a dreadful , boring , miserable waste of time and i hated every minute . ".repeat(40);
+    let truncated = bundled().predict(&[&text]).unwrap().remove(0);
+    assert!(truncated.truncated);
+    assert_eq!(truncated.label, "POSITIVE");
+    for aggregate in [Aggregate::Mean, Aggregate::Max] {
+        let mut classifier = bundled();
+        classifier
+            .set_long_text(LongText::Window {
+                stride: 128,
+                aggregate,
+            })
+            .unwrap();
+        let windowed = classifier.predict(&[&text]).unwrap().remove(0);
+        assert!(windowed.windows > 1 && !windowed.truncated);
+        assert_eq!(windowed.label, "NEGATIVE", "{aggregate:?}");
+    }
+}
