@@ -6,6 +6,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{Activation, Config};
+use super::cpu;
 use super::embeddings::LAYER_NORM_EPS;
 use super::linear::Linear;
 
@@ -62,20 +63,34 @@ impl MultiHeadSelfAttention {
     /// to attend to and f32::MIN for padding, as HF's masked_fill.
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, dim) = xs.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(xs)?
+        let qkv = self.qkv.forward(xs)?;
+        let fast = cpu::with_cpu_f32(&qkv, |qkv| {
+            cpu::with_cpu_f32(mask_bias, |bias| {
+                cpu::attention(qkv, bias, batch, seq_len, self.n_heads, self.head_dim)
+            })
+        })
+        .flatten();
+        let context = match fast {
+            Some(context) => Tensor::from_vec(context, (batch, seq_len, dim), xs.device())?,
+            None => self.generic_attention(&qkv, mask_bias)?,
+        };
+        self.out_lin.forward(&context)
+    }
+
+    /// Attention with candle's ops, for devices and dtypes without a fast path.
+    fn generic_attention(&self, qkv: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len, three_dim) = qkv.dims3()?;
+        let qkv = qkv
             .reshape((batch, seq_len, 3, self.n_heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let (query, key, value) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let scores = query.matmul(&key.t()?)?.broadcast_add(mask_bias)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = weights
+        weights
             .matmul(&value)?
             .transpose(1, 2)?
-            .reshape((batch, seq_len, dim))?;
-        self.out_lin.forward(&context)
+            .reshape((batch, seq_len, three_dim / 3))
     }
 }
 

@@ -6,6 +6,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu;
+
 /// Q8_0 quantizes rows in blocks of this many values.
 const Q8_BLOCK: usize = 32;
 
@@ -65,17 +67,43 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / in_dim;
         let matrix = xs.contiguous()?.reshape((rows, in_dim))?;
-        let (out, bias) = match self {
-            Self::Dense { weight_t, bias, .. } => (matrix.matmul(weight_t)?, bias),
-            Self::Int8 { weight, bias } => (weight.forward(&matrix)?, bias),
-        };
-        let out = match bias {
-            Some(bias) => out.broadcast_add(bias)?,
-            None => out,
+        let out = match self {
+            Self::Dense { weight_t, bias, .. } => {
+                match cpu_linear(&matrix, weight_t, bias.as_ref(), rows, in_dim) {
+                    Some(out) => Tensor::from_vec(out, (rows, weight_t.dim(1)?), xs.device())?,
+                    None => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
+                }
+            }
+            Self::Int8 { weight, bias } => with_bias(weight.forward(&matrix)?, bias.as_ref())?,
         };
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = out.dim(1)?;
         out.reshape(out_dims)
     }
+}
+
+fn with_bias(out: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(bias) => out.broadcast_add(bias),
+        None => Ok(out),
+    }
+}
+
+/// The CPU f32 fast path, when every operand is a contiguous CPU f32 tensor.
+fn cpu_linear(
+    matrix: &Tensor,
+    weight_t: &Tensor,
+    bias: Option<&Tensor>,
+    rows: usize,
+    in_dim: usize,
+) -> Option<Vec<f32>> {
+    cpu::with_cpu_f32(matrix, |x| {
+        cpu::with_cpu_f32(weight_t, |w| match bias {
+            Some(bias) => cpu::with_cpu_f32(bias, |b| cpu::linear(x, w, Some(b), rows, in_dim)),
+            None => Some(cpu::linear(x, w, None, rows, in_dim)),
+        })
+    })
+    .flatten()
+    .flatten()
 }

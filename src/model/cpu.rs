@@ -1,0 +1,193 @@
+//! CPU fast paths for the two hot spots of the forward pass, called with the
+//! tensors' f32 buffers directly so each step picks its own parallelism:
+//!
+//! - [`linear`]: one gemm call with the bias fused in, run on one thread when
+//!   the product is too small for a second thread to pay for its wake-up;
+//! - [`attention`]: every (sequence, head) pair is one task on the rayon
+//!   pool, reading q, k and v in place from the fused QKV projection and
+//!   writing its context straight into the (batch, seq, dim) output, with
+//!   no permute or contiguous copies.
+//!
+//! Other devices and dtypes take candle's generic ops instead (see callers).
+
+use candle_core::{CpuStorage, Layout, Storage, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Multiply-adds below which a matmul runs on one thread: a rayon hand-off
+/// costs tens of microseconds, which a product this small does not repay.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// The f32 buffer of a contiguous CPU tensor, passed to `f`.
+pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout): (_, &Layout) = tensor.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(f(&data[start..end])),
+        _ => None,
+    }
+}
+
+fn parallelism(macs: usize) -> Parallelism {
+    let threads = candle_core::utils::get_num_threads();
+    if threads > 1 && macs >= PARALLEL_MIN_MACS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// `x` (rows, in) · `weight_t` (in, out) + `bias` (out), all row-major.
+pub fn linear(
+    x: &[f32],
+    weight_t: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    in_dim: usize,
+) -> Vec<f32> {
+    let out_dim = weight_t.len() / in_dim;
+    let mut out = match bias {
+        Some(bias) => bias.repeat(rows),
+        None => vec![0f32; rows * out_dim],
+    };
+    // SAFETY: the three buffers hold rows*in, in*out and rows*out values,
+    // matching the dimensions and unit/row strides passed to gemm.
+    unsafe {
+        gemm::gemm(
+            rows,
+            out_dim,
+            in_dim,
+            out.as_mut_ptr(),
+            1,
+            out_dim as isize,
+            bias.is_some(),
+            x.as_ptr(),
+            1,
+            in_dim as isize,
+            weight_t.as_ptr(),
+            1,
+            out_dim as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(rows * in_dim * out_dim),
+        );
+    }
+    out
+}
+
+/// A raw pointer that rayon tasks may share; each task writes a disjoint
+/// set of elements through it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the Send wrapper, not the raw
+    /// pointer field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Scaled dot-product attention over the fused projection.
+///
+/// `qkv`: (batch, seq, 3 * dim) with q already scaled by 1/sqrt(head_dim);
+/// `mask_bias`: (batch, seq), 0 or f32::MIN per key. Returns (batch, seq, dim).
+pub fn attention(
+    qkv: &[f32],
+    mask_bias: &[f32],
+    batch: usize,
+    seq: usize,
+    n_heads: usize,
+    head_dim: usize,
+) -> Vec<f32> {
+    let dim = n_heads * head_dim;
+    let row = 3 * dim as isize;
+    let mut out = vec![0f32; batch * seq * dim];
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..batch * n_heads).into_par_iter().for_each_init(
+        || vec![0f32; seq * seq],
+        |scores, task| {
+            let (b, h) = (task / n_heads, task % n_heads);
+            let base = b * seq * 3 * dim + h * head_dim;
+            let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
+            // SAFETY: q, k and v rows are `row` apart and head_dim long inside
+            // qkv; scores is seq*seq; this task's output elements (its head's
+            // columns of its sequence's rows) belong to no other task.
+            unsafe {
+                // scores = q · kᵀ
+                gemm::gemm(
+                    seq,
+                    seq,
+                    head_dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    seq as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    row,
+                    k.as_ptr(),
+                    row,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            let bias = &mask_bias[b * seq..(b + 1) * seq];
+            for scores_row in scores.chunks_exact_mut(seq) {
+                softmax_with_bias(scores_row, bias);
+            }
+            unsafe {
+                // context = softmax(scores) · v, written in place.
+                gemm::gemm(
+                    seq,
+                    head_dim,
+                    seq,
+                    shared.ptr().add(b * seq * dim + h * head_dim),
+                    1,
+                    dim as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    seq as isize,
+                    v.as_ptr(),
+                    1,
+                    row,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        },
+    );
+    out
+}
+
+/// Row softmax of `scores + bias`, max-shifted like torch's.
+fn softmax_with_bias(scores: &mut [f32], bias: &[f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for (s, b) in scores.iter_mut().zip(bias) {
+        *s += b;
+        max = max.max(*s);
+    }
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    for s in scores.iter_mut() {
+        *s *= inv;
+    }
+}
