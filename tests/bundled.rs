@@ -61,9 +61,8 @@ fn bundled_logits_match_hf() {
     eprintln!("bundled model: max |Δlogit| {worst:e}");
 }
 
-#[test]
-fn bundled_accuracy_on_sst2_dev() {
-    let classifier = bundled();
+/// Share of SST-2 dev sentences the classifier labels correctly.
+fn sst2_dev_accuracy(classifier: &Classifier) -> f64 {
     let dev = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/test_data/sst2_dev.jsonl"
@@ -81,9 +80,25 @@ fn bundled_accuracy_on_sst2_dev() {
             correct += usize::from(prediction.label == row["label"].as_str().unwrap());
         }
     }
-    let accuracy = correct as f64 / rows.len() as f64;
-    eprintln!("bundled model SST-2 dev accuracy: {accuracy:.4} ({correct}/872)");
+    correct as f64 / rows.len() as f64
+}
+
+#[test]
+fn bundled_accuracy_on_sst2_dev() {
+    let accuracy = sst2_dev_accuracy(&bundled());
+    eprintln!("bundled model SST-2 dev accuracy: {accuracy:.4}");
     assert!(accuracy >= MIN_DEV_ACCURACY, "{accuracy}");
+}
+
+/// `--quantize int8` keeps accuracy within half a point of f32 (89.45%).
+#[test]
+fn int8_accuracy_on_sst2_dev() {
+    let mut classifier = bundled();
+    classifier.quantize_int8().unwrap();
+    assert!(classifier.is_quantized());
+    let accuracy = sst2_dev_accuracy(&classifier);
+    eprintln!("bundled model, int8: SST-2 dev accuracy {accuracy:.4}");
+    assert!(accuracy >= 0.8945 - 0.005, "{accuracy}");
 }
 
 /// Neutral plot summary for 600 tokens, then a verdict: truncation never

@@ -17,7 +17,6 @@ pub enum Linear {
     /// contiguous once at load: gemm then streams the weights row-major
     /// instead of repacking a transposed view on every call.
     Dense {
-        weight: Tensor,
         weight_t: Tensor,
         bias: Option<Tensor>,
     },
@@ -34,25 +33,22 @@ impl Linear {
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        // Only the transpose is kept, so the weights are held once.
         let weight_t = weight.t()?.contiguous()?;
-        Ok(Self::Dense {
-            weight,
-            weight_t,
-            bias,
-        })
+        Ok(Self::Dense { weight_t, bias })
     }
 
     /// The int8 form of a dense layer. Layers whose input width is not a
     /// multiple of the 32-value block stay dense.
     pub fn to_int8(&self) -> Result<Self> {
-        let Self::Dense { weight, bias, .. } = self else {
+        let Self::Dense { weight_t, bias } = self else {
             return Ok(self.clone());
         };
-        let (_, in_dim) = weight.dims2()?;
+        let (in_dim, _) = weight_t.dims2()?;
         if in_dim % Q8_BLOCK != 0 {
             return Ok(self.clone());
         }
-        let quantized = QTensor::quantize(weight, GgmlDType::Q8_0)?;
+        let quantized = QTensor::quantize(&weight_t.t()?.contiguous()?, GgmlDType::Q8_0)?;
         Ok(Self::Int8 {
             weight: QMatMul::from_qtensor(quantized)?,
             bias: bias.clone(),
@@ -68,7 +64,7 @@ impl Module for Linear {
         let rows = xs.elem_count() / in_dim;
         let matrix = xs.contiguous()?.reshape((rows, in_dim))?;
         let out = match self {
-            Self::Dense { weight_t, bias, .. } => {
+            Self::Dense { weight_t, bias } => {
                 match cpu_linear(&matrix, weight_t, bias.as_ref(), rows, in_dim) {
                     Some(out) => Tensor::from_vec(out, (rows, weight_t.dim(1)?), xs.device())?,
                     None => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
