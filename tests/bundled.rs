@@ -41,23 +41,7 @@ fn bundled_logits_match_hf() {
         assert!(diff <= LOGIT_TOLERANCE, "{:?}: {diff}", case.text);
         worst = worst.max(diff);
     }
-    for batch in &golden.batches {
-        let texts: Vec<&str> = batch
-            .members
-            .iter()
-            .map(|&i| golden.cases[i].text.as_str())
-            .collect();
-        for (prediction, expected) in classifier
-            .predict(&texts)
-            .unwrap()
-            .iter()
-            .zip(&batch.logits)
-        {
-            let diff = max_abs_diff(&prediction.logits, expected);
-            assert!(diff <= LOGIT_TOLERANCE, "batch {:?}: {diff}", batch.members);
-            worst = worst.max(diff);
-        }
-    }
+    worst = worst.max(assert_golden_batches(&classifier, &golden));
     eprintln!("bundled model: max |Δlogit| {worst:e}");
 }
 

@@ -66,3 +66,27 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
 }
+
+/// Asserts the golden file's padded batches: each member's logits within
+/// [`LOGIT_TOLERANCE`] of HF's. Returns the largest difference seen.
+pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
+    let mut worst = 0f32;
+    for batch in &golden.batches {
+        let texts: Vec<&str> = batch
+            .members
+            .iter()
+            .map(|&i| golden.cases[i].text.as_str())
+            .collect();
+        let predictions = classifier.predict(&texts).unwrap();
+        for ((prediction, expected), text) in predictions.iter().zip(&batch.logits).zip(&texts) {
+            let diff = max_abs_diff(&prediction.logits, expected);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "batch {:?}, {text:?}: {diff}",
+                batch.members
+            );
+            worst = worst.max(diff);
+        }
+    }
+    worst
+}
