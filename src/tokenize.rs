@@ -41,8 +41,12 @@ impl From<tokenizers::Error> for TokenizerError {
 
 #[derive(Clone)]
 pub struct TextTokenizer {
+    /// Truncates to `max_tokens` and adds the special tokens.
     inner: Tokenizer,
+    /// The same tokenizer without truncation, for cutting windows.
+    untruncated: Tokenizer,
     max_tokens: usize,
+    stride: usize,
 }
 
 /// Special tokens a window spends on [CLS]/[SEP]; the stride must leave room.
@@ -54,7 +58,14 @@ impl TextTokenizer {
     pub fn from_json(json: &[u8], max_tokens: usize) -> Result<Self, TokenizerError> {
         let mut inner = Tokenizer::from_bytes(json)?;
         inner.with_padding(None);
-        let mut tokenizer = Self { inner, max_tokens };
+        let mut untruncated = inner.clone();
+        untruncated.with_truncation(None)?;
+        let mut tokenizer = Self {
+            inner,
+            untruncated,
+            max_tokens,
+            stride: 0,
+        };
         tokenizer.set_stride(0)?;
         Ok(tokenizer)
     }
@@ -74,6 +85,7 @@ impl TextTokenizer {
             stride,
             direction: TruncationDirection::Right,
         }))?;
+        self.stride = stride;
         Ok(())
     }
 
@@ -94,16 +106,13 @@ impl TextTokenizer {
     /// handling: with a stride, tokenizers 0.23.2 returns a short second
     /// window and drops the rest of the text.
     pub fn encode_windows(&self, text: &str) -> Result<Vec<Encoded>, TokenizerError> {
-        let stride = self.inner.get_truncation().map_or(0, |t| t.stride);
         let special = self
             .inner
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
         let room = self.max_tokens.saturating_sub(special).max(1);
-        let mut untruncated = self.inner.clone();
-        untruncated.with_truncation(None)?;
-        let mut content = untruncated.encode(text, false)?;
-        content.truncate(room, stride.min(room - 1), TruncationDirection::Right);
+        let mut content = self.untruncated.encode(text, false)?;
+        content.truncate(room, self.stride.min(room - 1), TruncationDirection::Right);
         let rest = content.take_overflowing();
         std::iter::once(content)
             .chain(rest)
