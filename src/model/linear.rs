@@ -6,6 +6,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use std::sync::Arc;
+
 use super::cpu;
 
 /// Q8_0 quantizes rows in blocks of this many values.
@@ -13,9 +15,13 @@ const Q8_BLOCK: usize = 32;
 
 #[derive(Debug, Clone)]
 pub enum Linear {
-    /// `weight_t` is the (in, out) transpose of HF's (out, in) weight, made
-    /// contiguous once at load: gemm then streams the weights row-major
-    /// instead of repacking a transposed view on every call.
+    /// CPU f32: weights packed once for the fast path in [`cpu::linear_packed`].
+    Packed {
+        weights: Arc<cpu::PackedWeights>,
+        bias: Option<Tensor>,
+    },
+    /// Other devices: `weight_t` is the (in, out) transpose of HF's (out, in)
+    /// weight, made contiguous once at load.
     Dense {
         weight_t: Tensor,
         bias: Option<Tensor>,
@@ -33,6 +39,16 @@ impl Linear {
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let packed = cpu::with_cpu_f32(&weight.contiguous()?, |w| {
+            cpu::PackedWeights::pack(w, out_dim, in_dim)
+        });
+        if let Some(packed) = packed {
+            return Ok(Self::Packed {
+                weights: Arc::new(packed),
+                bias,
+            });
+        }
         // Only the transpose is kept, so the weights are held once.
         let weight_t = weight.t()?.contiguous()?;
         Ok(Self::Dense { weight_t, bias })
@@ -41,14 +57,22 @@ impl Linear {
     /// The int8 form of a dense layer. Layers whose input width is not a
     /// multiple of the 32-value block stay dense.
     pub fn to_int8(&self) -> Result<Self> {
-        let Self::Dense { weight_t, bias } = self else {
-            return Ok(self.clone());
+        let (weight, bias) = match self {
+            Self::Dense { weight_t, bias } => (weight_t.t()?.contiguous()?, bias),
+            Self::Packed { weights, bias } => {
+                let device = bias
+                    .as_ref()
+                    .map_or(candle_core::Device::Cpu, |b| b.device().clone());
+                let shape = (weights.out_dim(), weights.in_dim());
+                (Tensor::from_vec(weights.unpack(), shape, &device)?, bias)
+            }
+            Self::Int8 { .. } => return Ok(self.clone()),
         };
-        let (in_dim, _) = weight_t.dims2()?;
+        let (_, in_dim) = weight.dims2()?;
         if in_dim % Q8_BLOCK != 0 {
             return Ok(self.clone());
         }
-        let quantized = QTensor::quantize(&weight_t.t()?.contiguous()?, GgmlDType::Q8_0)?;
+        let quantized = QTensor::quantize(&weight, GgmlDType::Q8_0)?;
         Ok(Self::Int8 {
             weight: QMatMul::from_qtensor(quantized)?,
             bias: bias.clone(),
@@ -64,12 +88,20 @@ impl Module for Linear {
         let rows = xs.elem_count() / in_dim;
         let matrix = xs.contiguous()?.reshape((rows, in_dim))?;
         let out = match self {
-            Self::Dense { weight_t, bias } => {
-                match cpu_linear(&matrix, weight_t, bias.as_ref(), rows, in_dim) {
-                    Some(out) => Tensor::from_vec(out, (rows, weight_t.dim(1)?), xs.device())?,
-                    None => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
-                }
+            Self::Packed { weights, bias } => {
+                let out = cpu::with_cpu_f32(&matrix, |x| match bias {
+                    Some(bias) => {
+                        cpu::with_cpu_f32(bias, |b| cpu::linear_packed(x, weights, Some(b), rows))
+                    }
+                    None => Some(cpu::linear_packed(x, weights, None, rows)),
+                })
+                .flatten()
+                .ok_or_else(|| {
+                    candle_core::Error::Msg("packed weights need CPU f32 input".into())
+                })?;
+                Tensor::from_vec(out, (rows, weights.out_dim()), xs.device())?
             }
+            Self::Dense { weight_t, bias } => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
             Self::Int8 { weight, bias } => with_bias(weight.forward(&matrix)?, bias.as_ref())?,
         };
         let mut out_dims = dims;
@@ -84,22 +116,4 @@ fn with_bias(out: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         Some(bias) => out.broadcast_add(bias),
         None => Ok(out),
     }
-}
-
-/// The CPU f32 fast path, when every operand is a contiguous CPU f32 tensor.
-fn cpu_linear(
-    matrix: &Tensor,
-    weight_t: &Tensor,
-    bias: Option<&Tensor>,
-    rows: usize,
-    in_dim: usize,
-) -> Option<Vec<f32>> {
-    cpu::with_cpu_f32(matrix, |x| {
-        cpu::with_cpu_f32(weight_t, |w| match bias {
-            Some(bias) => cpu::with_cpu_f32(bias, |b| cpu::linear(x, w, Some(b), rows, in_dim)),
-            None => Some(cpu::linear(x, w, None, rows, in_dim)),
-        })
-    })
-    .flatten()
-    .flatten()
 }
