@@ -220,6 +220,20 @@ fn resume_continues_an_interrupted_output_exactly() {
     );
     assert_same_results(&std::fs::read_to_string(&missing).unwrap(), &expected);
 
+    // A model that fails to load leaves an existing --output untouched.
+    let broken = Command::new(binary())
+        .args([
+            "-m",
+            "/no/such/model",
+            "batch",
+            "-o",
+            full.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(3));
+    assert_eq!(std::fs::read_to_string(&full).unwrap(), expected);
+
     let no_file = run(&["batch", "--resume"], b"");
     assert_eq!(no_file.status.code(), Some(2), "--resume needs --output");
 }

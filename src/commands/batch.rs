@@ -90,6 +90,9 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<i32> {
             None,
         ),
     };
+    // Load the model before touching --output: a broken model must not
+    // truncate the results of an earlier run.
+    let classifier = model.load_for(&args.long_text)?;
     let out: Box<dyn Write> = match &args.output_file {
         Some(path) => {
             let (file, done) = open_output(path, args.resume)?;
@@ -102,7 +105,6 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<i32> {
     // Ctrl-C stops the stream between lines, so the output ends on a
     // complete line. Failing to install the handler only loses that nicety.
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let classifier = model.load_for(&args.long_text)?;
     let progress = progress_bar(input_len);
     let summary = classify_stream(&classifier, reader, &mut out, &options, &progress)?;
     progress.finish_and_clear();
