@@ -28,13 +28,52 @@ pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R
     }
 }
 
-fn parallelism(macs: usize) -> Parallelism {
-    let threads = candle_core::utils::get_num_threads();
-    if threads > 1 && macs >= PARALLEL_MIN_MACS {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
+/// Whether a product is big enough for its work to be spread over threads.
+fn worth_parallel(macs: usize) -> bool {
+    candle_core::utils::get_num_threads() > 1 && macs >= PARALLEL_MIN_MACS
+}
+
+/// `dst = [dst +] lhs · rhs` on the calling thread (callers parallelise over
+/// independent blocks). `dst` and `lhs` are row-major with the given row
+/// strides; `rhs` is addressed by its strides along k (`rhs_rs`) and along n
+/// (`rhs_cs`), so a transposed operand such as kᵀ is read in place.
+///
+/// # Safety
+/// Every element the dimensions and strides address must lie inside the
+/// pointed-to buffers, and no other thread may write `dst`'s elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        1,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs,
+        rhs_rs,
+        if accumulate { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// Output columns per packed panel: one AVX-512 microkernel's width of work.
@@ -112,34 +151,24 @@ pub fn linear_packed(
         // SAFETY: the panel's block holds in*width values; its output columns
         // start..start+width of every row belong to this panel alone.
         unsafe {
-            gemm::gemm(
-                rows,
-                width,
-                in_dim,
+            matmul(
+                (rows, width, in_dim),
                 shared.ptr().add(start),
-                1,
-                out_dim as isize,
+                out_dim,
                 bias.is_some(),
                 x.as_ptr(),
-                1,
-                in_dim as isize,
+                in_dim,
                 weights.data.as_ptr().add(start * in_dim),
-                1,
                 width as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                1,
             );
         }
     };
     let panels = out_dim.div_ceil(PANEL);
-    if matches!(parallelism(rows * in_dim * out_dim), Parallelism::None) {
-        (0..panels).for_each(panel);
-    } else {
+    if worth_parallel(rows * in_dim * out_dim) {
         (0..panels).into_par_iter().for_each(panel);
+    } else {
+        (0..panels).for_each(panel);
     }
     out
 }
@@ -186,26 +215,16 @@ pub fn attention(
             // columns of its sequence's rows) belong to no other task.
             unsafe {
                 // scores = q · kᵀ
-                gemm::gemm(
-                    seq,
-                    seq,
-                    head_dim,
+                matmul(
+                    (seq, seq, head_dim),
                     scores.as_mut_ptr(),
-                    1,
-                    seq as isize,
+                    seq,
                     false,
                     q.as_ptr(),
-                    1,
-                    row,
+                    3 * dim,
                     k.as_ptr(),
-                    row,
                     1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    row,
                 );
             }
             let bias = &mask_bias[b * seq..(b + 1) * seq];
@@ -214,26 +233,16 @@ pub fn attention(
             }
             unsafe {
                 // context = softmax(scores) · v, written in place.
-                gemm::gemm(
-                    seq,
-                    head_dim,
-                    seq,
+                matmul(
+                    (seq, head_dim, seq),
                     shared.ptr().add(b * seq * dim + h * head_dim),
-                    1,
-                    dim as isize,
+                    dim,
                     false,
                     scores.as_ptr(),
-                    1,
-                    seq as isize,
+                    seq,
                     v.as_ptr(),
-                    1,
                     row,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    1,
                 );
             }
         },
