@@ -154,9 +154,9 @@ pub fn pad_batch(items: &[&Encoded], pad_token_id: u32) -> PaddedBatch {
     for item in items {
         let padding = seq_len - item.len();
         ids.extend_from_slice(&item.ids);
-        ids.extend(std::iter::repeat(pad_token_id).take(padding));
+        ids.extend(std::iter::repeat_n(pad_token_id, padding));
         attention_mask.extend_from_slice(&item.attention_mask);
-        attention_mask.extend(std::iter::repeat(0).take(padding));
+        attention_mask.extend(std::iter::repeat_n(0, padding));
     }
     PaddedBatch {
         ids,

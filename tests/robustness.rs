@@ -287,7 +287,7 @@ fn ctrl_c_leaves_only_complete_lines_and_exits_130() {
     all.extend(rest);
     let lines = json_lines(&all);
     assert!(
-        lines.len() >= 16 && lines.len() % 16 == 0,
+        lines.len() >= 16 && lines.len().is_multiple_of(16),
         "whole windows only: {}",
         lines.len()
     );

@@ -110,7 +110,7 @@ impl Config {
                 return Err(ConfigError::Zero { field });
             }
         }
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             return Err(ConfigError::HeadsDoNotDivideDim {
                 dim: self.dim,
                 n_heads: self.n_heads,

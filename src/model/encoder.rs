@@ -60,7 +60,9 @@ impl MultiHeadSelfAttention {
     }
 
     /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq), 0 for tokens
-    /// to attend to and f32::MIN for padding, as HF's masked_fill.
+    /// to attend to and f32::MIN for padding, as HF's masked_fill. Returns
+    /// the attention output plus `xs`: the block's residual, fused into
+    /// out_lin.
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, dim) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
@@ -74,7 +76,7 @@ impl MultiHeadSelfAttention {
             Some(context) => Tensor::from_vec(context, (batch, seq_len, dim), xs.device())?,
             None => self.generic_attention(&qkv, mask_bias)?,
         };
-        self.out_lin.forward(&context)
+        self.out_lin.forward_fused(&context, Some(xs), None)
     }
 
     /// Attention with candle's ops, for devices and dtypes without a fast path.
@@ -126,14 +128,12 @@ impl FeedForward {
     }
 }
 
-impl Module for FeedForward {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let hidden = self.lin1.forward(xs)?;
-        let hidden = match self.activation {
-            Activation::Gelu => hidden.gelu_erf()?,
-            Activation::Relu => hidden.relu()?,
-        };
-        self.lin2.forward(&hidden)
+impl FeedForward {
+    /// lin2(activation(lin1(xs))) + xs: the residual is fused into lin2 and
+    /// the activation into lin1.
+    pub fn forward_with_residual(&self, xs: &Tensor) -> Result<Tensor> {
+        let hidden = self.lin1.forward_fused(xs, None, Some(self.activation))?;
+        self.lin2.forward_fused(&hidden, Some(xs), None)
     }
 }
 
@@ -162,9 +162,9 @@ impl TransformerBlock {
 
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let attended = self.attention.forward(xs, mask_bias)?;
-        let xs = self.sa_layer_norm.forward(&(attended + xs)?)?;
-        let transformed = self.ffn.forward(&xs)?;
-        self.output_layer_norm.forward(&(transformed + xs)?)
+        let xs = self.sa_layer_norm.forward(&attended)?;
+        let transformed = self.ffn.forward_with_residual(&xs)?;
+        self.output_layer_norm.forward(&transformed)
     }
 }
 

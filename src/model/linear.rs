@@ -8,6 +8,7 @@ use candle_nn::VarBuilder;
 
 use std::sync::Arc;
 
+use super::config::Activation;
 use super::cpu;
 
 /// Q8_0 quantizes rows in blocks of this many values.
@@ -80,34 +81,74 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        // Both kernels take the input as one contiguous (rows, in) matrix.
+impl Linear {
+    /// `activation(xs · Wᵀ + bias + residual)`, the residual being of the
+    /// output's shape. On the packed CPU path the residual add and the
+    /// activation happen on the kernel's accumulators (see
+    /// [`cpu::Epilogue`]); elsewhere they are candle ops.
+    pub fn forward_fused(
+        &self,
+        xs: &Tensor,
+        residual: Option<&Tensor>,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        // Every kernel takes the input as one contiguous (rows, in) matrix.
         let dims = xs.dims().to_vec();
         let in_dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / in_dim;
         let matrix = xs.contiguous()?.reshape((rows, in_dim))?;
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
         let out = match self {
             Self::Packed { weights, bias } => {
-                let out = cpu::with_cpu_f32(&matrix, |x| match bias {
-                    Some(bias) => {
-                        cpu::with_cpu_f32(bias, |b| cpu::linear_packed(x, weights, Some(b), rows))
-                    }
-                    None => Some(cpu::linear_packed(x, weights, None, rows)),
+                let residual = residual.map(Tensor::contiguous).transpose()?;
+                let out = with_optional_f32(bias.as_ref(), |bias| {
+                    with_optional_f32(residual.as_ref(), |residual| {
+                        cpu::with_cpu_f32(&matrix, |x| {
+                            let epilogue = cpu::Epilogue {
+                                residual,
+                                activation,
+                            };
+                            cpu::linear_packed(x, weights, bias, rows, epilogue)
+                        })
+                    })
                 })
                 .flatten()
+                .flatten()
                 .ok_or_else(|| {
-                    candle_core::Error::Msg("packed weights need CPU f32 input".into())
+                    candle_core::Error::Msg("packed weights need CPU f32 tensors".into())
                 })?;
-                Tensor::from_vec(out, (rows, weights.out_dim()), xs.device())?
+                out_dims[last] = weights.out_dim();
+                return Tensor::from_vec(out, out_dims, xs.device());
             }
             Self::Dense { weight_t, bias } => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
             Self::Int8 { weight, bias } => with_bias(weight.forward(&matrix)?, bias.as_ref())?,
         };
-        let mut out_dims = dims;
-        let last = out_dims.len() - 1;
         out_dims[last] = out.dim(1)?;
-        out.reshape(out_dims)
+        let mut out = out.reshape(out_dims)?;
+        if let Some(residual) = residual {
+            out = (out + residual)?;
+        }
+        match activation {
+            Some(Activation::Gelu) => out.gelu_erf(),
+            Some(Activation::Relu) => out.relu(),
+            None => Ok(out),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_fused(xs, None, None)
+    }
+}
+
+/// `f` of the tensor's f32 buffer, or of None when there is no tensor;
+/// None overall when the tensor is not contiguous CPU f32.
+fn with_optional_f32<R>(tensor: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> Option<R> {
+    match tensor {
+        Some(tensor) => cpu::with_cpu_f32(tensor, |data| f(Some(data))),
+        None => Some(f(None)),
     }
 }
 

@@ -1,0 +1,278 @@
+//! An AVX-512 f32 GEMM for `x · Wᵀ + bias` with the weights packed at load,
+//! and the layer's next elementwise step (residual add, GELU or ReLU) done
+//! on the accumulators before they are stored.
+//!
+//! Why not the gemm crate: it packs the activations again on every call and
+//! its microkernel is shaped for large square products. Ours are skinny
+//! (14-512 rows against 384-3072 columns), so a register tile of 12 rows by
+//! 32 columns that reads the activations in place and streams one packed
+//! panel of weights runs 2-3x faster on them (benches/forward.rs).
+
+use std::arch::x86_64::*;
+
+use super::{Activation, Epilogue, PackedWeights, SharedOut, PANEL};
+
+/// Rows per register tile: 12 rows x 2 vectors = 24 accumulators, leaving
+/// registers for two weight vectors and a broadcast.
+const TILE_ROWS: usize = 12;
+/// Depth of one pass over a panel, so a panel's slice (KC x 32 floats,
+/// 48 KiB) and the activation block it meets stay in L1/L2 between tiles.
+const KC: usize = 384;
+/// Rows per parallel task: a multiple of TILE_ROWS whose activation block
+/// (MC x KC) fits in L2 next to the panel.
+const MC: usize = 96;
+
+const _: () = assert!(PANEL == 32, "the microkernel is two 16-lane vectors wide");
+
+/// Whether this CPU runs the kernel (checked once by std and cached).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// `out = epilogue(x · Wᵀ + bias)`. `x` is (rows, in) row-major, `out`
+/// (rows, out) row-major. Caller checks [`available`].
+pub fn linear(
+    x: &[f32],
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) -> Vec<f32> {
+    let (k, n) = (weights.in_dim, weights.out_dim);
+    assert_eq!(x.len(), rows * k, "input is (rows, in)");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), n, "bias has one value per output");
+    }
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(residual.len(), rows * n, "residual has the output's shape");
+    }
+    let mut out = vec![0f32; rows * n];
+    let shared = SharedOut(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL);
+    let row_blocks = rows.div_ceil(MC);
+    let task = |index: usize| {
+        let (block, panel) = (index / panels, index % panels);
+        let row0 = block * MC;
+        let tile = Tile {
+            x,
+            weights,
+            bias,
+            epilogue: &epilogue,
+            out: shared,
+            row0,
+            rows: MC.min(rows - row0),
+            panel,
+        };
+        // SAFETY: avx512f is present (caller checked `available`); the
+        // asserts above bound every access; each task writes only its own
+        // rows x panel block of `out`.
+        unsafe { tile.run() }
+    };
+    if parallel {
+        use rayon::prelude::*;
+        (0..row_blocks * panels).into_par_iter().for_each(task);
+    } else {
+        (0..row_blocks * panels).for_each(task);
+    }
+    out
+}
+
+/// One task: a block of up to MC rows against one panel of 32 outputs.
+struct Tile<'a> {
+    x: &'a [f32],
+    weights: &'a PackedWeights,
+    bias: Option<&'a [f32]>,
+    epilogue: &'a Epilogue<'a>,
+    out: SharedOut,
+    row0: usize,
+    rows: usize,
+    panel: usize,
+}
+
+impl Tile<'_> {
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run(&self) {
+        let (k, n) = (self.weights.in_dim, self.weights.out_dim);
+        let col0 = self.panel * PANEL;
+        let cols = PANEL.min(n - col0);
+        let panel = self.weights.data.as_ptr().add(self.panel * PANEL * k);
+        let mut depth = 0;
+        while depth < k {
+            let kc = KC.min(k - depth);
+            let pass = Pass {
+                k: kc,
+                first: depth == 0,
+                last: depth + kc == k,
+            };
+            // Rows split evenly over the fewest tiles (14 = 7 + 7, not
+            // 12 + 2), since a thin tile does little work per weight load.
+            let tiles = self.rows.div_ceil(TILE_ROWS);
+            let even = self.rows.div_ceil(tiles);
+            let mut row = self.row0;
+            while row < self.row0 + self.rows {
+                let tile_rows = even.min(self.row0 + self.rows - row);
+                let at = Operands {
+                    x: self.x.as_ptr().add(row * k + depth),
+                    x_stride: k,
+                    panel: panel.add(depth * PANEL),
+                    out: self.out.ptr().add(row * n + col0),
+                    out_stride: n,
+                    cols,
+                    bias: self.bias.map(|b| b.as_ptr().add(col0)),
+                    residual: self
+                        .epilogue
+                        .residual
+                        .map(|r| r.as_ptr().add(row * n + col0)),
+                    activation: self.epilogue.activation,
+                };
+                match tile_rows {
+                    12 => microkernel::<12>(&at, pass),
+                    11 => microkernel::<11>(&at, pass),
+                    10 => microkernel::<10>(&at, pass),
+                    9 => microkernel::<9>(&at, pass),
+                    8 => microkernel::<8>(&at, pass),
+                    7 => microkernel::<7>(&at, pass),
+                    6 => microkernel::<6>(&at, pass),
+                    5 => microkernel::<5>(&at, pass),
+                    4 => microkernel::<4>(&at, pass),
+                    3 => microkernel::<3>(&at, pass),
+                    2 => microkernel::<2>(&at, pass),
+                    _ => microkernel::<1>(&at, pass),
+                }
+                row += tile_rows;
+            }
+            depth += kc;
+        }
+    }
+}
+
+/// Which slice of the depth a microkernel call covers: the first pass
+/// starts from zero, later ones add to what is stored, the last one applies
+/// the epilogue.
+#[derive(Clone, Copy)]
+struct Pass {
+    k: usize,
+    first: bool,
+    last: bool,
+}
+
+/// Pointers to the top-left corner of one register tile.
+struct Operands {
+    x: *const f32,
+    x_stride: usize,
+    panel: *const f32,
+    out: *mut f32,
+    out_stride: usize,
+    cols: usize,
+    bias: Option<*const f32>,
+    residual: Option<*const f32>,
+    activation: Option<Activation>,
+}
+
+/// Lane masks for the two 16-wide halves of a panel `cols` wide.
+fn masks(cols: usize) -> [__mmask16; 2] {
+    let bits = if cols >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << cols) - 1
+    };
+    [bits as __mmask16, (bits >> 16) as __mmask16]
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
+    let mask = masks(at.cols);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    if !pass.first {
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (half, lane) in row.iter_mut().enumerate() {
+                let at_out = at.out.add(i * at.out_stride + 16 * half);
+                *lane = _mm512_maskz_loadu_ps(mask[half], at_out);
+            }
+        }
+    }
+    // Index loops over the constant R unroll into named registers; iterator
+    // borrows of `acc` here made LLVM spill it to the stack every step.
+    let mut x_rows = [at.x; R];
+    for (i, x_row) in x_rows.iter_mut().enumerate() {
+        *x_row = at.x.add(i * at.x_stride);
+    }
+    let mut panel = at.panel;
+    for p in 0..pass.k {
+        // The panel is zero-padded to 32 columns, so full loads are in bounds.
+        let w0 = _mm512_loadu_ps(panel);
+        let w1 = _mm512_loadu_ps(panel.add(16));
+        panel = panel.add(PANEL);
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..R {
+            let x = _mm512_set1_ps(*x_rows[i].add(p));
+            acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (half, lane) in row.iter().enumerate() {
+            let at_out = at.out.add(i * at.out_stride + 16 * half);
+            _mm512_mask_storeu_ps(at_out, mask[half], *lane);
+        }
+    }
+    if pass.last {
+        epilogue(at, R, mask);
+    }
+}
+
+/// Bias, residual and activation over a tile just stored (so still in L1).
+/// A pass of its own: done on `acc` above, its size kept LLVM from
+/// unrolling the loop, and the accumulators lived on the stack.
+#[target_feature(enable = "avx512f")]
+unsafe fn epilogue(at: &Operands, rows: usize, mask: [__mmask16; 2]) {
+    for i in 0..rows {
+        for (half, &mask) in mask.iter().enumerate() {
+            let offset = i * at.out_stride + 16 * half;
+            let mut lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
+            if let Some(bias) = at.bias {
+                lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));
+            }
+            if let Some(residual) = at.residual {
+                lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, residual.add(offset)));
+            }
+            lane = match at.activation {
+                Some(Activation::Gelu) => gelu(lane),
+                Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
+                None => lane,
+            };
+            _mm512_mask_storeu_ps(at.out.add(offset), mask, lane);
+        }
+    }
+}
+
+/// GELU(x) = x/2 · (1 + erf(x/√2)), with [`super::erf`]'s rational erf.
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu(x: __m512) -> __m512 {
+    let half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
+    let erf = erf(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+    ));
+    _mm512_fmadd_ps(half_x, erf, half_x)
+}
+
+/// Sixteen lanes of [`super::erf`]: the same coefficients, the same order
+/// of operations, so both paths give the same GELU.
+#[target_feature(enable = "avx512f")]
+unsafe fn erf(x: __m512) -> __m512 {
+    use super::erf_coefficients::{ALPHA, BETA};
+    let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
+    let x2 = _mm512_mul_ps(x, x);
+    let mut p = _mm512_set1_ps(ALPHA[0]);
+    for &alpha in &ALPHA[1..] {
+        p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(alpha));
+    }
+    p = _mm512_mul_ps(x, p);
+    let mut q = _mm512_set1_ps(BETA[0]);
+    for &beta in &BETA[1..] {
+        q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(beta));
+    }
+    _mm512_div_ps(p, q)
+}
