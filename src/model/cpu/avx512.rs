@@ -70,8 +70,7 @@ pub fn linear(
         unsafe { tile.run() }
     };
     if parallel {
-        use rayon::prelude::*;
-        (0..row_blocks * panels).into_par_iter().for_each(task);
+        super::parallel_for(row_blocks * panels, task);
     } else {
         (0..row_blocks * panels).for_each(task);
     }

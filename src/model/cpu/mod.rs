@@ -6,8 +6,7 @@
 //!   residual and activation applied before the tile is stored, or by the
 //!   gemm crate on other CPUs; work is spread over threads unless the
 //!   product is too small to repay a wake-up;
-//! - [`attention`]: every (sequence, head) pair is one task on the rayon
-//!   pool, reading q, k and v in place from the fused QKV projection and
+//! - [`attention`]: every (sequence, head) pair is one task, reading q, k and v in place from the fused QKV projection and
 //!   writing its context straight into the (batch, seq, dim) output, with
 //!   no permute or contiguous copies.
 //!
@@ -20,11 +19,19 @@ use super::config::Activation;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 use gemm::Parallelism;
-use rayon::prelude::*;
-
-/// Multiply-adds below which a matmul runs on one thread: a rayon hand-off
-/// costs tens of microseconds, which a product this small does not repay.
+/// Multiply-adds below which a matmul runs on one thread: handing work to
+/// another thread costs microseconds, which a product this small does not
+/// repay.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// Runs `task(i)` for every i in 0..n on candle's persistent thread pool.
+/// Its workers spin for a while between calls and the calling thread takes
+/// a share, so the dozens of parallel steps in one forward pass cost no
+/// sleep/wake-up each: with rayon, futex and sched_yield were a quarter of
+/// a 14-token forward pass.
+fn parallel_for(n: usize, task: impl Fn(usize) + Sync) {
+    candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(&task));
+}
 
 /// The f32 buffer of a contiguous CPU tensor, passed to `f`.
 pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
@@ -188,7 +195,7 @@ pub fn linear_packed(
     };
     let panels = out_dim.div_ceil(PANEL);
     if parallel {
-        (0..panels).into_par_iter().for_each(panel);
+        parallel_for(panels, panel);
     } else {
         (0..panels).for_each(panel);
     }
@@ -244,7 +251,7 @@ mod erf_coefficients {
     ];
 }
 
-/// A raw pointer that rayon tasks may share; each task writes a disjoint
+/// A raw pointer that parallel tasks may share; each task writes a disjoint
 /// set of elements through it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -275,49 +282,51 @@ pub fn attention(
     let row = 3 * dim as isize;
     let mut out = vec![0f32; batch * seq * dim];
     let shared = SharedOut(out.as_mut_ptr());
-    (0..batch * n_heads).into_par_iter().for_each_init(
-        || vec![0f32; seq * seq],
-        |scores, task| {
-            let (b, h) = (task / n_heads, task % n_heads);
-            let base = b * seq * 3 * dim + h * head_dim;
-            let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
-            // SAFETY: q, k and v rows are `row` apart and head_dim long inside
-            // qkv; scores is seq*seq; this task's output elements (its head's
-            // columns of its sequence's rows) belong to no other task.
-            unsafe {
-                // scores = q · kᵀ
-                matmul(
-                    (seq, seq, head_dim),
-                    scores.as_mut_ptr(),
-                    seq,
-                    false,
-                    q.as_ptr(),
-                    3 * dim,
-                    k.as_ptr(),
-                    1,
-                    row,
-                );
-            }
-            let bias = &mask_bias[b * seq..(b + 1) * seq];
-            for scores_row in scores.chunks_exact_mut(seq) {
-                softmax_with_bias(scores_row, bias);
-            }
-            unsafe {
-                // context = softmax(scores) · v, written in place.
-                matmul(
-                    (seq, head_dim, seq),
-                    shared.ptr().add(b * seq * dim + h * head_dim),
-                    dim,
-                    false,
-                    scores.as_ptr(),
-                    seq,
-                    v.as_ptr(),
-                    row,
-                    1,
-                );
-            }
-        },
-    );
+    let head_task = |task: usize, scores: &mut [f32]| {
+        let (b, h) = (task / n_heads, task % n_heads);
+        let base = b * seq * 3 * dim + h * head_dim;
+        let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
+        // SAFETY: q, k and v rows are `row` apart and head_dim long inside
+        // qkv; scores is seq*seq; this task's output elements (its head's
+        // columns of its sequence's rows) belong to no other task.
+        unsafe {
+            // scores = q · kᵀ
+            matmul(
+                (seq, seq, head_dim),
+                scores.as_mut_ptr(),
+                seq,
+                false,
+                q.as_ptr(),
+                3 * dim,
+                k.as_ptr(),
+                1,
+                row,
+            );
+        }
+        let bias = &mask_bias[b * seq..(b + 1) * seq];
+        for scores_row in scores.chunks_exact_mut(seq) {
+            softmax_with_bias(scores_row, bias);
+        }
+        unsafe {
+            // context = softmax(scores) · v, written in place.
+            matmul(
+                (seq, head_dim, seq),
+                shared.ptr().add(b * seq * dim + h * head_dim),
+                dim,
+                false,
+                scores.as_ptr(),
+                seq,
+                v.as_ptr(),
+                row,
+                1,
+            );
+        }
+    };
+    // One scores buffer per chunk of tasks, not per task.
+    candle_core::utils::barrier_pool().execute_chunked(batch * n_heads, |tasks| {
+        let mut scores = vec![0f32; seq * seq];
+        tasks.for_each(|task| head_task(task, &mut scores));
+    });
     out
 }
 
