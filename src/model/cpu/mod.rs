@@ -305,6 +305,11 @@ pub fn attention(
         }
         let bias = &mask_bias[b * seq..(b + 1) * seq];
         for scores_row in scores.chunks_exact_mut(seq) {
+            #[cfg(target_arch = "x86_64")]
+            if avx512::available() {
+                avx512::softmax_with_bias(scores_row, bias);
+                continue;
+            }
             softmax_with_bias(scores_row, bias);
         }
         unsafe {
@@ -370,6 +375,32 @@ mod tests {
             .map(|x| (erf(x) as f64 - erf_reference(x.clamp(-4.0, 4.0) as f64)).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-6, "max |erf error| {worst}");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_softmax_matches_the_scalar_one_including_masked_keys() {
+        if !avx512::available() {
+            return;
+        }
+        for n in [1, 15, 16, 17, 75, 400] {
+            let scores: Vec<f32> = (0..n).map(|i| ((i * 31 % 17) as f32 - 8.0) * 1.7).collect();
+            let bias: Vec<f32> = (0..n)
+                .map(|i| if i % 5 == 4 { f32::MIN } else { 0.0 })
+                .collect();
+            let (mut scalar, mut vector) = (scores.clone(), scores);
+            softmax_with_bias(&mut scalar, &bias);
+            avx512::softmax_with_bias(&mut vector, &bias);
+            for (i, (s, v)) in scalar.iter().zip(&vector).enumerate() {
+                assert!(
+                    (s - v).abs() <= 1e-6 * s.max(1e-3),
+                    "n={n} [{i}]: {v} vs {s}"
+                );
+                if bias[i] == f32::MIN {
+                    assert_eq!(*v, 0.0, "a masked key gets exactly no weight");
+                }
+            }
+        }
     }
 
     /// Every shape the kernel splits differently: row counts around the
