@@ -282,8 +282,19 @@ pub fn attention(
     let row = 3 * dim as isize;
     let mut out = vec![0f32; batch * seq * dim];
     let shared = SharedOut(out.as_mut_ptr());
+    // Keys after a sequence's last real token get exactly zero weight
+    // (e^(f32::MIN - max) is 0 in f32) and padding queries feed no real
+    // token's output, so each sequence attends over its own length only:
+    // a padded batch costs what its real tokens cost. Padding rows keep a
+    // zero context.
+    let lengths: Vec<usize> = mask_bias
+        .chunks_exact(seq)
+        .map(|bias| bias.iter().rposition(|&b| b == 0.0).map_or(seq, |last| last + 1))
+        .collect();
     let head_task = |task: usize, scores: &mut [f32]| {
         let (b, h) = (task / n_heads, task % n_heads);
+        let len = lengths[b];
+        let scores = &mut scores[..len * len];
         let base = b * seq * 3 * dim + h * head_dim;
         let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
         // SAFETY: q, k and v rows are `row` apart and head_dim long inside
@@ -292,9 +303,9 @@ pub fn attention(
         unsafe {
             // scores = q · kᵀ
             matmul(
-                (seq, seq, head_dim),
+                (len, len, head_dim),
                 scores.as_mut_ptr(),
-                seq,
+                len,
                 false,
                 q.as_ptr(),
                 3 * dim,
@@ -303,8 +314,8 @@ pub fn attention(
                 row,
             );
         }
-        let bias = &mask_bias[b * seq..(b + 1) * seq];
-        for scores_row in scores.chunks_exact_mut(seq) {
+        let bias = &mask_bias[b * seq..b * seq + len];
+        for scores_row in scores.chunks_exact_mut(len) {
             #[cfg(target_arch = "x86_64")]
             if avx512::available() {
                 avx512::softmax_with_bias(scores_row, bias);
@@ -315,12 +326,12 @@ pub fn attention(
         unsafe {
             // context = softmax(scores) · v, written in place.
             matmul(
-                (seq, head_dim, seq),
+                (len, head_dim, len),
                 shared.ptr().add(b * seq * dim + h * head_dim),
                 dim,
                 false,
                 scores.as_ptr(),
-                seq,
+                len,
                 v.as_ptr(),
                 row,
                 1,
