@@ -2,7 +2,9 @@
 //! DistilBERT has no token-type embeddings.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
+
+use super::norm::LayerNorm;
 
 use super::config::Config;
 
@@ -32,7 +34,7 @@ impl Embeddings {
                     vb.pp("position_embeddings"),
                 )?
             };
-        let layer_norm = layer_norm(cfg.dim, LAYER_NORM_EPS, vb.pp("LayerNorm"))?;
+        let layer_norm = LayerNorm::load(cfg.dim, LAYER_NORM_EPS, vb.pp("LayerNorm"))?;
         Ok(Self {
             word_embeddings,
             position_embeddings,

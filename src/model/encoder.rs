@@ -3,12 +3,13 @@
 //! ffn.lin1/lin2, output_layer_norm).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
 use super::cpu;
 use super::embeddings::LAYER_NORM_EPS;
 use super::linear::Linear;
+use super::norm::LayerNorm;
 
 #[derive(Debug, Clone)]
 pub struct MultiHeadSelfAttention {
@@ -149,9 +150,13 @@ impl TransformerBlock {
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         Ok(Self {
             attention: MultiHeadSelfAttention::load(vb.pp("attention"), cfg)?,
-            sa_layer_norm: layer_norm(cfg.dim, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
+            sa_layer_norm: LayerNorm::load(cfg.dim, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
             ffn: FeedForward::load(vb.pp("ffn"), cfg)?,
-            output_layer_norm: layer_norm(cfg.dim, LAYER_NORM_EPS, vb.pp("output_layer_norm"))?,
+            output_layer_norm: LayerNorm::load(
+                cfg.dim,
+                LAYER_NORM_EPS,
+                vb.pp("output_layer_norm"),
+            )?,
         })
     }
 

@@ -1,6 +1,8 @@
 //! A linear layer that is either dense f32 (exact, the default) or int8
-//! (`--quantize int8`): weights quantized per block of 32 with candle's
-//! Q8_0 and multiplied by its quantized-matmul kernels.
+//! (`--quantize int8`). int8 on CPUs with AVX-512 VNNI is our kernel
+//! ([`cpu::int8`]: per-channel int8 weights, per-row uint8 activations, as
+//! ONNX Runtime's dynamic quantization); elsewhere candle's Q8_0 (blocks of
+//! 32 with an f16 scale) and its quantized matmul.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
@@ -27,6 +29,13 @@ pub enum Linear {
         weight_t: Tensor,
         bias: Option<Tensor>,
     },
+    /// int8 on AVX-512 VNNI CPUs, packed for [`cpu::linear_int8`].
+    #[cfg(target_arch = "x86_64")]
+    Vnni {
+        weights: Arc<cpu::int8::PackedInt8>,
+        bias: Option<Tensor>,
+    },
+    /// int8 elsewhere: candle's Q8_0.
     Int8 {
         weight: QMatMul,
         bias: Option<Tensor>,
@@ -55,8 +64,9 @@ impl Linear {
         Ok(Self::Dense { weight_t, bias })
     }
 
-    /// The int8 form of a dense layer. Layers whose input width is not a
-    /// multiple of the 32-value block stay dense.
+    /// The int8 form of a dense layer: VNNI-packed on CPUs that have it;
+    /// otherwise Q8_0, where layers whose input width is not a multiple of
+    /// its 32-value block stay dense.
     pub fn to_int8(&self) -> Result<Self> {
         let (weight, bias) = match self {
             Self::Dense { weight_t, bias } => (weight_t.t()?.contiguous()?, bias),
@@ -68,9 +78,24 @@ impl Linear {
                 (Tensor::from_vec(weights.unpack(), shape, &device)?, bias)
             }
             Self::Int8 { .. } => return Ok(self.clone()),
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni { .. } => return Ok(self.clone()),
         };
-        let (_, in_dim) = weight.dims2()?;
-        if in_dim % Q8_BLOCK != 0 {
+        let (out_dim, in_dim) = weight.dims2()?;
+        #[cfg(target_arch = "x86_64")]
+        if weight.device().is_cpu() && cpu::int8::available() {
+            let weight = weight.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            let packed = cpu::with_cpu_f32(&weight, |w| {
+                cpu::int8::PackedInt8::quantize(w, out_dim, in_dim)
+            });
+            if let Some(packed) = packed {
+                return Ok(Self::Vnni {
+                    weights: Arc::new(packed),
+                    bias: bias.clone(),
+                });
+            }
+        }
+        if !in_dim.is_multiple_of(Q8_BLOCK) {
             return Ok(self.clone());
         }
         let quantized = QTensor::quantize(&weight, GgmlDType::Q8_0)?;
@@ -101,23 +126,25 @@ impl Linear {
         let last = out_dims.len() - 1;
         let out = match self {
             Self::Packed { weights, bias } => {
-                let residual = residual.map(Tensor::contiguous).transpose()?;
-                let out = with_optional_f32(bias.as_ref(), |bias| {
-                    with_optional_f32(residual.as_ref(), |residual| {
-                        cpu::with_cpu_f32(&matrix, |x| {
-                            let epilogue = cpu::Epilogue {
-                                residual,
-                                activation,
-                            };
-                            cpu::linear_packed(x, weights, bias, rows, epilogue)
-                        })
-                    })
-                })
-                .flatten()
-                .flatten()
-                .ok_or_else(|| {
-                    candle_core::Error::Msg("packed weights need CPU f32 tensors".into())
-                })?;
+                let out = run_on_cpu(
+                    &matrix,
+                    bias.as_ref(),
+                    residual,
+                    |x, bias, epilogue| cpu::linear_packed(x, weights, bias, rows, epilogue),
+                    activation,
+                )?;
+                out_dims[last] = weights.out_dim();
+                return Tensor::from_vec(out, out_dims, xs.device());
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni { weights, bias } => {
+                let out = run_on_cpu(
+                    &matrix,
+                    bias.as_ref(),
+                    residual,
+                    |x, bias, epilogue| cpu::linear_int8(x, weights, bias, rows, epilogue),
+                    activation,
+                )?;
                 out_dims[last] = weights.out_dim();
                 return Tensor::from_vec(out, out_dims, xs.device());
             }
@@ -141,6 +168,31 @@ impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.forward_fused(xs, None, None)
     }
+}
+
+/// Calls a CPU kernel with the f32 buffers of the input, bias and residual.
+fn run_on_cpu(
+    matrix: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    kernel: impl FnOnce(&[f32], Option<&[f32]>, cpu::Epilogue) -> Vec<f32>,
+    activation: Option<Activation>,
+) -> Result<Vec<f32>> {
+    let residual = residual.map(Tensor::contiguous).transpose()?;
+    with_optional_f32(bias, |bias| {
+        with_optional_f32(residual.as_ref(), |residual| {
+            cpu::with_cpu_f32(matrix, |x| {
+                let epilogue = cpu::Epilogue {
+                    residual,
+                    activation,
+                };
+                kernel(x, bias, epilogue)
+            })
+        })
+    })
+    .flatten()
+    .flatten()
+    .ok_or_else(|| candle_core::Error::Msg("CPU kernels need CPU f32 tensors".into()))
 }
 
 /// `f` of the tensor's f32 buffer, or of None when there is no tensor;

@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod head;
 pub mod linear;
+pub mod norm;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;

@@ -115,15 +115,8 @@ impl Tile<'_> {
                     x: self.x.as_ptr().add(row * k + depth),
                     x_stride: k,
                     panel: panel.add(depth * PANEL),
-                    out: self.out.ptr().add(row * n + col0),
-                    out_stride: n,
                     cols,
-                    bias: self.bias.map(|b| b.as_ptr().add(col0)),
-                    residual: self
-                        .epilogue
-                        .residual
-                        .map(|r| r.as_ptr().add(row * n + col0)),
-                    activation: self.epilogue.activation,
+                    output: Output::at(self.out, n, row, col0, self.bias, self.epilogue),
                 };
                 match tile_rows {
                     12 => microkernel::<12>(&at, pass),
@@ -161,16 +154,44 @@ struct Operands {
     x: *const f32,
     x_stride: usize,
     panel: *const f32,
-    out: *mut f32,
-    out_stride: usize,
     cols: usize,
-    bias: Option<*const f32>,
-    residual: Option<*const f32>,
-    activation: Option<Activation>,
+    output: Output,
+}
+
+/// Where a tile's results go, and what [`epilogue`] does to them.
+pub(super) struct Output {
+    pub out: *mut f32,
+    pub stride: usize,
+    pub bias: Option<*const f32>,
+    pub residual: Option<*const f32>,
+    pub activation: Option<Activation>,
+}
+
+impl Output {
+    /// The tile at (`row`, `col`) of a (rows, `n`) output.
+    ///
+    /// # Safety
+    /// (`row`, `col`) must lie inside `out` and the bias and residual.
+    pub(super) unsafe fn at(
+        out: SharedOut,
+        n: usize,
+        row: usize,
+        col: usize,
+        bias: Option<&[f32]>,
+        epilogue: &Epilogue,
+    ) -> Self {
+        Self {
+            out: out.ptr().add(row * n + col),
+            stride: n,
+            bias: bias.map(|b| b.as_ptr().add(col)),
+            residual: epilogue.residual.map(|r| r.as_ptr().add(row * n + col)),
+            activation: epilogue.activation,
+        }
+    }
 }
 
 /// Lane masks for the two 16-wide halves of a panel `cols` wide.
-fn masks(cols: usize) -> [__mmask16; 2] {
+pub(super) fn masks(cols: usize) -> [__mmask16; 2] {
     let bits = if cols >= 32 {
         u32::MAX
     } else {
@@ -186,7 +207,7 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
     if !pass.first {
         for (i, row) in acc.iter_mut().enumerate() {
             for (half, lane) in row.iter_mut().enumerate() {
-                let at_out = at.out.add(i * at.out_stride + 16 * half);
+                let at_out = at.output.out.add(i * at.output.stride + 16 * half);
                 *lane = _mm512_maskz_loadu_ps(mask[half], at_out);
             }
         }
@@ -212,12 +233,12 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
     }
     for (i, row) in acc.iter().enumerate() {
         for (half, lane) in row.iter().enumerate() {
-            let at_out = at.out.add(i * at.out_stride + 16 * half);
+            let at_out = at.output.out.add(i * at.output.stride + 16 * half);
             _mm512_mask_storeu_ps(at_out, mask[half], *lane);
         }
     }
     if pass.last {
-        epilogue(at, R, mask);
+        epilogue(&at.output, R, mask);
     }
 }
 
@@ -225,10 +246,10 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
 /// A pass of its own: done on `acc` above, its size kept LLVM from
 /// unrolling the loop, and the accumulators lived on the stack.
 #[target_feature(enable = "avx512f")]
-unsafe fn epilogue(at: &Operands, rows: usize, mask: [__mmask16; 2]) {
+pub(super) unsafe fn epilogue(at: &Output, rows: usize, mask: [__mmask16; 2]) {
     for i in 0..rows {
         for (half, &mask) in mask.iter().enumerate() {
-            let offset = i * at.out_stride + 16 * half;
+            let offset = i * at.stride + 16 * half;
             let mut lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
             if let Some(bias) = at.bias {
                 lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));

@@ -18,6 +18,8 @@ use super::config::Activation;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod int8;
 use gemm::Parallelism;
 /// Multiply-adds below which a matmul runs on one thread: handing work to
 /// another thread costs microseconds, which a product this small does not
@@ -210,6 +212,62 @@ pub fn linear_packed(
     out
 }
 
+/// [`linear_packed`] with int8 weights (see [`int8`]); x86-64 with
+/// AVX-512 VNNI only, which callers check with [`int8::available`].
+#[cfg(target_arch = "x86_64")]
+pub fn linear_int8(
+    x: &[f32],
+    weights: &int8::PackedInt8,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+) -> Vec<f32> {
+    let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 4);
+    int8::linear(x, weights, bias, rows, epilogue, parallel)
+}
+
+/// LayerNorm over rows of `weight.len()` values, as torch computes it:
+/// mean, then the biased variance of the centred values. Rows are spread
+/// over the pool when there are enough of them to repay it.
+pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+    let dim = weight.len();
+    let rows = x.len() / dim;
+    let mut out = vec![0f32; x.len()];
+    let shared = SharedOut(out.as_mut_ptr());
+    let norm_rows = |chunk: std::ops::Range<usize>| {
+        for r in chunk {
+            let row = &x[r * dim..(r + 1) * dim];
+            let mean = lane_sum(row.iter().copied()) / dim as f32;
+            let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / dim as f32;
+            let inv_std = 1.0 / (var + eps).sqrt();
+            // SAFETY: row r of `out` is written by this chunk alone.
+            let out_row = unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(r * dim), dim) };
+            for (((o, v), w), b) in out_row.iter_mut().zip(row).zip(weight).zip(bias) {
+                *o = (v - mean) * inv_std * w + b;
+            }
+        }
+    };
+    const ROWS_PER_TASK: usize = 16;
+    if worth_parallel(x.len() * 16) && rows > ROWS_PER_TASK {
+        parallel_for(rows.div_ceil(ROWS_PER_TASK), |task| {
+            norm_rows(task * ROWS_PER_TASK..rows.min((task + 1) * ROWS_PER_TASK))
+        });
+    } else {
+        norm_rows(0..rows);
+    }
+    out
+}
+
+/// A sum in 16 interleaved partial sums, which the compiler keeps in one
+/// vector register (a single running f32 sum cannot be vectorised).
+fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (i, v) in values.enumerate() {
+        lanes[i % 16] += v;
+    }
+    lanes.iter().sum()
+}
+
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
 pub fn gelu(x: f32) -> f32 {
     let half_x = 0.5 * x;
@@ -289,7 +347,11 @@ pub fn attention(
     // zero context.
     let lengths: Vec<usize> = mask_bias
         .chunks_exact(seq)
-        .map(|bias| bias.iter().rposition(|&b| b == 0.0).map_or(seq, |last| last + 1))
+        .map(|bias| {
+            bias.iter()
+                .rposition(|&b| b == 0.0)
+                .map_or(seq, |last| last + 1)
+        })
         .collect();
     let head_task = |task: usize, scores: &mut [f32]| {
         let (b, h) = (task / n_heads, task % n_heads);
@@ -409,6 +471,46 @@ mod tests {
                 );
                 if bias[i] == f32::MIN {
                     assert_eq!(*v, 0.0, "a masked key gets exactly no weight");
+                }
+            }
+        }
+    }
+
+    /// int8 is approximate by design: each output within 1% of the row's
+    /// largest exact output, over shapes that leave partial quads, tiles
+    /// and panels; the epilogue applied as in f32.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn int8_linear_is_within_quantization_error_of_f32() {
+        if !int8::available() {
+            return;
+        }
+        for (rows, in_dim, out_dim) in [(1, 6, 3), (13, 384, 70), (30, 1536, 96)] {
+            let x: Vec<f32> = (0..rows * in_dim)
+                .map(|i| ((i * 37 % 101) as f32 - 30.0) / 50.0)
+                .collect();
+            let w: Vec<f32> = (0..out_dim * in_dim)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 200.0)
+                .collect();
+            let bias: Vec<f32> = (0..out_dim).map(|o| o as f32 / 10.0 - 1.0).collect();
+            let exact = linear_packed(
+                &x,
+                &PackedWeights::pack(&w, out_dim, in_dim),
+                Some(&bias),
+                rows,
+                Epilogue::default(),
+            );
+            let packed = int8::PackedInt8::quantize(&w, out_dim, in_dim);
+            let got = linear_int8(&x, &packed, Some(&bias), rows, Epilogue::default());
+            for (r, (want_row, got_row)) in
+                exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
+            {
+                let scale = want_row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (o, (want, got)) in want_row.iter().zip(got_row).enumerate() {
+                    assert!(
+                        (want - got).abs() <= 0.01 * scale,
+                        "{rows}x{in_dim}x{out_dim} [{r},{o}]: {got} vs {want} (row max {scale})"
+                    );
                 }
             }
         }
