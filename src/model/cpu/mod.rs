@@ -237,11 +237,16 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
     let norm_rows = |chunk: std::ops::Range<usize>| {
         for r in chunk {
             let row = &x[r * dim..(r + 1) * dim];
-            let mean = lane_sum(row.iter().copied()) / dim as f32;
-            let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / dim as f32;
-            let inv_std = 1.0 / (var + eps).sqrt();
             // SAFETY: row r of `out` is written by this chunk alone.
             let out_row = unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(r * dim), dim) };
+            #[cfg(target_arch = "x86_64")]
+            if avx512::available() {
+                avx512::layer_norm_row(row, weight, bias, eps, out_row);
+                continue;
+            }
+            let mean = row.iter().sum::<f32>() / dim as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+            let inv_std = 1.0 / (var + eps).sqrt();
             for (((o, v), w), b) in out_row.iter_mut().zip(row).zip(weight).zip(bias) {
                 *o = (v - mean) * inv_std * w + b;
             }
@@ -256,16 +261,6 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
         norm_rows(0..rows);
     }
     out
-}
-
-/// A sum in 16 interleaved partial sums, which the compiler keeps in one
-/// vector register (a single running f32 sum cannot be vectorised).
-fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
-    let mut lanes = [0f32; 16];
-    for (i, v) in values.enumerate() {
-        lanes[i % 16] += v;
-    }
-    lanes.iter().sum()
 }
 
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
@@ -311,15 +306,22 @@ mod erf_coefficients {
 
 /// A raw pointer that parallel tasks may share; each task writes a disjoint
 /// set of elements through it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+struct SharedOut<T = f32>(*mut T);
+unsafe impl<T> Send for SharedOut<T> {}
+unsafe impl<T> Sync for SharedOut<T> {}
 
-impl SharedOut {
+// Copy by hand: derive would require T: Copy.
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
     /// Through a method, so closures capture the Send wrapper, not the raw
     /// pointer field.
-    fn ptr(self) -> *mut f32 {
+    fn ptr(self) -> *mut T {
         self.0
     }
 }
