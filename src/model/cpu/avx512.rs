@@ -255,20 +255,34 @@ pub(super) unsafe fn epilogue(at: &Output, rows: usize, mask: [__mmask16; 2]) {
     for i in 0..rows {
         for (half, &mask) in mask.iter().enumerate() {
             let offset = i * at.stride + 16 * half;
-            let mut lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
-            if let Some(bias) = at.bias {
-                lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));
-            }
-            if let Some(residual) = at.residual {
-                lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, residual.add(offset)));
-            }
-            lane = match at.activation {
-                Some(Activation::Gelu) => gelu(lane),
-                Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
-                None => lane,
-            };
-            _mm512_mask_storeu_ps(at.out.add(offset), mask, lane);
+            let lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
+            _mm512_mask_storeu_ps(at.out.add(offset), mask, finish(at, i, half, mask, lane));
         }
+    }
+}
+
+/// One vector of row `i`, half `half` of a tile, plus bias and residual,
+/// through the activation.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn finish(
+    at: &Output,
+    i: usize,
+    half: usize,
+    mask: __mmask16,
+    lane: __m512,
+) -> __m512 {
+    let mut lane = lane;
+    if let Some(bias) = at.bias {
+        lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));
+    }
+    if let Some(residual) = at.residual {
+        let offset = i * at.stride + 16 * half;
+        lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, residual.add(offset)));
+    }
+    match at.activation {
+        Some(Activation::Gelu) => gelu(lane),
+        Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
+        None => lane,
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{epilogue, masks, Output};
+use super::avx512::{finish, masks, Output};
 use super::{Epilogue, SharedOut, PANEL};
 
 /// Rows per register tile, as in the f32 kernel: 24 i32 accumulators.
@@ -246,7 +246,6 @@ unsafe fn run_tile(
             _ => microkernel::<1>(at),
         }
         dequantize(&output, x, weights, row, col0, tile_rows, mask);
-        epilogue(&output, tile_rows, mask);
         row += tile_rows;
     }
 }
@@ -293,7 +292,7 @@ unsafe fn microkernel<const R: usize>(
     }
 }
 
-/// The i32 sums of a tile back to f32, in place.
+/// The i32 sums of a tile back to f32, through the f32 epilogue, in place.
 #[target_feature(enable = "avx512f")]
 unsafe fn dequantize(
     output: &Output,
@@ -318,7 +317,7 @@ unsafe fn dequantize(
             let scales = _mm512_maskz_loadu_ps(mask, weights.scales.as_ptr().add(col));
             let scale = _mm512_mul_ps(scales, _mm512_set1_ps(x_scale));
             let value = _mm512_mul_ps(_mm512_cvtepi32_ps(centred), scale);
-            _mm512_mask_storeu_ps(at, mask, value);
+            _mm512_mask_storeu_ps(at, mask, finish(output, i, half, mask, value));
         }
     }
 }

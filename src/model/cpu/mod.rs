@@ -480,7 +480,7 @@ mod tests {
 
     /// int8 is approximate by design: each output within 1% of the row's
     /// largest exact output, over shapes that leave partial quads, tiles
-    /// and panels; the epilogue applied as in f32.
+    /// and panels, with the residual and GELU epilogue applied as in f32.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn int8_linear_is_within_quantization_error_of_f32() {
@@ -495,15 +495,22 @@ mod tests {
                 .map(|i| ((i * 53 % 97) as f32 - 48.0) / 200.0)
                 .collect();
             let bias: Vec<f32> = (0..out_dim).map(|o| o as f32 / 10.0 - 1.0).collect();
+            let residual: Vec<f32> = (0..rows * out_dim)
+                .map(|i| (i % 13) as f32 / 13.0)
+                .collect();
+            let epilogue = Epilogue {
+                residual: Some(&residual),
+                activation: Some(Activation::Gelu),
+            };
             let exact = linear_packed(
                 &x,
                 &PackedWeights::pack(&w, out_dim, in_dim),
                 Some(&bias),
                 rows,
-                Epilogue::default(),
+                epilogue,
             );
             let packed = int8::PackedInt8::quantize(&w, out_dim, in_dim);
-            let got = linear_int8(&x, &packed, Some(&bias), rows, Epilogue::default());
+            let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue);
             for (r, (want_row, got_row)) in
                 exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
             {
