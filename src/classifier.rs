@@ -79,8 +79,9 @@ pub struct Classifier {
 impl Classifier {
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
         let config_path = &files.config.origin;
-        let config = Config::from_json(&files.config.bytes)
+        let mut config = Config::from_json(&files.config.bytes)
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+        config.word_embedding_dtype = stored_half_dtype(&files.weights, WORD_EMBEDDINGS);
         config
             .validate()
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
@@ -347,6 +348,38 @@ pub fn scores_from_logits(logits: &[f32], problem_type: ProblemType) -> Vec<f32>
         }
         ProblemType::Regression => logits.to_vec(),
     }
+}
+
+const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
+
+/// The dtype a safetensors checkpoint stores `tensor` in, if f16 or bf16.
+/// Reads only the header; None when it cannot tell (the tensor then loads
+/// as f32, which is always correct).
+fn stored_half_dtype(weights: &Weights, tensor: &str) -> Option<DType> {
+    let header = match weights {
+        Weights::Embedded { bytes, .. } => safetensors_header(&mut &bytes[..]),
+        Weights::Safetensors(path) => safetensors_header(&mut std::fs::File::open(path).ok()?),
+        Weights::Pytorch(_) => None,
+    }?;
+    match header.get(tensor)?.get("dtype")?.as_str()? {
+        "F16" => Some(DType::F16),
+        "BF16" => Some(DType::BF16),
+        _ => None,
+    }
+}
+
+/// A safetensors header: a little-endian u64 length, then that much JSON.
+fn safetensors_header(reader: &mut impl std::io::Read) -> Option<serde_json::Value> {
+    let mut length = [0u8; 8];
+    reader.read_exact(&mut length).ok()?;
+    let length = u64::from_le_bytes(length);
+    // The format caps headers at 100 MB; anything bigger is not one.
+    if length > 100_000_000 {
+        return None;
+    }
+    let mut json = vec![0u8; length as usize];
+    reader.read_exact(&mut json).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {

@@ -20,7 +20,19 @@ pub struct Embeddings {
 
 impl Embeddings {
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        let word_embeddings = embedding(cfg.vocab_size, cfg.dim, vb.pp("word_embeddings"))?;
+        let word_embeddings = match cfg.word_embedding_dtype {
+            Some(dtype) => {
+                let shape = (cfg.vocab_size, cfg.dim);
+                let table = vb.pp("word_embeddings").get_with_hints_dtype(
+                    shape,
+                    "weight",
+                    Default::default(),
+                    dtype,
+                )?;
+                Embedding::new(table, cfg.dim)
+            }
+            None => embedding(cfg.vocab_size, cfg.dim, vb.pp("word_embeddings"))?,
+        };
         let position_embeddings =
             if cfg.sinusoidal_pos_embds && !vb.contains_tensor("position_embeddings.weight") {
                 // HF saves the sinusoidal table as a weight, so checkpoints
@@ -48,7 +60,7 @@ impl Module for Embeddings {
     fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (_batch, seq_len) = input_ids.dims2()?;
         let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
-        let words = self.word_embeddings.forward(input_ids)?;
+        let words = self.word_embeddings.forward(input_ids)?.to_dtype(DType::F32)?;
         let positions = self.position_embeddings.forward(&positions)?;
         self.layer_norm.forward(&words.broadcast_add(&positions)?)
     }
