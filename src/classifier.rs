@@ -2,11 +2,10 @@
 //! one device. The CLI, the tests and the benches all go through this.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
 use crate::model::{Config, DistilBertForSequenceClassification, ProblemType};
-use crate::source::{ModelFiles, Weights};
+use crate::source::{weights, ModelFiles};
 use crate::tokenize::{pad_batch, Encoded, TextTokenizer};
 
 /// One label and its score.
@@ -81,13 +80,14 @@ impl Classifier {
         let config_path = &files.config.origin;
         let mut config = Config::from_json(&files.config.bytes)
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
-        config.word_embedding_dtype = stored_half_dtype(&files.weights, WORD_EMBEDDINGS);
+        config.word_embedding_dtype =
+            weights::stored_half_dtype(&files.weights, weights::WORD_EMBEDDINGS);
         config
             .validate()
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
 
         let weights_path = files.weights.origin();
-        let vb = var_builder(&files.weights, device)?;
+        let vb = weights::var_builder(&files.weights, device)?;
         let weight_error = |err: candle_core::Error| Error::model(weights_path, err);
         let num_labels = vb
             .get_unchecked("classifier.weight")
@@ -348,52 +348,4 @@ pub fn scores_from_logits(logits: &[f32], problem_type: ProblemType) -> Vec<f32>
         }
         ProblemType::Regression => logits.to_vec(),
     }
-}
-
-const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
-
-/// The dtype a safetensors checkpoint stores `tensor` in, if f16 or bf16.
-/// Reads only the header; None when it cannot tell (the tensor then loads
-/// as f32, which is always correct).
-fn stored_half_dtype(weights: &Weights, tensor: &str) -> Option<DType> {
-    let header = match weights {
-        Weights::Embedded { bytes, .. } => safetensors_header(&mut &bytes[..]),
-        Weights::Safetensors(path) => safetensors_header(&mut std::fs::File::open(path).ok()?),
-        Weights::Pytorch(_) => None,
-    }?;
-    match header.get(tensor)?.get("dtype")?.as_str()? {
-        "F16" => Some(DType::F16),
-        "BF16" => Some(DType::BF16),
-        _ => None,
-    }
-}
-
-/// A safetensors header: a little-endian u64 length, then that much JSON.
-fn safetensors_header(reader: &mut impl std::io::Read) -> Option<serde_json::Value> {
-    let mut length = [0u8; 8];
-    reader.read_exact(&mut length).ok()?;
-    let length = u64::from_le_bytes(length);
-    // The format caps headers at 100 MB; anything bigger is not one.
-    if length > 100_000_000 {
-        return None;
-    }
-    let mut json = vec![0u8; length as usize];
-    reader.read_exact(&mut json).ok()?;
-    serde_json::from_slice(&json).ok()
-}
-
-fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {
-    let path = weights.origin();
-    let result = match weights {
-        // SAFETY: the file is mapped read-only; candle's loaders assume it is
-        // not modified while mapped, as every mmap-based loader must.
-        Weights::Safetensors(path) => unsafe {
-            VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device)
-        },
-        Weights::Pytorch(path) => VarBuilder::from_pth(path, DType::F32, device),
-        Weights::Embedded { bytes, .. } => {
-            VarBuilder::from_slice_safetensors(bytes, DType::F32, device)
-        }
-    };
-    result.map_err(|err| Error::model(path, format!("cannot read weights: {err}")))
 }

@@ -6,6 +6,7 @@
 pub mod bundled;
 pub mod hub;
 pub mod local;
+pub mod weights;
 
 use std::path::PathBuf;
 
