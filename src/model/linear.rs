@@ -71,30 +71,24 @@ impl Linear {
         let (weight, bias) = match self {
             Self::Dense { weight_t, bias } => (weight_t.t()?.contiguous()?, bias),
             Self::Packed { weights, bias } => {
-                let device = bias
-                    .as_ref()
-                    .map_or(candle_core::Device::Cpu, |b| b.device().clone());
+                // Packed weights are CPU f32: VNNI converts them panel by
+                // panel; Q8_0 needs them back in HF's (out, in) layout.
+                #[cfg(target_arch = "x86_64")]
+                if cpu::int8::available() {
+                    return Ok(Self::Vnni {
+                        weights: Arc::new(cpu::int8::PackedInt8::from_f32(weights)),
+                        bias: bias.clone(),
+                    });
+                }
                 let shape = (weights.out_dim(), weights.in_dim());
-                (Tensor::from_vec(weights.unpack(), shape, &device)?, bias)
+                let weight = Tensor::from_vec(weights.unpack(), shape, &candle_core::Device::Cpu)?;
+                (weight, bias)
             }
             Self::Int8 { .. } => return Ok(self.clone()),
             #[cfg(target_arch = "x86_64")]
             Self::Vnni { .. } => return Ok(self.clone()),
         };
-        let (out_dim, in_dim) = weight.dims2()?;
-        #[cfg(target_arch = "x86_64")]
-        if weight.device().is_cpu() && cpu::int8::available() {
-            let weight = weight.to_dtype(candle_core::DType::F32)?.contiguous()?;
-            let packed = cpu::with_cpu_f32(&weight, |w| {
-                cpu::int8::PackedInt8::quantize(w, out_dim, in_dim)
-            });
-            if let Some(packed) = packed {
-                return Ok(Self::Vnni {
-                    weights: Arc::new(packed),
-                    bias: bias.clone(),
-                });
-            }
-        }
+        let (_, in_dim) = weight.dims2()?;
         if !in_dim.is_multiple_of(Q8_BLOCK) {
             return Ok(self.clone());
         }

@@ -15,7 +15,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::{finish, masks, Output};
-use super::{Epilogue, SharedOut, PANEL};
+use super::{Epilogue, PackedWeights, SharedOut, PANEL};
 
 /// Rows per register tile, as in the f32 kernel: 24 i32 accumulators.
 const TILE_ROWS: usize = 12;
@@ -46,26 +46,57 @@ pub struct PackedInt8 {
 }
 
 impl PackedInt8 {
-    /// Quantizes and packs a row-major (out, in) f32 weight.
-    pub fn quantize(weight: &[f32], out_dim: usize, in_dim: usize) -> Self {
+    /// Quantizes f32 weights packed for the f32 kernel. Both layouts are
+    /// panel-major with the same panel width, so each panel converts on
+    /// its own, and panels go in parallel: int8 start-up is mostly this.
+    pub fn from_f32(weights: &PackedWeights) -> Self {
+        let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
         let quads = in_dim.div_ceil(QUAD);
         let panels = out_dim.div_ceil(PANEL);
-        let mut data = vec![0i8; panels * PANEL * quads * QUAD];
-        let mut scales = Vec::with_capacity(out_dim);
-        let mut column_sums = Vec::with_capacity(out_dim);
-        for (o, row) in weight.chunks_exact(in_dim).enumerate() {
-            let max = row.iter().fold(0f32, |m, w| m.max(w.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            let panel = &mut data[(o / PANEL) * PANEL * quads * QUAD..];
-            let mut sum = 0i32;
-            for (k, &w) in row.iter().enumerate() {
-                let q = (w / scale).round().clamp(-127.0, 127.0) as i8;
-                panel[(k / QUAD) * PANEL * QUAD + (o % PANEL) * QUAD + k % QUAD] = q;
-                sum += q as i32;
+        let panel_bytes = PANEL * quads * QUAD;
+        let mut data = vec![0i8; panels * panel_bytes];
+        let mut scales = vec![1f32; panels * PANEL];
+        let mut column_sums = vec![0i32; panels * PANEL];
+        let (data_out, scales_out, sums_out) = (
+            SharedOut(data.as_mut_ptr()),
+            SharedOut(scales.as_mut_ptr()),
+            SharedOut(column_sums.as_mut_ptr()),
+        );
+        super::parallel_for(panels, |panel| {
+            // (in, PANEL) f32, zero-padded past out_dim.
+            let source = &weights.data[panel * PANEL * in_dim..(panel + 1) * PANEL * in_dim];
+            // SAFETY: each panel writes only its own block and columns.
+            let (block, scales, sums) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(
+                        data_out.ptr().add(panel * panel_bytes),
+                        panel_bytes,
+                    ),
+                    std::slice::from_raw_parts_mut(scales_out.ptr().add(panel * PANEL), PANEL),
+                    std::slice::from_raw_parts_mut(sums_out.ptr().add(panel * PANEL), PANEL),
+                )
+            };
+            for (col, scale) in scales.iter_mut().enumerate() {
+                let max = (0..in_dim).fold(0f32, |m, k| m.max(source[k * PANEL + col].abs()));
+                if max > 0.0 {
+                    *scale = max / 127.0;
+                }
             }
-            scales.push(scale);
-            column_sums.push(sum);
-        }
+            let inverse: Vec<f32> = scales.iter().map(|s| 1.0 / s).collect();
+            for (k, row) in source.chunks_exact(PANEL).enumerate() {
+                let quad = &mut block[(k / QUAD) * PANEL * QUAD..][..PANEL * QUAD];
+                for (col, (&w, &inverse)) in row.iter().zip(&inverse).enumerate() {
+                    // Round half away from zero, as f32::round, without its
+                    // libm call (a third of int8 start-up); |w·inverse| <= 127.
+                    let scaled = w * inverse;
+                    let q = (scaled + 0.5f32.copysign(scaled)) as i8;
+                    quad[col * QUAD + k % QUAD] = q;
+                    sums[col] += q as i32;
+                }
+            }
+        });
+        scales.truncate(out_dim);
+        column_sums.truncate(out_dim);
         Self {
             data,
             scales,

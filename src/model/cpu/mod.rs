@@ -509,7 +509,7 @@ mod tests {
                 rows,
                 epilogue,
             );
-            let packed = int8::PackedInt8::quantize(&w, out_dim, in_dim);
+            let packed = int8::PackedInt8::from_f32(&PackedWeights::pack(&w, out_dim, in_dim));
             let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue);
             for (r, (want_row, got_row)) in
                 exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
