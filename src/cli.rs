@@ -261,9 +261,14 @@ pub struct BenchArgs {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    if let Some(threads) = cli.model.threads {
-        crate::device::set_cpu_threads(threads.into());
-    }
+    // Always pinned, the default too: candle re-counts physical cores from
+    // /proc/cpuinfo on every call that needs the count unless the variable
+    // is set, and its head matmuls ask on every forward pass.
+    let threads = cli
+        .model
+        .threads
+        .map_or_else(candle_core::utils::get_num_threads, usize::from);
+    crate::device::set_cpu_threads(threads);
     match &cli.command {
         Command::Predict(args) => commands::predict::run(&cli.model, args),
         Command::Batch(args) => commands::batch::run(&cli.model, args),

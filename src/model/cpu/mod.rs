@@ -46,7 +46,16 @@ pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R
 
 /// Whether a product is big enough for its work to be spread over threads.
 fn worth_parallel(macs: usize) -> bool {
-    candle_core::utils::get_num_threads() > 1 && macs >= PARALLEL_MIN_MACS
+    thread_count() > 1 && macs >= PARALLEL_MIN_MACS
+}
+
+/// candle's thread count, read once: without RAYON_NUM_THREADS set, each
+/// `get_num_threads` call parses /proc/cpuinfo (num_cpus), which cost
+/// more than a 14-token linear layer. `--threads` sets the variable before
+/// the first forward pass, so caching it is safe.
+fn thread_count() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
 /// `dst = [dst +] lhs · rhs` on the calling thread (callers parallelise over
