@@ -394,11 +394,14 @@ unsafe fn exp(x: __m512) -> __m512 {
 
 /// One LayerNorm row: torch's two-pass mean and biased variance, sixteen
 /// lanes at a time. Caller checks [`available`].
-pub fn layer_norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+///
+/// # Safety
+/// `out` must be valid for `row.len()` writes (it may be uninitialised).
+pub unsafe fn layer_norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: *mut f32) {
     let dim = row.len();
-    assert!(weight.len() == dim && bias.len() == dim && out.len() == dim);
-    // SAFETY: avx512f is present (caller checked); all four slices are
-    // `dim` long and every access below is masked to it.
+    assert!(weight.len() == dim && bias.len() == dim);
+    // SAFETY: avx512f is present (caller checked); the slices are `dim`
+    // long, `out` is valid for `dim` writes, and every access is masked.
     unsafe { layer_norm_row_unchecked(row, weight, bias, eps, out) }
 }
 
@@ -408,7 +411,7 @@ unsafe fn layer_norm_row_unchecked(
     weight: &[f32],
     bias: &[f32],
     eps: f32,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let dim = row.len();
     let lanes = |i: usize| -> __mmask16 {
@@ -436,6 +439,6 @@ unsafe fn layer_norm_row_unchecked(
     for i in (0..dim).step_by(16) {
         let normed = _mm512_mul_ps(_mm512_sub_ps(load(row, i), mean), inv_std);
         let value = _mm512_fmadd_ps(normed, load(weight, i), load(bias, i));
-        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), lanes(i), value);
+        _mm512_mask_storeu_ps(out.add(i), lanes(i), value);
     }
 }

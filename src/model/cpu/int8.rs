@@ -127,14 +127,17 @@ struct QuantizedRows {
 /// 0) maps onto 0..=255. Rows are spread over the pool when there are many.
 fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> QuantizedRows {
     let stride = in_dim.div_ceil(QUAD) * QUAD;
-    let mut data = vec![0u8; rows * stride];
+    // Uninitialised but for the quad padding, zeroed here; quantize_row
+    // writes the rest (see `set_len`).
+    let mut data = Vec::<u8>::with_capacity(rows * stride);
     let mut params = vec![(0f32, 0i32); rows];
     let (data_out, params_out) = (SharedOut(data.as_mut_ptr()), SharedOut(params.as_mut_ptr()));
     let quantize = |r: usize| {
         // SAFETY: avx512f is present (the caller checked `available`); row
         // r's bytes and parameters are written by this call alone.
         unsafe {
-            let out = std::slice::from_raw_parts_mut(data_out.ptr().add(r * stride), in_dim);
+            let out = data_out.ptr().add(r * stride);
+            out.add(in_dim).write_bytes(0, stride - in_dim);
             *params_out.ptr().add(r) = quantize_row(&x[r * in_dim..(r + 1) * in_dim], out);
         }
     };
@@ -143,6 +146,8 @@ fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> Quant
     } else {
         (0..rows).for_each(quantize);
     }
+    // SAFETY: every row's bytes, padding included, were written above.
+    unsafe { data.set_len(rows * stride) };
     QuantizedRows {
         data,
         stride,
@@ -151,9 +156,10 @@ fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> Quant
     }
 }
 
-/// Quantizes one row into `out`; returns its (scale, zero point).
+/// Quantizes one row into `out` (valid for `row.len()` writes); returns
+/// its (scale, zero point).
 #[target_feature(enable = "avx512f")]
-unsafe fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
+unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
     let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for values in row.chunks(16) {
         let mask = ((1u32 << values.len()) - 1) as __mmask16;
@@ -165,7 +171,7 @@ unsafe fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
     let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
     let zero = (-min / scale).round().clamp(0.0, 255.0);
     let (inv_scale, zero_lanes) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
-    for (values, bytes) in row.chunks(16).zip(out.chunks_mut(16)) {
+    for (chunk, values) in row.chunks(16).enumerate() {
         let mask = ((1u32 << values.len()) - 1) as __mmask16;
         let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
         // Round to nearest even, as ORT; clamped before narrowing to bytes.
@@ -174,7 +180,7 @@ unsafe fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
             _mm512_max_epi32(q, _mm512_setzero_si512()),
             _mm512_set1_epi32(255),
         );
-        _mm512_mask_cvtepi32_storeu_epi8(bytes.as_mut_ptr() as *mut i8, mask, q);
+        _mm512_mask_cvtepi32_storeu_epi8(out.add(16 * chunk) as *mut i8, mask, q);
     }
     (scale, zero as i32)
 }

@@ -241,23 +241,26 @@ pub fn linear_int8(
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
     let dim = weight.len();
     let rows = x.len() / dim;
-    let mut out = vec![0f32; x.len()];
+    // Uninitialised until every row is written below (see `set_len`).
+    let mut out = Vec::<f32>::with_capacity(x.len());
     let shared = SharedOut(out.as_mut_ptr());
     let norm_rows = |chunk: std::ops::Range<usize>| {
         for r in chunk {
             let row = &x[r * dim..(r + 1) * dim];
-            // SAFETY: row r of `out` is written by this chunk alone.
-            let out_row = unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(r * dim), dim) };
+            // Row r of `out` is written by this chunk alone.
+            let out_row = shared.ptr().wrapping_add(r * dim);
             #[cfg(target_arch = "x86_64")]
             if avx512::available() {
-                avx512::layer_norm_row(row, weight, bias, eps, out_row);
+                // SAFETY: out_row is valid for `dim` writes.
+                unsafe { avx512::layer_norm_row(row, weight, bias, eps, out_row) };
                 continue;
             }
             let mean = row.iter().sum::<f32>() / dim as f32;
             let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
             let inv_std = 1.0 / (var + eps).sqrt();
-            for (((o, v), w), b) in out_row.iter_mut().zip(row).zip(weight).zip(bias) {
-                *o = (v - mean) * inv_std * w + b;
+            for (j, ((v, w), b)) in row.iter().zip(weight).zip(bias).enumerate() {
+                // SAFETY: j < dim, inside row r of `out`.
+                unsafe { out_row.add(j).write((v - mean) * inv_std * w + b) };
             }
         }
     };
@@ -269,6 +272,8 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
     } else {
         norm_rows(0..rows);
     }
+    // SAFETY: every row was written above.
+    unsafe { out.set_len(x.len()) };
     out
 }
 
@@ -349,7 +354,9 @@ pub fn attention(
 ) -> Vec<f32> {
     let dim = n_heads * head_dim;
     let row = 3 * dim as isize;
-    let mut out = vec![0f32; batch * seq * dim];
+    // Uninitialised but for the padding rows, which are zeroed just below;
+    // the tasks write every real row (see `set_len`).
+    let mut out = Vec::<f32>::with_capacity(batch * seq * dim);
     let shared = SharedOut(out.as_mut_ptr());
     // Keys after a sequence's last real token get exactly zero weight
     // (e^(f32::MIN - max) is 0 in f32) and padding queries feed no real
@@ -364,6 +371,15 @@ pub fn attention(
                 .map_or(seq, |last| last + 1)
         })
         .collect();
+    for (b, &len) in lengths.iter().enumerate() {
+        // SAFETY: rows len..seq of sequence b lie inside the capacity.
+        unsafe {
+            shared
+                .ptr()
+                .add((b * seq + len) * dim)
+                .write_bytes(0, (seq - len) * dim)
+        };
+    }
     let head_task = |task: usize, scores: &mut [f32]| {
         let (b, h) = (task / n_heads, task % n_heads);
         let len = lengths[b];
@@ -416,6 +432,9 @@ pub fn attention(
         let mut scores = vec![0f32; seq * seq];
         tasks.for_each(|task| head_task(task, &mut scores));
     });
+    // SAFETY: padding rows were zeroed; each (sequence, head) task wrote its
+    // head's columns of every real row.
+    unsafe { out.set_len(batch * seq * dim) };
     out
 }
 
