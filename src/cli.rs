@@ -101,7 +101,8 @@ impl ModelArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Quantize {
-    /// Q8_0: int8 weights in blocks of 32, each with an f16 scale.
+    /// int8 weights per output channel and uint8 activations per token
+    /// (AVX-512 VNNI CPUs; elsewhere candle's Q8_0, blocks of 32).
     Int8,
 }
 

@@ -180,6 +180,20 @@ pub fn linear_packed(
     if avx512::available() {
         return avx512::linear(x, weights, bias, rows, epilogue, parallel);
     }
+    linear_portable(x, weights, bias, rows, epilogue, parallel)
+}
+
+/// [`linear_packed`] without AVX-512: the gemm crate (which picks AVX2,
+/// NEON or scalar kernels itself), one call per panel.
+fn linear_portable(
+    x: &[f32],
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) -> Vec<f32> {
+    let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
     let mut out = match bias {
         Some(bias) => bias.repeat(rows),
         None => vec![0f32; rows * out_dim],
@@ -255,13 +269,8 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
                 unsafe { avx512::layer_norm_row(row, weight, bias, eps, out_row) };
                 continue;
             }
-            let mean = row.iter().sum::<f32>() / dim as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
-            let inv_std = 1.0 / (var + eps).sqrt();
-            for (j, ((v, w), b)) in row.iter().zip(weight).zip(bias).enumerate() {
-                // SAFETY: j < dim, inside row r of `out`.
-                unsafe { out_row.add(j).write((v - mean) * inv_std * w + b) };
-            }
+            // SAFETY: out_row is valid for `dim` writes.
+            unsafe { layer_norm_row_portable(row, weight, bias, eps, out_row) };
         }
     };
     const ROWS_PER_TASK: usize = 16;
@@ -275,6 +284,26 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
     // SAFETY: every row was written above.
     unsafe { out.set_len(x.len()) };
     out
+}
+
+/// One LayerNorm row without AVX-512.
+///
+/// # Safety
+/// `out` must be valid for `row.len()` writes.
+unsafe fn layer_norm_row_portable(
+    row: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+    out: *mut f32,
+) {
+    let dim = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / dim;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim;
+    let inv_std = 1.0 / (var + eps).sqrt();
+    for (j, ((v, w), b)) in row.iter().zip(weight).zip(bias).enumerate() {
+        out.add(j).write((v - mean) * inv_std * w + b);
+    }
 }
 
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
@@ -553,6 +582,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn layer_norm_rows_match_an_f64_reference() {
+        for dim in [1, 15, 384, 385] {
+            let row: Vec<f32> = (0..dim)
+                .map(|i| ((i * 29 % 31) as f32 - 15.0) * 0.37)
+                .collect();
+            let weight: Vec<f32> = (0..dim).map(|i| 1.0 + (i % 3) as f32 * 0.1).collect();
+            let bias: Vec<f32> = (0..dim).map(|i| (i % 5) as f32 * 0.01).collect();
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / dim as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / dim as f64;
+            let want: Vec<f64> = (0..dim)
+                .map(|j| {
+                    (row[j] as f64 - mean) / (var + 1e-12).sqrt() * weight[j] as f64
+                        + bias[j] as f64
+                })
+                .collect();
+            let mut portable = vec![0f32; dim];
+            // SAFETY: `portable` holds dim values.
+            unsafe { layer_norm_row_portable(&row, &weight, &bias, 1e-12, portable.as_mut_ptr()) };
+            for got in [layer_norm(&row, &weight, &bias, 1e-12), portable] {
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((*g as f64 - w).abs() < 1e-5, "dim {dim} [{j}]: {g} vs {w}");
+                }
+            }
+        }
+    }
+
     /// Every shape the kernel splits differently: row counts around the
     /// tile height, widths that leave a partial panel, depths over a pass.
     #[test]
@@ -575,24 +631,29 @@ mod tests {
                     residual: Some(&residual),
                     activation,
                 };
-                let got = linear_packed(&x, &packed, Some(&bias), rows, epilogue);
-                for r in 0..rows {
-                    for o in 0..out_dim {
-                        let dot: f64 = (0..in_dim)
-                            .map(|k| x[r * in_dim + k] as f64 * w[o * in_dim + k] as f64)
-                            .sum();
-                        let pre = (dot + bias[o] as f64 + residual[r * out_dim + o] as f64) as f32;
-                        let want = match activation {
-                            Some(Activation::Gelu) => gelu(pre),
-                            Some(Activation::Relu) => pre.max(0.0),
-                            None => pre,
-                        };
-                        let got = got[r * out_dim + o];
-                        assert!(
-                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                            "{rows}x{in_dim}x{out_dim} {activation:?} [{r},{o}]: {got} vs {want}"
-                        );
-                    }
+                // The dispatched kernel (AVX-512 here) and the portable one,
+                // which this machine would otherwise never run.
+                let kernels = [
+                    linear_packed(&x, &packed, Some(&bias), rows, epilogue),
+                    linear_portable(&x, &packed, Some(&bias), rows, epilogue, false),
+                ];
+                for (got, r, o) in kernels.iter().flat_map(|got| {
+                    (0..rows).flat_map(move |r| (0..out_dim).map(move |o| (got, r, o)))
+                }) {
+                    let dot: f64 = (0..in_dim)
+                        .map(|k| x[r * in_dim + k] as f64 * w[o * in_dim + k] as f64)
+                        .sum();
+                    let pre = (dot + bias[o] as f64 + residual[r * out_dim + o] as f64) as f32;
+                    let want = match activation {
+                        Some(Activation::Gelu) => gelu(pre),
+                        Some(Activation::Relu) => pre.max(0.0),
+                        None => pre,
+                    };
+                    let got = got[r * out_dim + o];
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{rows}x{in_dim}x{out_dim} {activation:?} [{r},{o}]: {got} vs {want}"
+                    );
                 }
             }
         }
