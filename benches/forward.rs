@@ -1,6 +1,7 @@
 //! Criterion benchmarks: the forward pass at a few shapes, for the bundled
 //! model's shape (dim 384) and distilbert-base's (dim 768), with random
-//! weights; and tokenization with the uncased WordPiece tokenizer.
+//! weights, in f32 and int8; the encoder's linear layers alone (f32 and
+//! int8 kernels); and tokenization with the uncased WordPiece tokenizer.
 //!
 //!     cargo bench --bench forward
 
@@ -29,19 +30,57 @@ fn forward(c: &mut Criterion) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = DistilBertForSequenceClassification::load(vb, &cfg, 2).unwrap();
-        let mut group = c.benchmark_group(format!("forward/{name}"));
-        group.sample_size(20);
-        for (batch, seq) in [(1, 16), (1, 128), (1, 512), (32, 32)] {
-            let ids = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
-            let mask = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
-            group.bench_with_input(
-                BenchmarkId::from_parameter(format!("{batch}x{seq}")),
-                &(ids, mask),
-                |b, (ids, mask)| b.iter(|| model.forward(black_box(ids), black_box(mask)).unwrap()),
-            );
+        let mut int8 = model.clone();
+        int8.quantize_int8().unwrap();
+        for (precision, model) in [("f32", &model), ("int8", &int8)] {
+            let mut group = c.benchmark_group(format!("forward/{name}/{precision}"));
+            group.sample_size(20);
+            for (batch, seq) in [(1, 16), (1, 128), (1, 512), (32, 32)] {
+                let ids = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
+                let mask = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
+                group.bench_with_input(
+                    BenchmarkId::from_parameter(format!("{batch}x{seq}")),
+                    &(ids, mask),
+                    |b, (ids, mask)| {
+                        b.iter(|| model.forward(black_box(ids), black_box(mask)).unwrap())
+                    },
+                );
+            }
+            group.finish();
         }
-        group.finish();
     }
+}
+
+/// One linear layer at the encoder's shapes (rows x in -> out), through
+/// the same kernels the model calls, so kernel changes can be judged
+/// without the rest of the pass.
+fn linear(c: &mut Criterion) {
+    use sentiment::model::cpu::{self, Epilogue, PackedWeights};
+    let mut group = c.benchmark_group("linear");
+    for (rows, in_dim, out_dim) in [
+        (14, 384, 1152),
+        (75, 384, 1536),
+        (800, 768, 3072),
+        (800, 3072, 768),
+    ] {
+        let x: Vec<f32> = (0..rows * in_dim).map(|i| (i % 7) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..out_dim * in_dim)
+            .map(|i| (i % 5) as f32 * 0.1)
+            .collect();
+        let packed = PackedWeights::pack(&w, out_dim, in_dim);
+        let shape = format!("{rows}x{in_dim}x{out_dim}");
+        group.bench_function(format!("f32/{shape}"), |b| {
+            b.iter(|| cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()))
+        });
+        #[cfg(target_arch = "x86_64")]
+        if cpu::int8::available() {
+            let int8 = cpu::int8::PackedInt8::from_f32(&packed);
+            group.bench_function(format!("int8/{shape}"), |b| {
+                b.iter(|| cpu::linear_int8(black_box(&x), &int8, None, rows, Epilogue::default()))
+            });
+        }
+    }
+    group.finish();
 }
 
 fn tokenization(c: &mut Criterion) {
@@ -73,5 +112,5 @@ fn tokenization(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, tokenization);
+criterion_group!(benches, forward, linear, tokenization);
 criterion_main!(benches);
