@@ -11,6 +11,7 @@ Tooling only. From a clean checkout:
     cargo build --release
     python3 tools/peer_bench.py                 # ~15 min on 2 cores
     python3 tools/peer_bench.py --quick         # fewer runs, ~4 min
+    python3 tools/peer_bench.py --int8 --lengths 14,75,400 --batch-sizes 32 --runs 100 --out goals
 
 Models: the bundled model (models/minilm-l6-sst2, dim 384) and a random
 model with distilbert-base's exact shape (dim 768, 6 layers, FFN 3072),
@@ -249,6 +250,8 @@ def main():
                     default=[1, 8, 32])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--int8", action="store_true", help="also bench sentiment --quantize int8")
+    ap.add_argument("--out", default="peers",
+                    help="report name: writes bench_results/NAME.{md,json}")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.lengths, args.batch_sizes = 10, [14, 75, 400], [32]
@@ -278,8 +281,8 @@ def main():
             None if model_dir == bundled else model_dir, args)
         results["models"][label] = entry
     OUT.mkdir(exist_ok=True)
-    (OUT / "peers.json").write_text(json.dumps(results, indent=1) + "\n")
-    (OUT / "peers.md").write_text(markdown(results))
+    (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (OUT / f"{args.out}.md").write_text(markdown(results))
     print(markdown(results))
 
 
