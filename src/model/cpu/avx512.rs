@@ -40,13 +40,7 @@ pub fn linear(
     parallel: bool,
 ) -> Vec<f32> {
     let (k, n) = (weights.in_dim, weights.out_dim);
-    assert_eq!(x.len(), rows * k, "input is (rows, in)");
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), n, "bias has one value per output");
-    }
-    if let Some(residual) = epilogue.residual {
-        assert_eq!(residual.len(), rows * n, "residual has the output's shape");
-    }
+    super::check_linear_operands(x, (k, n), bias, rows, &epilogue);
     // Left uninitialised: the tiles store every element through raw
     // pointers before `set_len` (zeroing it was 5% of a batch pass).
     let mut out = Vec::<f32>::with_capacity(rows * n);
@@ -195,6 +189,15 @@ impl Output {
     }
 }
 
+/// The lanes of a 16-wide vector that `left` remaining values fill.
+fn tail_mask(left: usize) -> __mmask16 {
+    if left >= 16 {
+        0xffff
+    } else {
+        ((1u32 << left) - 1) as __mmask16
+    }
+}
+
 /// Lane masks for the two 16-wide halves of a panel `cols` wide.
 pub(super) fn masks(cols: usize) -> [__mmask16; 2] {
     let bits = if cols >= 32 {
@@ -329,14 +332,7 @@ pub fn softmax_with_bias(scores: &mut [f32], bias: &[f32]) {
 unsafe fn softmax_unchecked(scores: &mut [f32], bias: &[f32]) {
     let n = scores.len();
     let (s, b) = (scores.as_mut_ptr(), bias.as_ptr());
-    let lanes = |i: usize| -> __mmask16 {
-        let left = n - i;
-        if left >= 16 {
-            0xffff
-        } else {
-            ((1u32 << left) - 1) as __mmask16
-        }
-    };
+    let lanes = |i: usize| tail_mask(n - i);
     let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
     for i in (0..n).step_by(16) {
         let m = lanes(i);
@@ -414,14 +410,7 @@ unsafe fn layer_norm_row_unchecked(
     out: *mut f32,
 ) {
     let dim = row.len();
-    let lanes = |i: usize| -> __mmask16 {
-        let left = dim - i;
-        if left >= 16 {
-            0xffff
-        } else {
-            ((1u32 << left) - 1) as __mmask16
-        }
-    };
+    let lanes = |i: usize| tail_mask(dim - i);
     let load = |data: &[f32], i: usize| _mm512_maskz_loadu_ps(lanes(i), data.as_ptr().add(i));
     let mut sum = _mm512_setzero_ps();
     for i in (0..dim).step_by(16) {

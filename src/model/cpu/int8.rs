@@ -196,13 +196,7 @@ pub fn linear(
     parallel: bool,
 ) -> Vec<f32> {
     let (k, n) = (weights.in_dim, weights.out_dim);
-    assert_eq!(x.len(), rows * k, "input is (rows, in)");
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), n, "bias has one value per output");
-    }
-    if let Some(residual) = epilogue.residual {
-        assert_eq!(residual.len(), rows * n, "residual has the output's shape");
-    }
+    super::check_linear_operands(x, (k, n), bias, rows, &epilogue);
     let quantized = quantize_rows(x, rows, k, parallel && rows > 1);
     // Left uninitialised: the tiles store every element through raw
     // pointers before `set_len` (zeroing it was 5% of a batch pass).

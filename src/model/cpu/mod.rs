@@ -306,6 +306,28 @@ unsafe fn layer_norm_row_portable(
     }
 }
 
+/// The operand lengths every linear kernel relies on for its unchecked
+/// accesses: x is (rows, in), bias (out), a residual (rows, out).
+fn check_linear_operands(
+    x: &[f32],
+    (in_dim, out_dim): (usize, usize),
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: &Epilogue,
+) {
+    assert_eq!(x.len(), rows * in_dim, "input is (rows, in)");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), out_dim, "bias has one value per output");
+    }
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(
+            residual.len(),
+            rows * out_dim,
+            "residual has the output's shape"
+        );
+    }
+}
+
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
 pub fn gelu(x: f32) -> f32 {
     let half_x = 0.5 * x;
@@ -535,6 +557,15 @@ mod tests {
         }
     }
 
+    /// Deterministic inputs, weights, bias and residual for a linear layer.
+    fn operands(rows: usize, in_dim: usize, out_dim: usize) -> [Vec<f32>; 4] {
+        let x = (0..rows * in_dim).map(|i| ((i * 37 % 101) as f32 - 40.0) / 50.0);
+        let w = (0..out_dim * in_dim).map(|i| ((i * 53 % 97) as f32 - 48.0) / 200.0);
+        let bias = (0..out_dim).map(|o| o as f32 / 10.0 - 1.0);
+        let residual = (0..rows * out_dim).map(|i| (i % 13) as f32 / 13.0);
+        [x.collect(), w.collect(), bias.collect(), residual.collect()]
+    }
+
     /// int8 is approximate by design: each output within 1% of the row's
     /// largest exact output, over shapes that leave partial quads, tiles
     /// and panels, with the residual and GELU epilogue applied as in f32.
@@ -545,16 +576,7 @@ mod tests {
             return;
         }
         for (rows, in_dim, out_dim) in [(1, 6, 3), (13, 384, 70), (30, 1536, 96)] {
-            let x: Vec<f32> = (0..rows * in_dim)
-                .map(|i| ((i * 37 % 101) as f32 - 30.0) / 50.0)
-                .collect();
-            let w: Vec<f32> = (0..out_dim * in_dim)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 200.0)
-                .collect();
-            let bias: Vec<f32> = (0..out_dim).map(|o| o as f32 / 10.0 - 1.0).collect();
-            let residual: Vec<f32> = (0..rows * out_dim)
-                .map(|i| (i % 13) as f32 / 13.0)
-                .collect();
+            let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let epilogue = Epilogue {
                 residual: Some(&residual),
                 activation: Some(Activation::Gelu),
@@ -614,16 +636,7 @@ mod tests {
     #[test]
     fn packed_linear_matches_a_naive_product_with_every_epilogue() {
         for (rows, in_dim, out_dim) in [(1, 8, 3), (7, 33, 40), (14, 384, 64), (29, 400, 70)] {
-            let x: Vec<f32> = (0..rows * in_dim)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let w: Vec<f32> = (0..out_dim * in_dim)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 200.0)
-                .collect();
-            let bias: Vec<f32> = (0..out_dim).map(|o| o as f32 / 10.0 - 1.0).collect();
-            let residual: Vec<f32> = (0..rows * out_dim)
-                .map(|i| (i % 13) as f32 / 13.0)
-                .collect();
+            let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let packed = PackedWeights::pack(&w, out_dim, in_dim);
             assert_eq!(packed.unpack(), w);
             for activation in [None, Some(Activation::Gelu), Some(Activation::Relu)] {
