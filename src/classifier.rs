@@ -80,8 +80,7 @@ impl Classifier {
         let config_path = &files.config.origin;
         let mut config = Config::from_json(&files.config.bytes)
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
-        config.word_embedding_dtype =
-            weights::stored_half_dtype(&files.weights, weights::WORD_EMBEDDINGS);
+        config.word_table = weights::word_table(&files.weights, device);
         config
             .validate()
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;

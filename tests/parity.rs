@@ -94,6 +94,58 @@ fn half_precision_weights_load_and_upcast() {
     }
 }
 
+/// A compiled-in half-precision image reads its word embeddings in place
+/// (WordTable::Static) while a file loads the table (WordTable::Half); both
+/// upcast the same rows, so the logits are identical to the bit.
+#[test]
+fn in_place_and_loaded_half_tables_give_identical_logits() {
+    use candle_core::{safetensors, DType, Device};
+    use sentiment::source::{FileBytes, ModelFiles, Weights};
+    use sentiment::Classifier;
+    let source = tiny_model_dir();
+    let golden = tiny_golden();
+    let texts: Vec<&str> = golden
+        .cases
+        .iter()
+        .take(8)
+        .map(|c| c.text.as_str())
+        .collect();
+    let tensors = safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["config.json", "tokenizer.json"] {
+            std::fs::copy(source.join(name), dir.path().join(name)).unwrap();
+        }
+        let converted: std::collections::HashMap<_, _> = tensors
+            .iter()
+            .map(|(name, t)| (name.clone(), t.to_dtype(dtype).unwrap()))
+            .collect();
+        let weights_path = dir.path().join("model.safetensors");
+        safetensors::save(&converted, &weights_path).unwrap();
+        let from_file = load(dir.path()).predict(&texts).unwrap();
+
+        let file = |name: &str| FileBytes::read(dir.path().join(name)).unwrap();
+        let image: &'static [u8] =
+            Box::leak(std::fs::read(&weights_path).unwrap().into_boxed_slice());
+        let files = ModelFiles {
+            name: "compiled-in".into(),
+            config: file("config.json"),
+            tokenizer: file("tokenizer.json"),
+            weights: Weights::Embedded {
+                origin: weights_path.clone(),
+                bytes: image,
+            },
+        };
+        let in_place = Classifier::load(&files, &Device::Cpu)
+            .unwrap()
+            .predict(&texts)
+            .unwrap();
+        for (a, b) in from_file.iter().zip(&in_place) {
+            assert_eq!(a.logits, b.logits, "{dtype:?}");
+        }
+    }
+}
+
 #[test]
 fn scores_follow_the_problem_type() {
     let logits = [2.0f32, -1.0, 0.5];

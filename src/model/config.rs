@@ -79,12 +79,29 @@ pub struct Config {
     /// `null` in config.json means the default, as in HF.
     #[serde(default)]
     pub problem_type: Option<ProblemType>,
-    /// Not in config.json: the dtype the checkpoint stores the word
-    /// embeddings in, when it is f16 or bf16. The table is then kept in that
-    /// dtype and only looked-up rows are upcast, which is exact and halves
-    /// the biggest tensor (47 MB -> 23 MB for the bundled model).
+    /// Not in config.json: how the word-embedding table, the biggest
+    /// tensor, is held (see [`WordTable`]).
     #[serde(skip)]
-    pub word_embedding_dtype: Option<candle_core::DType>,
+    pub word_table: WordTable,
+}
+
+/// How the word-embedding table is held. Rows are only ever looked up, so
+/// a half-precision table never needs converting as a whole: each looked-up
+/// row is upcast to f32, which is exact.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum WordTable {
+    /// Loaded as f32 (f32 checkpoints, and whenever nothing else applies).
+    #[default]
+    F32,
+    /// Loaded in the checkpoint's f16 or bf16.
+    Half(candle_core::DType),
+    /// Read in place from a safetensors image that lives as long as the
+    /// program (the bundled model), f16 or bf16 little-endian: only the pages
+    /// of looked-up rows ever become resident (CPU only).
+    Static {
+        dtype: candle_core::DType,
+        bytes: &'static [u8],
+    },
 }
 
 /// A config that is well-formed JSON but describes a network we cannot build.

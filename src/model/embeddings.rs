@@ -6,22 +6,27 @@ use candle_nn::{embedding, Embedding, VarBuilder};
 
 use super::norm::LayerNorm;
 
-use super::config::Config;
+use super::config::{Config, WordTable};
 
 /// HF's `nn.LayerNorm(dim, eps=1e-12)`, used by every norm in DistilBERT.
 pub(crate) const LAYER_NORM_EPS: f64 = 1e-12;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
-    word_embeddings: Embedding,
+    word_embeddings: WordEmbeddings,
     position_embeddings: Embedding,
     layer_norm: LayerNorm,
 }
 
 impl Embeddings {
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        let word_embeddings = match cfg.word_embedding_dtype {
-            Some(dtype) => {
+        let word_embeddings = match cfg.word_table {
+            WordTable::F32 => WordEmbeddings::Loaded(embedding(
+                cfg.vocab_size,
+                cfg.dim,
+                vb.pp("word_embeddings"),
+            )?),
+            WordTable::Half(dtype) => {
                 let shape = (cfg.vocab_size, cfg.dim);
                 let table = vb.pp("word_embeddings").get_with_hints_dtype(
                     shape,
@@ -29,9 +34,23 @@ impl Embeddings {
                     Default::default(),
                     dtype,
                 )?;
-                Embedding::new(table, cfg.dim)
+                WordEmbeddings::Loaded(Embedding::new(table, cfg.dim))
             }
-            None => embedding(cfg.vocab_size, cfg.dim, vb.pp("word_embeddings"))?,
+            WordTable::Static { dtype, bytes } => {
+                if bytes.len() != cfg.vocab_size * cfg.dim * 2 {
+                    return Err(candle_core::Error::Msg(format!(
+                        "word_embeddings.weight holds {} bytes, not {} x {} half floats",
+                        bytes.len(),
+                        cfg.vocab_size,
+                        cfg.dim
+                    )));
+                }
+                WordEmbeddings::Static {
+                    dtype,
+                    bytes,
+                    dim: cfg.dim,
+                }
+            }
         };
         let position_embeddings =
             if cfg.sinusoidal_pos_embds && !vb.contains_tensor("position_embeddings.weight") {
@@ -66,6 +85,46 @@ impl Module for Embeddings {
             .to_dtype(DType::F32)?;
         let positions = self.position_embeddings.forward(&positions)?;
         self.layer_norm.forward(&words.broadcast_add(&positions)?)
+    }
+}
+
+/// `word_embeddings.weight`, held as [`WordTable`] says.
+#[derive(Debug, Clone)]
+enum WordEmbeddings {
+    Loaded(Embedding),
+    Static {
+        dtype: DType,
+        bytes: &'static [u8],
+        dim: usize,
+    },
+}
+
+impl WordEmbeddings {
+    /// (batch, seq) ids to (batch, seq, dim) f32 rows.
+    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (dtype, bytes, dim) = match self {
+            Self::Loaded(table) => return table.forward(input_ids)?.to_dtype(DType::F32),
+            Self::Static { dtype, bytes, dim } => (*dtype, *bytes, *dim),
+        };
+        let vocab = bytes.len() / (2 * dim);
+        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+        let mut rows = Vec::with_capacity(ids.len() * dim);
+        for id in ids {
+            let id = id as usize;
+            if id >= vocab {
+                return Err(candle_core::Error::Msg(format!(
+                    "token id {id} is outside the vocabulary ({vocab})"
+                )));
+            }
+            let row = bytes[2 * id * dim..2 * (id + 1) * dim].chunks_exact(2);
+            let half = |pair: &[u8]| u16::from_le_bytes([pair[0], pair[1]]);
+            match dtype {
+                DType::BF16 => rows.extend(row.map(|p| half::bf16::from_bits(half(p)).to_f32())),
+                _ => rows.extend(row.map(|p| half::f16::from_bits(half(p)).to_f32())),
+            }
+        }
+        let (batch, seq) = input_ids.dims2()?;
+        Tensor::from_vec(rows, (batch, seq, dim), input_ids.device())
     }
 }
 

@@ -12,7 +12,7 @@ pub mod norm;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-pub use config::{Activation, Config, ProblemType};
+pub use config::{Activation, Config, ProblemType, WordTable};
 use embeddings::Embeddings;
 use encoder::Transformer;
 use head::ClassificationHead;

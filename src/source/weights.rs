@@ -14,9 +14,34 @@ use candle_nn::VarBuilder;
 
 use super::Weights;
 use crate::error::{Error, Result};
+use crate::model::WordTable;
 
-/// The tensor [`stored_half_dtype`] is asked about.
-pub const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
+const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
+
+/// How to hold the word-embedding table (see [`WordTable`]): in place when
+/// the image is compiled in and the device is the CPU, in its stored half
+/// dtype when it has one, else as f32.
+pub fn word_table(weights: &Weights, device: &Device) -> WordTable {
+    let Some(dtype) = stored_half_dtype(weights, WORD_EMBEDDINGS) else {
+        return WordTable::F32;
+    };
+    if let (Weights::Embedded { bytes, .. }, true) = (weights, device.is_cpu()) {
+        let bytes: &'static [u8] = bytes;
+        if let Ok(tensors) = safetensors::SafeTensors::deserialize(bytes) {
+            if let Ok(view) = tensors.tensor(WORD_EMBEDDINGS) {
+                // The view borrows `bytes`, which is 'static; re-slice it
+                // from there so the borrow outlives `tensors`.
+                let data = view.data();
+                let offset = data.as_ptr() as usize - bytes.as_ptr() as usize;
+                return WordTable::Static {
+                    dtype,
+                    bytes: &bytes[offset..offset + data.len()],
+                };
+            }
+        }
+    }
+    WordTable::Half(dtype)
+}
 
 pub fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {
     let path = weights.origin();
@@ -44,7 +69,7 @@ pub fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'sta
 /// The dtype a safetensors checkpoint stores `tensor` in, if f16 or bf16.
 /// Reads only the header; None when it cannot tell (the tensor then loads
 /// as f32, which is always correct).
-pub fn stored_half_dtype(weights: &Weights, tensor: &str) -> Option<DType> {
+fn stored_half_dtype(weights: &Weights, tensor: &str) -> Option<DType> {
     let header = match weights {
         Weights::Embedded { bytes, .. } => safetensors_header(&mut &bytes[..]),
         Weights::Safetensors(path) => safetensors_header(&mut std::fs::File::open(path).ok()?),
