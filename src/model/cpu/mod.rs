@@ -308,6 +308,7 @@ unsafe fn layer_norm_row_portable(
 
 /// The operand lengths every linear kernel relies on for its unchecked
 /// accesses: x is (rows, in), bias (out), a residual (rows, out).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn check_linear_operands(
     x: &[f32],
     (in_dim, out_dim): (usize, usize),
