@@ -9,20 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn sentiment(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .env_remove("SENTIMENT_MODEL")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sentiment");
-    let mut input = child.stdin.take().unwrap();
-    // The process may exit before reading everything; that is its business.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    run_with_stdin(sentiment_command(args), stdin)
 }
 
 fn tiny() -> String {

@@ -11,19 +11,9 @@ use common::*;
 use serde_json::Value;
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(binary())
-        .arg("-m")
-        .arg(tiny_model_dir())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    let mut command = sentiment_command(&["-m", &tiny_model_dir().display().to_string()]);
+    command.args(args);
+    run_with_stdin(command, stdin)
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {

@@ -67,6 +67,34 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
 }
 
+/// The binary with `args`, isolated from the caller's environment: no
+/// SENTIMENT_MODEL, and the hub offline.
+pub fn sentiment_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(args)
+        .env_remove("SENTIMENT_MODEL")
+        .env("HF_HUB_OFFLINE", "1");
+    command
+}
+
+/// Runs `command` with `stdin` piped in and its output captured.
+pub fn run_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sentiment");
+    let mut input = child.stdin.take().unwrap();
+    // The process may exit before reading everything; that is its business.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// Asserts the golden file's padded batches: each member's logits within
 /// [`LOGIT_TOLERANCE`] of HF's. Returns the largest difference seen.
 pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
