@@ -80,13 +80,13 @@ impl Classifier {
         let config_path = &files.config.origin;
         let mut config = Config::from_json(&files.config.bytes)
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
-        config.word_table = weights::word_table(&files.weights, device);
         config
             .validate()
             .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
 
         let weights_path = files.weights.origin();
-        let vb = weights::var_builder(&files.weights, device)?;
+        let (vb, word_table) = weights::open(&files.weights, device)?;
+        config.word_table = word_table;
         let weight_error = |err: candle_core::Error| Error::model(weights_path, err);
         let num_labels = vb
             .get_unchecked("classifier.weight")

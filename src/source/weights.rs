@@ -18,82 +18,67 @@ use crate::model::WordTable;
 
 const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
 
-/// How to hold the word-embedding table (see [`WordTable`]): in place when
-/// the image is compiled in and the device is the CPU, in its stored half
-/// dtype when it has one, else as f32.
-pub fn word_table(weights: &Weights, device: &Device) -> WordTable {
-    let Some(dtype) = stored_half_dtype(weights, WORD_EMBEDDINGS) else {
-        return WordTable::F32;
-    };
-    if let (Weights::Embedded { bytes, .. }, true) = (weights, device.is_cpu()) {
-        let bytes: &'static [u8] = bytes;
-        if let Ok(tensors) = safetensors::SafeTensors::deserialize(bytes) {
-            if let Ok(view) = tensors.tensor(WORD_EMBEDDINGS) {
-                // The view borrows `bytes`, which is 'static; re-slice it
-                // from there so the borrow outlives `tensors`.
-                let data = view.data();
-                let offset = data.as_ptr() as usize - bytes.as_ptr() as usize;
-                return WordTable::Static {
-                    dtype,
-                    bytes: &bytes[offset..offset + data.len()],
-                };
-            }
-        }
-    }
-    WordTable::Half(dtype)
-}
-
-pub fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {
+/// The weights as a VarBuilder, and how to hold the word-embedding table
+/// (see [`WordTable`]), read from the same parsed safetensors header: in
+/// place when the image is compiled in and the device is the CPU, in its
+/// stored half dtype when it has one, else as f32.
+pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, WordTable)> {
     let path = weights.origin();
-    let backend: candle_core::Result<Box<dyn SimpleBackend>> = match weights {
-        // SAFETY: the file is mapped read-only; candle's loaders assume it is
-        // not modified while mapped, as every mmap-based loader must.
-        Weights::Safetensors(path) => unsafe { MmapedSafetensors::new(path) }
-            .map(|tensors| Box::new(Releasing(tensors)) as Box<dyn SimpleBackend>),
+    let cannot_read =
+        |err: candle_core::Error| Error::model(path, format!("cannot read weights: {err}"));
+    let (backend, word_table): (Box<dyn SimpleBackend>, WordTable) = match weights {
         Weights::Pytorch(path) => {
-            return VarBuilder::from_pth(path, DType::F32, device)
-                .map_err(|err| Error::model(path, format!("cannot read weights: {err}")))
+            let vb = VarBuilder::from_pth(path, DType::F32, device).map_err(cannot_read)?;
+            return Ok((vb, WordTable::F32));
         }
-        Weights::Embedded { bytes, .. } => SliceSafetensors::new(bytes)
-            .map(|tensors| Box::new(Releasing(tensors)) as Box<dyn SimpleBackend>),
+        Weights::Safetensors(path) => {
+            // SAFETY: the file is mapped read-only; candle's loaders assume
+            // it is not modified while mapped, as every mmap-based loader must.
+            let tensors = unsafe { MmapedSafetensors::new(path) }.map_err(cannot_read)?;
+            let table = match tensors
+                .get(WORD_EMBEDDINGS)
+                .ok()
+                .and_then(|v| half(v.dtype()))
+            {
+                Some(dtype) => WordTable::Half(dtype),
+                None => WordTable::F32,
+            };
+            (Box::new(Releasing(tensors)), table)
+        }
+        Weights::Embedded { bytes, .. } => {
+            let bytes: &'static [u8] = bytes;
+            let tensors = SliceSafetensors::new(bytes).map_err(cannot_read)?;
+            let table = match tensors.get(WORD_EMBEDDINGS) {
+                Ok(view) => match half(view.dtype()) {
+                    Some(dtype) if device.is_cpu() => {
+                        // The view borrows `tensors`; its bytes lie in the
+                        // 'static image, so re-slice them from there.
+                        let data = view.data();
+                        let offset = data.as_ptr() as usize - bytes.as_ptr() as usize;
+                        WordTable::Static {
+                            dtype,
+                            bytes: &bytes[offset..offset + data.len()],
+                        }
+                    }
+                    Some(dtype) => WordTable::Half(dtype),
+                    None => WordTable::F32,
+                },
+                Err(_) => WordTable::F32,
+            };
+            (Box::new(Releasing(tensors)), table)
+        }
     };
-    let backend =
-        backend.map_err(|err| Error::model(path, format!("cannot read weights: {err}")))?;
-    Ok(VarBuilder::from_backend(
-        backend,
-        DType::F32,
-        device.clone(),
-    ))
+    let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
+    Ok((vb, word_table))
 }
 
-/// The dtype a safetensors checkpoint stores `tensor` in, if f16 or bf16.
-/// Reads only the header; None when it cannot tell (the tensor then loads
-/// as f32, which is always correct).
-fn stored_half_dtype(weights: &Weights, tensor: &str) -> Option<DType> {
-    let header = match weights {
-        Weights::Embedded { bytes, .. } => safetensors_header(&mut &bytes[..]),
-        Weights::Safetensors(path) => safetensors_header(&mut std::fs::File::open(path).ok()?),
-        Weights::Pytorch(_) => None,
-    }?;
-    match header.get(tensor)?.get("dtype")?.as_str()? {
-        "F16" => Some(DType::F16),
-        "BF16" => Some(DType::BF16),
+/// The candle dtype of a half-precision safetensors dtype.
+fn half(dtype: safetensors::Dtype) -> Option<DType> {
+    match dtype {
+        safetensors::Dtype::F16 => Some(DType::F16),
+        safetensors::Dtype::BF16 => Some(DType::BF16),
         _ => None,
     }
-}
-
-/// A safetensors header: a little-endian u64 length, then that much JSON.
-fn safetensors_header(reader: &mut impl std::io::Read) -> Option<serde_json::Value> {
-    let mut length = [0u8; 8];
-    reader.read_exact(&mut length).ok()?;
-    let length = u64::from_le_bytes(length);
-    // The format caps headers at 100 MB; anything bigger is not one.
-    if length > 100_000_000 {
-        return None;
-    }
-    let mut json = vec![0u8; length as usize];
-    reader.read_exact(&mut json).ok()?;
-    serde_json::from_slice(&json).ok()
 }
 
 /// A safetensors source whose tensors' bytes are released after loading.
