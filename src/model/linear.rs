@@ -120,27 +120,17 @@ impl Linear {
         let last = out_dims.len() - 1;
         let out = match self {
             Self::Packed { weights, bias } => {
-                let out = run_on_cpu(
-                    &matrix,
-                    bias.as_ref(),
-                    residual,
-                    |x, bias, epilogue| cpu::linear_packed(x, weights, bias, rows, epilogue),
-                    activation,
-                )?;
                 out_dims[last] = weights.out_dim();
-                return Tensor::from_vec(out, out_dims, xs.device());
+                return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
+                    cpu::linear_packed(x, weights, b, rows, e)
+                });
             }
             #[cfg(target_arch = "x86_64")]
             Self::Vnni { weights, bias } => {
-                let out = run_on_cpu(
-                    &matrix,
-                    bias.as_ref(),
-                    residual,
-                    |x, bias, epilogue| cpu::linear_int8(x, weights, bias, rows, epilogue),
-                    activation,
-                )?;
                 out_dims[last] = weights.out_dim();
-                return Tensor::from_vec(out, out_dims, xs.device());
+                return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
+                    cpu::linear_int8(x, weights, b, rows, e)
+                });
             }
             Self::Dense { weight_t, bias } => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,
             Self::Int8 { weight, bias } => with_bias(weight.forward(&matrix)?, bias.as_ref())?,
@@ -164,16 +154,18 @@ impl Module for Linear {
     }
 }
 
-/// Calls a CPU kernel with the f32 buffers of the input, bias and residual.
+/// Calls a CPU kernel with the f32 buffers of the input, bias and residual,
+/// and shapes its output as `out_dims`.
 fn run_on_cpu(
     matrix: &Tensor,
-    bias: Option<&Tensor>,
+    bias: &Option<Tensor>,
     residual: Option<&Tensor>,
-    kernel: impl FnOnce(&[f32], Option<&[f32]>, cpu::Epilogue) -> Vec<f32>,
     activation: Option<Activation>,
-) -> Result<Vec<f32>> {
+    out_dims: Vec<usize>,
+    kernel: impl FnOnce(&[f32], Option<&[f32]>, cpu::Epilogue) -> Vec<f32>,
+) -> Result<Tensor> {
     let residual = residual.map(Tensor::contiguous).transpose()?;
-    with_optional_f32(bias, |bias| {
+    let out = with_optional_f32(bias.as_ref(), |bias| {
         with_optional_f32(residual.as_ref(), |residual| {
             cpu::with_cpu_f32(matrix, |x| {
                 let epilogue = cpu::Epilogue {
@@ -186,7 +178,8 @@ fn run_on_cpu(
     })
     .flatten()
     .flatten()
-    .ok_or_else(|| candle_core::Error::Msg("CPU kernels need CPU f32 tensors".into()))
+    .ok_or_else(|| candle_core::Error::Msg("CPU kernels need CPU f32 tensors".into()))?;
+    Tensor::from_vec(out, out_dims, matrix.device())
 }
 
 /// `f` of the tensor's f32 buffer, or of None when there is no tensor;
