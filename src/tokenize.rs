@@ -46,7 +46,6 @@ pub struct TextTokenizer {
     /// The same tokenizer without truncation, for cutting windows.
     untruncated: Tokenizer,
     max_tokens: usize,
-    stride: usize,
 }
 
 /// Special tokens a window spends on [CLS]/[SEP]; the stride must leave room.
@@ -64,7 +63,6 @@ impl TextTokenizer {
             inner,
             untruncated,
             max_tokens,
-            stride: 0,
         };
         tokenizer.set_stride(0)?;
         Ok(tokenizer)
@@ -85,7 +83,6 @@ impl TextTokenizer {
             stride,
             direction: TruncationDirection::Right,
         }))?;
-        self.stride = stride;
         Ok(())
     }
 
@@ -111,8 +108,10 @@ impl TextTokenizer {
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
         let room = self.max_tokens.saturating_sub(special).max(1);
+        // The stride lives in the truncation parameters set_stride gave.
+        let stride = self.inner.get_truncation().map_or(0, |t| t.stride);
         let mut content = self.untruncated.encode(text, false)?;
-        content.truncate(room, self.stride.min(room - 1), TruncationDirection::Right);
+        content.truncate(room, stride.min(room - 1), TruncationDirection::Right);
         let rest = content.take_overflowing();
         std::iter::once(content)
             .chain(rest)

@@ -79,10 +79,7 @@ impl Module for Embeddings {
     fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (_batch, seq_len) = input_ids.dims2()?;
         let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
-        let words = self
-            .word_embeddings
-            .forward(input_ids)?
-            .to_dtype(DType::F32)?;
+        let words = self.word_embeddings.forward(input_ids)?;
         let positions = self.position_embeddings.forward(&positions)?;
         self.layer_norm.forward(&words.broadcast_add(&positions)?)
     }

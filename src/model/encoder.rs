@@ -119,17 +119,13 @@ impl FeedForward {
             activation: cfg.activation,
         })
     }
-}
 
-impl FeedForward {
     pub fn quantize_int8(&mut self) -> Result<()> {
         self.lin1 = self.lin1.to_int8()?;
         self.lin2 = self.lin2.to_int8()?;
         Ok(())
     }
-}
 
-impl FeedForward {
     /// lin2(activation(lin1(xs))) + xs: the residual is fused into lin2 and
     /// the activation into lin1.
     pub fn forward_with_residual(&self, xs: &Tensor) -> Result<Tensor> {

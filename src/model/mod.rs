@@ -36,8 +36,9 @@ impl DistilBertForSequenceClassification {
         })
     }
 
-    /// Quantizes the encoder's linear layers to int8 (Q8_0). Embeddings,
-    /// norms and the small classification head stay f32.
+    /// Quantizes the encoder's linear layers to int8 (see
+    /// [`linear::Linear::to_int8`]). Embeddings, norms and the small
+    /// classification head stay f32.
     pub fn quantize_int8(&mut self) -> Result<()> {
         self.transformer.quantize_int8()
     }

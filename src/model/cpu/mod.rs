@@ -1,14 +1,17 @@
-//! CPU fast paths for the two hot spots of the forward pass, called with the
-//! tensors' f32 buffers directly so each step picks its own parallelism:
+//! CPU fast paths for the forward pass, called with the tensors' f32
+//! buffers directly so each step picks its own parallelism:
 //!
 //! - [`linear_packed`]: weights packed once at load into panels of 32 output
 //!   columns, multiplied by our AVX-512 kernel (`avx512.rs`) with the bias,
 //!   residual and activation applied before the tile is stored, or by the
 //!   gemm crate on other CPUs; work is spread over threads unless the
 //!   product is too small to repay a wake-up;
-//! - [`attention`]: every (sequence, head) pair is one task, reading q, k and v in place from the fused QKV projection and
-//!   writing its context straight into the (batch, seq, dim) output, with
-//!   no permute or contiguous copies.
+//! - [`linear_int8`]: the same with int8 weights on AVX-512 VNNI (`int8.rs`);
+//! - [`attention`]: every (sequence, head) pair is one task, reading q, k
+//!   and v in place from the fused QKV projection and writing its context
+//!   straight into the (batch, seq, dim) output, with no permute or
+//!   contiguous copies;
+//! - [`layer_norm`]: rows, vectorised, spread over threads when many.
 //!
 //! Other devices and dtypes take candle's generic ops instead (see callers).
 
@@ -20,7 +23,9 @@ use super::config::Activation;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod int8;
+
 use gemm::Parallelism;
+
 /// Multiply-adds below which a matmul runs on one thread: handing work to
 /// another thread costs microseconds, which a product this small does not
 /// repay.
