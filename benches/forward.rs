@@ -55,7 +55,7 @@ fn forward(c: &mut Criterion) {
 /// the same kernels the model calls, so kernel changes can be judged
 /// without the rest of the pass.
 fn linear(c: &mut Criterion) {
-    use sentiment::model::cpu::{self, Epilogue, PackedWeights};
+    use sentiment::unstable_kernels::{self as cpu, Epilogue, PackedWeights};
     let mut group = c.benchmark_group("linear");
     for (rows, in_dim, out_dim) in [
         (14, 384, 1152),

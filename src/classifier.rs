@@ -1,45 +1,45 @@
-//! A loaded model ready to classify text: tokenizer + network + labels, on
-//! one device. The CLI, the tests and the benches all go through this.
+//! A loaded model: tokenizer + network + labels on one device, and the
+//! steps one batch goes through (encode, forward, postprocess). The
+//! batching engine in [`crate::batch`] drives these steps and adds the
+//! everyday entry points, [`Classifier::classify`] and
+//! [`Classifier::batcher`]. Every front end (the CLI, the tests, the
+//! benches, the examples) goes through this API.
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::device::{configure_threads, DeviceSpec};
 use crate::error::{Error, Result};
-use crate::model::{Config, DistilBertForSequenceClassification, ProblemType};
-use crate::source::{weights, ModelFiles};
+use crate::model::{Config, DistilBertForSequenceClassification};
+use crate::postprocess::{Aggregate, Postprocessor, Prediction};
+use crate::source::{weights, ModelFiles, ModelSpec};
 use crate::tokenize::{pad_batch, Encoded, TextTokenizer};
 
-/// One label and its score.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabelScore {
-    pub label: String,
-    pub score: f32,
+/// The numeric precision the encoder runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Precision {
+    /// f32 throughout: logits match HF transformers (within 1e-5 here).
+    #[default]
+    F32,
+    /// int8 weights per output channel and uint8 activations per token
+    /// (AVX-512 VNNI CPUs; elsewhere candle's Q8_0, blocks of 32). Faster;
+    /// within half a point of f32 accuracy on SST-2, but no longer HF's
+    /// exact logits. Embeddings, norms and the head stay f32.
+    Int8,
 }
 
-/// The classification of one text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    /// The best label and its score.
-    pub label: String,
-    pub score: f32,
-    /// Every label's score, in class order.
-    pub scores: Vec<LabelScore>,
-    /// Raw logits, in class order.
-    pub logits: Vec<f32>,
-    /// The text was longer than the model accepts and was cut.
-    pub truncated: bool,
-    /// Tokens the model saw, special tokens included (summed over windows).
-    pub tokens: usize,
-    /// Windows classified: 1 unless `--long-text window` split the text.
-    pub windows: usize,
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+        }
+    }
 }
 
-impl Prediction {
-    /// The `k` best labels, best first (ties keep class order).
-    pub fn top_k(&self, k: usize) -> Vec<&LabelScore> {
-        let mut ranked: Vec<&LabelScore> = self.scores.iter().collect();
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-        ranked.truncate(k);
-        ranked
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -50,51 +50,135 @@ pub enum LongText {
     #[default]
     Truncate,
     /// Classify overlapping windows that cover the whole text, each with
-    /// its own [CLS]/[SEP], and combine their scores.
+    /// its own [CLS]/[SEP], sharing `stride` tokens with the previous one,
+    /// and combine their scores.
     Window { stride: usize, aggregate: Aggregate },
 }
 
-/// How window scores combine into one prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Aggregate {
-    /// The mean of the windows' scores (and logits).
-    #[default]
-    Mean,
-    /// The single most confident window decides.
-    Max,
+/// What may differ from one call to the next on the same loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClassifyOptions {
+    /// Truncation (the default) or windows for long texts.
+    pub long_text: LongText,
+    /// Keep only the `k` best labels in [`Prediction::scores`] (all if None).
+    pub top_k: Option<usize>,
 }
 
+impl ClassifyOptions {
+    pub fn with_long_text(mut self, long_text: LongText) -> Self {
+        self.long_text = long_text;
+        self
+    }
+
+    pub fn with_top_k(mut self, top_k: Option<usize>) -> Self {
+        self.top_k = top_k;
+        self
+    }
+}
+
+/// Everything a [`Classifier`] is loaded from, set one piece at a time:
+/// the model, the device, the precision and the CPU threads.
+#[derive(Debug, Clone, Default)]
+pub struct ClassifierBuilder {
+    model: ModelSpec,
+    device: DeviceSpec,
+    precision: Precision,
+    threads: Option<usize>,
+}
+
+impl ClassifierBuilder {
+    /// The model: [`ModelSpec::Bundled`] (the default), a folder, or a hub
+    /// id; [`ModelSpec::parse`] reads the forms the CLI accepts.
+    pub fn model(mut self, model: ModelSpec) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// The device (default: CPU).
+    pub fn device(mut self, device: DeviceSpec) -> Self {
+        self.device = device;
+        self
+    }
+
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// CPU threads for the model and the tokenizer (default: the physical
+    /// cores). Process-wide: see [`configure_threads`].
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Sets the threads, opens the device, finds the model's files
+    /// (downloading them if need be) and loads it.
+    pub fn build(self) -> Result<Classifier> {
+        configure_threads(self.threads)?;
+        let device = self.device.open()?;
+        let files = self.model.resolve()?;
+        Classifier::from_files(&files, &device, self.precision)
+    }
+}
+
+/// A loaded model. `Send + Sync`: one instance can serve many threads,
+/// each call with its own [`ClassifyOptions`].
 pub struct Classifier {
     model: DistilBertForSequenceClassification,
     tokenizer: TextTokenizer,
     config: Config,
-    labels: Vec<String>,
+    postprocessor: Postprocessor,
     device: Device,
     name: String,
-    long_text: LongText,
-    quantized: bool,
+    precision: Precision,
+}
+
+// One loaded model serves every thread of a server: keep it that way.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Classifier>();
+};
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("name", &self.name)
+            .field("labels", &self.labels())
+            .field("device", &self.device)
+            .field("precision", &self.precision)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Classifier {
-    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+    pub fn builder() -> ClassifierBuilder {
+        ClassifierBuilder::default()
+    }
+
+    /// Loads already-resolved model files on `device`.
+    pub fn from_files(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
+        // Pins the thread count if nothing has yet (see configure_threads).
+        configure_threads(None)?;
         let config_path = &files.config.origin;
+        let invalid_config = |err: crate::model::config::ConfigError| {
+            Error::model_caused(config_path, "invalid config", err)
+        };
         let mut config = Config::from_json(&files.config.bytes)
-            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
-        config
-            .validate()
-            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+            .map_err(|err| Error::model_caused(config_path, "invalid config", err))?;
+        config.validate().map_err(invalid_config)?;
 
         let weights_path = files.weights.origin();
         let (vb, word_table) = weights::open(&files.weights, device)?;
         config.word_table = word_table;
-        let weight_error = |err: candle_core::Error| Error::model(weights_path, err);
+        let weight_error =
+            |err: candle_core::Error| Error::model_caused(weights_path, "cannot load weights", err);
         let num_labels = vb
             .get_unchecked("classifier.weight")
             .and_then(|w| w.dim(0))
             .map_err(weight_error)?;
-        let labels = config
-            .label_names(num_labels)
-            .map_err(|err| Error::model(config_path, format!("invalid config: {err}")))?;
+        let labels = config.label_names(num_labels).map_err(invalid_config)?;
         if labels.len() != num_labels {
             return Err(Error::model(
                 config_path,
@@ -105,32 +189,36 @@ impl Classifier {
                 ),
             ));
         }
-        let model = DistilBertForSequenceClassification::load(vb, &config, num_labels)
+        let mut model = DistilBertForSequenceClassification::load(vb, &config, num_labels)
             .map_err(weight_error)?;
+        if precision == Precision::Int8 {
+            model.quantize_int8()?;
+        }
 
         let tokenizer = TextTokenizer::from_json(&files.tokenizer.bytes, config.max_input_tokens())
             .map_err(|err| {
-                Error::model(&files.tokenizer.origin, format!("invalid tokenizer: {err}"))
+                Error::model_caused(&files.tokenizer.origin, "invalid tokenizer", err)
             })?;
 
         Ok(Self {
             model,
             tokenizer,
+            postprocessor: Postprocessor::new(labels, config.problem_type()),
             config,
-            labels,
             device: device.clone(),
             name: files.name.clone(),
-            long_text: LongText::Truncate,
-            quantized: false,
+            precision,
         })
     }
 
+    /// A short name for the model, for reports.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Label names in class order.
     pub fn labels(&self) -> &[String] {
-        &self.labels
+        self.postprocessor.labels()
     }
 
     pub fn config(&self) -> &Config {
@@ -141,125 +229,57 @@ impl Classifier {
         &self.device
     }
 
-    pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
-    /// Switches the encoder to int8 weights (`--quantize int8`): faster,
-    /// no longer exact (see the README for the accuracy it keeps).
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.model.quantize_int8()?;
-        self.quantized = true;
-        Ok(())
+    /// The most tokens one sequence may hold, special tokens included.
+    pub fn max_input_tokens(&self) -> usize {
+        self.config.max_input_tokens()
     }
 
-    pub fn is_quantized(&self) -> bool {
-        self.quantized
-    }
-
-    pub fn long_text(&self) -> LongText {
-        self.long_text
-    }
-
-    /// Chooses truncation (the default) or windows for long texts.
-    pub fn set_long_text(&mut self, mode: LongText) -> Result<()> {
-        let stride = match mode {
-            LongText::Truncate => 0,
-            LongText::Window { stride, .. } => stride,
-        };
-        self.tokenizer
-            .set_stride(stride)
-            .map_err(|err| Error::Usage(format!("--stride: {err}")))?;
-        self.long_text = mode;
+    /// Checks options before a run, so a bad stride fails at once rather
+    /// than on every text.
+    pub fn check_options(&self, options: &ClassifyOptions) -> Result<()> {
+        if let LongText::Window { stride, .. } = options.long_text {
+            self.tokenizer
+                .check_stride(stride)
+                .map_err(|err| Error::InvalidOption(err.to_string()))?;
+        }
         Ok(())
     }
 
     /// The sequences one text becomes: one (truncated if need be), or every
     /// window in window mode.
-    pub fn encode_text(&self, text: &str) -> Result<Vec<Encoded>> {
-        match self.long_text {
+    pub fn encode_text(&self, text: &str, long_text: LongText) -> Result<Vec<Encoded>> {
+        match long_text {
             LongText::Truncate => Ok(vec![self.encode(text)?]),
-            LongText::Window { .. } => self
+            LongText::Window { stride, .. } => self
                 .tokenizer
-                .encode_windows(text)
-                .map_err(|err| Error::Inference(format!("tokenization failed: {err}"))),
+                .encode_windows(text, stride)
+                .map_err(Error::tokenize),
         }
     }
 
-    /// [`Classifier::encode_text`] for many texts.
-    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Vec<Encoded>>> {
-        match self.long_text {
-            LongText::Truncate => Ok(self
-                .encode_batch(texts)?
-                .into_iter()
-                .map(|e| vec![e])
-                .collect()),
-            LongText::Window { .. } => texts.iter().map(|t| self.encode_text(t)).collect(),
-        }
-    }
-
-    /// Combines the predictions of one text's windows (a single prediction
-    /// passes through unchanged).
-    pub fn combine(&self, mut windows: Vec<Prediction>) -> Prediction {
-        if windows.len() == 1 {
-            return windows.remove(0);
-        }
-        let count = windows.len();
-        let tokens = windows.iter().map(|p| p.tokens).sum();
-        let aggregate = match self.long_text {
-            LongText::Window { aggregate, .. } => aggregate,
-            LongText::Truncate => Aggregate::Mean,
-        };
-        let mut combined = match aggregate {
-            Aggregate::Max => windows
-                .into_iter()
-                .max_by(|a, b| a.score.total_cmp(&b.score))
-                .expect("at least one window"),
-            Aggregate::Mean => {
-                let mean = |values: Vec<&[f32]>| -> Vec<f32> {
-                    let mut sum = vec![0f32; values[0].len()];
-                    for row in &values {
-                        for (s, v) in sum.iter_mut().zip(row.iter()) {
-                            *s += v;
-                        }
-                    }
-                    sum.iter().map(|s| s / count as f32).collect()
-                };
-                let logits = mean(windows.iter().map(|p| p.logits.as_slice()).collect());
-                let scores: Vec<Vec<f32>> = windows
-                    .iter()
-                    .map(|p| p.scores.iter().map(|s| s.score).collect())
-                    .collect();
-                let probabilities = mean(scores.iter().map(Vec::as_slice).collect());
-                self.prediction_from(logits, probabilities)
-            }
-        };
-        combined.tokens = tokens;
-        combined.windows = count;
-        combined.truncated = false;
-        combined
-    }
-
+    /// One text, truncated to the model's limit.
     pub fn encode(&self, text: &str) -> Result<Encoded> {
-        self.tokenizer
-            .encode(text)
-            .map_err(|err| Error::Inference(format!("tokenization failed: {err}")))
+        self.tokenizer.encode(text).map_err(Error::tokenize)
     }
 
+    /// Several texts, truncated; the tokenizer spreads them over threads.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        self.tokenizer
-            .encode_batch(texts)
-            .map_err(|err| Error::Inference(format!("tokenization failed: {err}")))
+        self.tokenizer.encode_batch(texts).map_err(Error::tokenize)
     }
 
-    /// Logits for already-encoded texts, run as one padded batch.
+    /// Logits for already-encoded sequences, run as one padded batch, in
+    /// class order.
     pub fn logits(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         if batch.iter().any(|e| e.is_empty()) {
-            return Err(Error::Inference(
-                "the tokenizer produced no tokens for a text".into(),
+            return Err(Error::tokenize(
+                "the tokenizer produced no tokens for a text",
             ));
         }
         let padded = pad_batch(batch, self.config.pad_token_id as u32);
@@ -270,81 +290,24 @@ impl Classifier {
         Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
     }
 
-    /// Predictions for already-encoded texts, run as one padded batch.
+    /// Predictions for already-encoded sequences, one padded batch, each
+    /// sequence a text of its own (no windows), every label kept.
     pub fn predict_encoded(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>> {
         let logits = self.logits(batch)?;
         Ok(batch
             .iter()
             .zip(logits)
-            .map(|(encoded, logits)| self.prediction(logits, encoded))
-            .collect())
-    }
-
-    /// Tokenizes and classifies `texts` as one padded batch (all windows of
-    /// all texts, in window mode).
-    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
-        let documents = self.encode_texts(texts)?;
-        let flat: Vec<&Encoded> = documents.iter().flatten().collect();
-        let mut predictions = self.predict_encoded(&flat)?.into_iter();
-        Ok(documents
-            .iter()
-            .map(|windows| self.combine(predictions.by_ref().take(windows.len()).collect()))
-            .collect())
-    }
-
-    fn prediction(&self, logits: Vec<f32>, encoded: &Encoded) -> Prediction {
-        let probabilities = scores_from_logits(&logits, self.config.problem_type());
-        let mut prediction = self.prediction_from(logits, probabilities);
-        prediction.truncated = encoded.truncated;
-        prediction.tokens = encoded.len();
-        prediction
-    }
-
-    fn prediction_from(&self, logits: Vec<f32>, probabilities: Vec<f32>) -> Prediction {
-        let scores: Vec<LabelScore> = self
-            .labels
-            .iter()
-            .zip(&probabilities)
-            .map(|(label, &score)| LabelScore {
-                label: label.clone(),
-                score,
+            .map(|(encoded, logits)| {
+                let scored = self
+                    .postprocessor
+                    .score(logits, encoded.len(), encoded.truncated);
+                self.postprocessor
+                    .finish(scored, Aggregate::Mean, false, None)
             })
-            .collect();
-        let best = scores
-            .iter()
-            .enumerate()
-            .max_by(|(i, a), (j, b)| a.score.total_cmp(&b.score).then(j.cmp(i)))
-            .map(|(_, best)| best.clone())
-            .unwrap_or(LabelScore {
-                label: String::new(),
-                score: f32::NAN,
-            });
-        Prediction {
-            label: best.label,
-            score: best.score,
-            scores,
-            logits,
-            truncated: false,
-            tokens: 0,
-            windows: 1,
-        }
+            .collect())
     }
-}
 
-/// What HF reports as scores: softmax for single-label classification,
-/// sigmoid for multi-label, the raw value for regression. Computed in f32,
-/// max-shifted, like transformers' pipeline.
-pub fn scores_from_logits(logits: &[f32], problem_type: ProblemType) -> Vec<f32> {
-    match problem_type {
-        ProblemType::SingleLabelClassification => {
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-            let sum: f32 = exps.iter().sum();
-            exps.iter().map(|e| e / sum).collect()
-        }
-        ProblemType::MultiLabelClassification => {
-            logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
-        }
-        ProblemType::Regression => logits.to_vec(),
+    pub(crate) fn postprocessor(&self) -> &Postprocessor {
+        &self.postprocessor
     }
 }

@@ -1,5 +1,6 @@
 //! Compute devices: CPU always; CUDA and Metal when built with the `cuda`
-//! or `metal` cargo features.
+//! or `metal` cargo features. Also the CPU thread count, which is
+//! process-wide (see [`configure_threads`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,8 +10,9 @@ use candle_core::Device;
 use crate::error::{Error, Result};
 
 /// A device as named on the command line: `cpu`, `cuda`, `cuda:N`, `metal`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
+    #[default]
     Cpu,
     Cuda(usize),
     Metal(usize),
@@ -63,27 +65,28 @@ impl DeviceSpec {
 #[cfg(feature = "cuda")]
 fn open_cuda(ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal)
-        .map_err(|err| Error::Device(format!("cannot open cuda:{ordinal}: {err}")))
+        .map_err(|err| Error::device(format!("cannot open cuda:{ordinal}"), Some(err.into())))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(_ordinal: usize) -> Result<Device> {
-    Err(Error::Device(
-        "this sentiment was built without CUDA support; rebuild with `--features cuda`".into(),
+    Err(Error::device(
+        "this sentiment was built without CUDA support; rebuild with `--features cuda`",
+        None,
     ))
 }
 
 #[cfg(feature = "metal")]
 fn open_metal(ordinal: usize) -> Result<Device> {
     Device::new_metal(ordinal)
-        .map_err(|err| Error::Device(format!("cannot open metal:{ordinal}: {err}")))
+        .map_err(|err| Error::device(format!("cannot open metal:{ordinal}"), Some(err.into())))
 }
 
 #[cfg(not(feature = "metal"))]
 fn open_metal(_ordinal: usize) -> Result<Device> {
-    Err(Error::Device(
-        "this sentiment was built without Metal support; rebuild with `--features metal` on macOS"
-            .into(),
+    Err(Error::device(
+        "this sentiment was built without Metal support; rebuild with `--features metal` on macOS",
+        None,
     ))
 }
 
@@ -99,13 +102,49 @@ pub fn built_in() -> Vec<&'static str> {
     devices
 }
 
-/// Sets the CPU thread count for candle's kernels and the tokenizer. Both
-/// read it once, when their thread pool starts, so this runs first thing in
-/// `main`, before any other thread exists.
-pub fn set_cpu_threads(threads: usize) {
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    candle_core::utils::init_global_threadpool();
+/// The most CPU threads the library accepts: far beyond any useful count,
+/// low enough that a typo cannot ask the OS for millions of threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// The thread count in force for this process, once set.
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Sets the CPU thread count for candle's kernels and the tokenizer, or
+/// returns the one already in force.
+///
+/// The count is **process-wide**: candle's thread pools (and the
+/// tokenizer's rayon pool) read it once, when they start, and cannot be
+/// resized. So the first call wins: `None` takes the default (the
+/// `RAYON_NUM_THREADS` variable if set, else the physical cores), and a
+/// later call asking for a *different* count is refused with
+/// [`Error::InvalidOption`] rather than silently ignored. Loading a
+/// [`Classifier`](crate::Classifier) calls this with its
+/// [`threads`](crate::ClassifierBuilder::threads) setting.
+pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+    if let Some(n) = requested {
+        if n == 0 || n > MAX_THREADS {
+            return Err(Error::InvalidOption(format!(
+                "threads must be between 1 and {MAX_THREADS}, not {n}"
+            )));
+        }
+    }
+    let in_force = *THREADS.get_or_init(|| {
+        let threads = requested.unwrap_or_else(candle_core::utils::get_num_threads);
+        // Always pinned, the default too: candle re-counts physical cores
+        // from /proc/cpuinfo on every call that needs the count unless the
+        // variable is set, and its head matmuls ask on every forward pass.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        candle_core::utils::init_global_threadpool();
+        threads
+    });
+    match requested {
+        Some(n) if n != in_force => Err(Error::InvalidOption(format!(
+            "this process already runs on {in_force} CPU threads and cannot switch to {n}: \
+             the thread pools are process-wide and start once"
+        ))),
+        _ => Ok(in_force),
+    }
 }
 
 #[cfg(test)]

@@ -1,75 +1,72 @@
-//! Errors that end a run, and the exit code each one maps to.
-//!
-//! Exit codes (also in `sentiment --help` and the README):
-//!
-//! | code | meaning |
-//! |------|---------|
-//! | 0    | success (also: stdout closed early, e.g. by `head`) |
-//! | 1    | `batch` finished, but at least one line could not be classified |
-//! | 2    | usage error: unknown flag, bad value |
-//! | 3    | model error: a model file is missing, corrupt or inconsistent |
-//! | 4    | model not available: not in the HF cache and it cannot be downloaded |
-//! | 5    | device error: the device was not built in or cannot be opened |
-//! | 6    | input/output error: an input file cannot be read or output written |
-//! | 7    | inference failed |
-//! | 130  | interrupted (Ctrl-C) |
+//! The library's error type. Each variant says which stage failed and keeps
+//! the error that caused it as its [`source`](std::error::Error::source), so
+//! `{:#}` in anyhow (or walking `source()`) shows the whole chain. Exit codes
+//! are the binary's business, not the library's.
 
 use std::path::PathBuf;
 
-pub mod exit {
-    pub const SUCCESS: i32 = 0;
-    pub const LINES_FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const MODEL: i32 = 3;
-    pub const MODEL_UNAVAILABLE: i32 = 4;
-    pub const DEVICE: i32 = 5;
-    pub const IO: i32 = 6;
-    pub const INFERENCE: i32 = 7;
-    pub const INTERRUPTED: i32 = 130;
-}
-
-/// The text of the exit-code table, for `--help`.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    success (also when stdout is closed early, e.g. by `head`)
-  1    batch: at least one input line could not be classified
-  2    usage error: unknown flag or bad value
-  3    model error: a model file is missing, corrupt or inconsistent
-  4    model not available: not cached and cannot be downloaded
-  5    device error: device not built in or cannot be opened
-  6    input/output error: cannot read input or write output
-  7    inference failed
-  130  interrupted (Ctrl-C)";
+/// Any error the library's own dependencies raise, kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// A model file exists (or should) but cannot be used.
+    /// A model file exists (or should) but cannot be used: missing, corrupt,
+    /// inconsistent with the other files. `path` names the file.
     #[error("{}: {message}", path.display())]
-    Model { path: PathBuf, message: String },
+    Model {
+        path: PathBuf,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
-    /// A model named on the command line that cannot be found or fetched.
-    #[error("{0}")]
-    ModelUnavailable(String),
+    /// A model that cannot be found locally or fetched from the hub.
+    #[error("{message}")]
+    ModelUnavailable {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
-    #[error("{0}")]
-    Device(String),
+    /// The device was not built in, or cannot be opened.
+    #[error("{message}")]
+    Device {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
-    #[error("{context}: {source}")]
+    /// Reading input or writing output failed.
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
 
-    #[error("inference failed: {0}")]
-    Inference(String),
+    /// A text could not be tokenized.
+    #[error("tokenization failed")]
+    Tokenize {
+        #[source]
+        source: BoxError,
+    },
 
-    #[error("interrupted")]
-    Interrupted,
+    /// The forward pass failed.
+    #[error("inference failed")]
+    Inference {
+        #[source]
+        source: candle_core::Error,
+    },
 
-    /// A combination of arguments clap cannot check on its own.
+    /// An option the library was given is out of range or conflicts with
+    /// another (a stride wider than the window, a second thread count).
     #[error("{0}")]
-    Usage(String),
+    InvalidOption(String),
+
+    /// The run was cancelled through its [`CancelFlag`](crate::CancelFlag).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {
@@ -77,6 +74,20 @@ impl Error {
         Self::Model {
             path: path.into(),
             message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// A model error caused by `source`.
+    pub fn model_caused(
+        path: impl Into<PathBuf>,
+        message: impl std::fmt::Display,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Model {
+            path: path.into(),
+            message: message.to_string(),
+            source: Some(source.into()),
         }
     }
 
@@ -87,27 +98,43 @@ impl Error {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Model { .. } => exit::MODEL,
-            Self::ModelUnavailable(_) => exit::MODEL_UNAVAILABLE,
-            Self::Device(_) => exit::DEVICE,
-            Self::Io { .. } => exit::IO,
-            Self::Inference(_) => exit::INFERENCE,
-            Self::Interrupted => exit::INTERRUPTED,
-            Self::Usage(_) => exit::USAGE,
+    pub fn device(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::Device {
+            message: message.into(),
+            source,
         }
     }
 
-    /// True when the error is stdout going away (EPIPE), which is a quiet exit.
-    pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    pub fn unavailable(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::ModelUnavailable {
+            message: message.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn tokenize(source: impl Into<BoxError>) -> Self {
+        Self::Tokenize {
+            source: source.into(),
+        }
+    }
+
+    /// The message and every source, `: `-joined: what a one-line error
+    /// record or log line should say.
+    pub fn chain_message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            message.push_str(": ");
+            message.push_str(&err.to_string());
+            source = err.source();
+        }
+        message
     }
 }
 
 impl From<candle_core::Error> for Error {
-    fn from(err: candle_core::Error) -> Self {
-        Self::Inference(err.to_string())
+    fn from(source: candle_core::Error) -> Self {
+        Self::Inference { source }
     }
 }
 

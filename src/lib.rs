@@ -1,25 +1,66 @@
-//! `sentiment`: exact DistilBERT sentiment classification on candle.
+//! `sentiment`: sentiment classification with HF sequence-classification
+//! models (DistilBERT today) on candle, exact against HF transformers.
 //!
-//! The binary is a thin shell over this library; the tests and benches use
-//! the same API.
+//! Load a model once and classify from as many threads as you like:
 //!
-//! - [`model`]: the network as candle modules (config, embeddings, encoder, head).
-//! - [`tokenize`]: tokenizer.json loading, truncation and dynamic padding.
-//! - [`source`]: where models come from (local folder, HF hub and its cache).
-//! - [`device`]: CPU, CUDA, Metal, and CPU threads.
-//! - [`classifier`]: a loaded model that turns texts into predictions.
-//! - [`commands`]: one module per subcommand; [`cli`] parses and dispatches.
+//! ```
+//! use sentiment::{Classifier, ClassifyOptions};
+//!
+//! # fn main() -> Result<(), sentiment::Error> {
+//! // The bundled model (compiled into the library), on the CPU, in f32.
+//! let classifier = Classifier::builder().build()?;
+//! let predictions = classifier.classify(
+//!     &["I love this movie", "The plot was a mess"],
+//!     &ClassifyOptions::default(),
+//! )?;
+//! assert_eq!(predictions[0].label, "POSITIVE");
+//! assert_eq!(predictions[1].label, "NEGATIVE");
+//! println!("{}", serde_json::to_string(&predictions[0]).unwrap());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`ClassifierBuilder`] picks the model ([`ModelSpec`]: bundled, a folder,
+//! or a hub id with the `hub` feature), the [`DeviceSpec`], the
+//! [`Precision`] and the CPU threads. [`ClassifyOptions`] (long texts, top-k)
+//! are chosen per call. [`Batcher`] streams any number of texts through the
+//! model in bounded memory, with per-text results and cancellation.
+//!
+//! The modules follow the data: [`input`] (lines) → [`tokenize`] →
+//! [`batch`] (the engine) → [`model`] (the forward pass, driven through
+//! [`classifier`]) → [`postprocess`] (scores, windows) → [`output`]
+//! (records). [`source`] finds model files, [`device`] opens devices and
+//! sets threads, [`bench`] measures.
+//!
+//! Cargo features: `hub` (default) adds hub ids; `cli` (default) builds the
+//! `sentiment` binary and pulls clap and friends, which the library never
+//! uses (`default-features = false, features = ["hub"]` to embed); `cuda` and
+//! `metal` add devices.
 
+// TEMP #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod batch;
+pub mod bench;
 pub mod classifier;
-pub mod cli;
-pub mod commands;
 pub mod device;
 pub mod error;
+pub mod input;
 pub mod model;
+pub mod output;
+pub mod postprocess;
 pub mod source;
-pub mod sysinfo;
 pub mod tokenize;
 
-pub use classifier::{Classifier, LabelScore, Prediction};
+pub use batch::{Batcher, CancelFlag, Classifiable, Feed, RunSummary, Sink};
+pub use classifier::{Classifier, ClassifierBuilder, ClassifyOptions, LongText, Precision};
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
+pub use postprocess::{Aggregate, LabelScore, Prediction};
 pub use source::{ModelFiles, ModelSpec};
+
+/// The CPU kernels, for the criterion benches. **Unstable**: not part of
+/// the public API, and may change or vanish in any release.
+#[doc(hidden)]
+pub mod unstable_kernels {
+    pub use crate::model::cpu::*;
+}

@@ -1,7 +1,9 @@
-//! Tokenization with the `tokenizers` crate, from a model's tokenizer.json.
+//! The second stage: tokenization with the `tokenizers` crate, from a
+//! model's tokenizer.json.
 //!
 //! Whatever padding or truncation the file has baked in is replaced: inputs
-//! are truncated to the model's limit and padded per batch, to the longest
+//! are truncated to the model's limit (or cut into overlapping windows, see
+//! [`TextTokenizer::encode_windows`]) and padded per batch, to the longest
 //! sequence in that batch, by [`pad_batch`].
 
 use tokenizers::{
@@ -30,12 +32,19 @@ impl Encoded {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TokenizerError(String);
+pub enum TokenizerError {
+    /// The `tokenizers` crate failed (a malformed tokenizer.json, or a text
+    /// it cannot encode).
+    #[error(transparent)]
+    Tokenizers(tokenizers::Error),
+    /// The windowing stride leaves no room in a window.
+    #[error("the stride ({stride}) must be smaller than the window's {room} text tokens")]
+    StrideTooLarge { stride: usize, room: usize },
+}
 
 impl From<tokenizers::Error> for TokenizerError {
     fn from(err: tokenizers::Error) -> Self {
-        Self(err.to_string())
+        Self::Tokenizers(err)
     }
 }
 
@@ -59,35 +68,27 @@ impl TextTokenizer {
         inner.with_padding(None);
         let mut untruncated = inner.clone();
         untruncated.with_truncation(None)?;
-        let mut tokenizer = Self {
+        inner.with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))?;
+        Ok(Self {
             inner,
             untruncated,
             max_tokens,
-        };
-        tokenizer.set_stride(0)?;
-        Ok(tokenizer)
+        })
     }
 
-    /// With a stride, [`TextTokenizer::encode_windows`] returns overlapping
-    /// windows that share `stride` tokens with their neighbours.
-    pub fn set_stride(&mut self, stride: usize) -> Result<(), TokenizerError> {
+    /// Checks that windows sharing `stride` tokens still advance: the
+    /// stride must be smaller than a window's text tokens.
+    pub fn check_stride(&self, stride: usize) -> Result<(), TokenizerError> {
         let room = self.max_tokens.saturating_sub(SPECIAL_TOKENS);
         if stride > 0 && stride >= room {
-            return Err(TokenizerError(format!(
-                "the stride ({stride}) must be smaller than the window's {room} text tokens"
-            )));
+            return Err(TokenizerError::StrideTooLarge { stride, room });
         }
-        self.inner.with_truncation(Some(TruncationParams {
-            max_length: self.max_tokens,
-            strategy: TruncationStrategy::LongestFirst,
-            stride,
-            direction: TruncationDirection::Right,
-        }))?;
         Ok(())
-    }
-
-    pub fn max_tokens(&self) -> usize {
-        self.max_tokens
     }
 
     pub fn encode(&self, text: &str) -> Result<Encoded, TokenizerError> {
@@ -97,19 +98,21 @@ impl TextTokenizer {
 
     /// Every window of the text, each with its own [CLS]/[SEP]: the first
     /// is what truncation keeps, then the rest, each window sharing
-    /// `stride` tokens with the one before.
+    /// `stride` tokens with the one before (see [`Self::check_stride`]).
     ///
     /// The windows are cut here rather than by the tokenizer's own overflow
     /// handling: with a stride, tokenizers 0.23.2 returns a short second
     /// window and drops the rest of the text.
-    pub fn encode_windows(&self, text: &str) -> Result<Vec<Encoded>, TokenizerError> {
+    pub fn encode_windows(
+        &self,
+        text: &str,
+        stride: usize,
+    ) -> Result<Vec<Encoded>, TokenizerError> {
         let special = self
             .inner
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
         let room = self.max_tokens.saturating_sub(special).max(1);
-        // The stride lives in the truncation parameters set_stride gave.
-        let stride = self.inner.get_truncation().map_or(0, |t| t.stride);
         let mut content = self.untruncated.encode(text, false)?;
         content.truncate(room, stride.min(room - 1), TruncationDirection::Right);
         let rest = content.take_overflowing();

@@ -5,8 +5,7 @@ mod common;
 
 use candle_core::Device;
 use common::*;
-use sentiment::classifier::{Aggregate, LongText};
-use sentiment::{Classifier, ModelSpec};
+use sentiment::{Aggregate, Classifier, ClassifyOptions, LongText, ModelSpec, Precision};
 
 /// The dev accuracy the shipped model reached (models/minilm-l6-sst2/README.md),
 /// minus the half point of slack the issue allows.
@@ -14,12 +13,12 @@ const MIN_DEV_ACCURACY: f64 = 0.8895;
 
 fn bundled() -> Classifier {
     let files = ModelSpec::Bundled.resolve().unwrap();
-    Classifier::load(&files, &Device::Cpu).unwrap()
+    Classifier::from_files(&files, &Device::Cpu, Precision::F32).unwrap()
 }
 
 #[test]
 fn the_default_model_is_the_bundled_one() {
-    assert_eq!(ModelSpec::default_spec(), ModelSpec::Bundled);
+    assert_eq!(ModelSpec::default(), ModelSpec::Bundled);
     assert_eq!(
         ModelSpec::parse("bundled", None).unwrap(),
         ModelSpec::Bundled
@@ -36,7 +35,7 @@ fn bundled_logits_match_hf() {
     for case in &golden.cases {
         let encoded = classifier.encode(&case.text).unwrap();
         assert_eq!(encoded.ids, case.ids, "{:?}", case.text);
-        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        let prediction = &predict(&classifier, &[case.text.as_str()])[0];
         let diff = max_abs_diff(&prediction.logits, &case.logits);
         assert!(diff <= LOGIT_TOLERANCE, "{:?}: {diff}", case.text);
         worst = worst.max(diff);
@@ -60,7 +59,7 @@ fn sst2_dev_accuracy(classifier: &Classifier) -> f64 {
     let mut correct = 0;
     for chunk in rows.chunks(32) {
         let texts: Vec<&str> = chunk.iter().map(|r| r["text"].as_str().unwrap()).collect();
-        for (prediction, row) in classifier.predict(&texts).unwrap().iter().zip(chunk) {
+        for (prediction, row) in predict(classifier, &texts).iter().zip(chunk) {
             correct += usize::from(prediction.label == row["label"].as_str().unwrap());
         }
     }
@@ -77,9 +76,9 @@ fn bundled_accuracy_on_sst2_dev() {
 /// `--quantize int8` keeps accuracy within half a point of f32 (89.45%).
 #[test]
 fn int8_accuracy_on_sst2_dev() {
-    let mut classifier = bundled();
-    classifier.quantize_int8().unwrap();
-    assert!(classifier.is_quantized());
+    let files = ModelSpec::Bundled.resolve().unwrap();
+    let classifier = Classifier::from_files(&files, &Device::Cpu, Precision::Int8).unwrap();
+    assert_eq!(classifier.precision(), Precision::Int8);
     let accuracy = sst2_dev_accuracy(&classifier);
     eprintln!("bundled model, int8: SST-2 dev accuracy {accuracy:.4}");
     assert!(accuracy >= 0.8945 - 0.005, "{accuracy}");
@@ -91,19 +90,18 @@ fn int8_accuracy_on_sst2_dev() {
 fn windows_see_sentiment_that_truncation_cuts_off() {
     let text = "the movie follows two brothers who travel across the country by train . ".repeat(40)
         + &"but in the end it is a dreadful , boring , miserable waste of time and i hated every minute . ".repeat(40);
-    let truncated = bundled().predict(&[&text]).unwrap().remove(0);
+    // One loaded model, a different long-text policy per call.
+    let classifier = bundled();
+    let truncated = predict(&classifier, &[&text]).remove(0);
     assert!(truncated.truncated);
     assert_eq!(truncated.label, "POSITIVE");
     for aggregate in [Aggregate::Mean, Aggregate::Max] {
-        let mut classifier = bundled();
-        classifier
-            .set_long_text(LongText::Window {
-                stride: 128,
-                aggregate,
-            })
-            .unwrap();
-        let windowed = classifier.predict(&[&text]).unwrap().remove(0);
-        assert!(windowed.windows > 1 && !windowed.truncated);
+        let options = ClassifyOptions::default().with_long_text(LongText::Window {
+            stride: 128,
+            aggregate,
+        });
+        let windowed = classifier.classify(&[&text], &options).unwrap().remove(0);
+        assert!(windowed.windows.unwrap() > 1 && !windowed.truncated);
         assert_eq!(windowed.label, "NEGATIVE", "{aggregate:?}");
     }
 }

@@ -1,6 +1,6 @@
-//! Property tests (the project's fuzzing): the batch line parser, the whole
-//! batch stream, and tokenize + forward on the tiny model never panic and
-//! keep their contracts on arbitrary input.
+//! Property tests (the project's fuzzing): the line parser, the batching
+//! engine over a whole stream, tokenize + forward on the tiny model, and
+//! the CPU kernels never panic and keep their contracts on arbitrary input.
 //!
 //! CI runs the default 256 cases per property. A longer run:
 //!     PROPTEST_CASES=20000 cargo test --release --test fuzz
@@ -9,15 +9,53 @@
 
 mod common;
 
-use std::io::Cursor;
+use std::io::BufRead;
 use std::sync::OnceLock;
 
 use common::*;
-use indicatif::ProgressBar;
 use proptest::prelude::*;
-use sentiment::cli::InputFormat;
-use sentiment::commands::batch::{classify_stream, parse_line, BatchOptions, ParsedLine};
-use sentiment::Classifier;
+use sentiment::input::{
+    parse_line, read_line_capped, InputFormat, Line, ParsedLine, MAX_LINE_BYTES,
+};
+use sentiment::output::{error_record, line_record};
+use sentiment::{Classifier, ClassifyOptions};
+
+/// What `sentiment batch` does, through the library: every line read and
+/// parsed, run through the batching engine, written as its record.
+fn classify_stream(input: &[u8], batch_size: usize) -> (Vec<u8>, u64) {
+    let mut reader = std::io::Cursor::new(input);
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(len) = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).unwrap() {
+        let number = lines.len() as u64 + 1;
+        lines.push(Line::parse(
+            number,
+            &buf,
+            len,
+            MAX_LINE_BYTES,
+            InputFormat::Jsonl,
+            "text",
+        ));
+    }
+    assert!(reader.fill_buf().unwrap().is_empty());
+    let mut out = Vec::new();
+    let summary = tiny()
+        .batcher(ClassifyOptions::default())
+        .with_batch_size(batch_size)
+        .run(lines, |line: Line, result| {
+            let record = match (line.parsed, result) {
+                (Ok(parsed), Some(Ok(prediction))) => line_record(parsed, &prediction),
+                (Err(message), _) => error_record(line.number, &message),
+                (Ok(_), Some(Err(err))) => error_record(line.number, &err.chain_message()),
+                (Ok(_), None) => panic!("a parsed line has a text"),
+            };
+            out.extend_from_slice(record.to_string().as_bytes());
+            out.push(b'\n');
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap();
+    (out, summary.delivered)
+}
 
 fn tiny() -> &'static Classifier {
     static MODEL: OnceLock<Classifier> = OnceLock::new();
@@ -70,13 +108,10 @@ proptest! {
             Some(last) if last.is_empty() && !final_newline => lines.len() - 1,
             _ => lines.len(),
         };
-        let options = BatchOptions::new(InputFormat::Jsonl, "text", batch_size);
-        let mut out = Vec::new();
-        let summary = classify_stream(tiny(), Cursor::new(input), &mut out, &options, &ProgressBar::hidden())
-            .unwrap();
+        let (out, delivered) = classify_stream(&input, batch_size);
         let text = String::from_utf8(out).unwrap();
         prop_assert_eq!(text.lines().count(), expected);
-        prop_assert_eq!(summary.lines as usize, expected);
+        prop_assert_eq!(delivered as usize, expected);
         for (i, line) in text.lines().enumerate() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
             if let Some(n) = value.get("line") {
@@ -89,7 +124,7 @@ proptest! {
 
     #[test]
     fn any_text_classifies_to_a_distribution(text in any::<String>()) {
-        let prediction = tiny().predict(&[&text]).unwrap().remove(0);
+        let prediction = predict(tiny(), &[&text]).remove(0);
         let total: f32 = prediction.scores.iter().map(|s| s.score).sum();
         prop_assert!((total - 1.0).abs() < 1e-4);
         prop_assert!(prediction.logits.iter().all(|l| l.is_finite()));

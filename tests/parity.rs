@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use sentiment::classifier::scores_from_logits;
 use sentiment::model::ProblemType;
+use sentiment::postprocess::scores_from_logits;
 
 fn tiny_golden() -> Golden {
     golden(&fixture("golden_tiny.json"))
@@ -38,10 +38,15 @@ fn logits_match_hf_one_text_at_a_time() {
     assert_eq!(classifier.labels(), golden.labels.as_slice());
     let mut worst = 0f32;
     for case in &golden.cases {
-        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        let prediction = &predict(&classifier, &[case.text.as_str()])[0];
         let diff = max_abs_diff(&prediction.logits, &case.logits);
         assert!(diff <= LOGIT_TOLERANCE, "{:?}: |Δlogit| {diff}", case.text);
-        let probabilities: Vec<f32> = prediction.scores.iter().map(|s| s.score).collect();
+        // `scores` is best first; HF's probabilities are in class order.
+        let probabilities: Vec<f32> = golden
+            .labels
+            .iter()
+            .map(|label| prediction.score_of(label).unwrap())
+            .collect();
         assert!(max_abs_diff(&probabilities, &case.probabilities) <= 1e-5);
         worst = worst.max(diff);
     }
@@ -58,7 +63,7 @@ fn logits_match_hf_in_padded_batches() {
 fn pytorch_bin_checkpoint_matches_hf() {
     let classifier = load(&fixture("tiny-distilbert-pth"));
     for case in tiny_golden().cases.iter().take(8) {
-        let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+        let prediction = &predict(&classifier, &[case.text.as_str()])[0];
         assert!(max_abs_diff(&prediction.logits, &case.logits) <= LOGIT_TOLERANCE);
     }
 }
@@ -83,7 +88,7 @@ fn half_precision_weights_load_and_upcast() {
         safetensors::save(&converted, dir.path().join("model.safetensors")).unwrap();
         let classifier = load(dir.path());
         for case in golden.cases.iter().take(6) {
-            let prediction = &classifier.predict(&[case.text.as_str()]).unwrap()[0];
+            let prediction = &predict(&classifier, &[case.text.as_str()])[0];
             let diff = max_abs_diff(&prediction.logits, &case.logits);
             assert!(
                 diff > 0.0 && diff <= tolerance,
@@ -101,7 +106,7 @@ fn half_precision_weights_load_and_upcast() {
 fn in_place_and_loaded_half_tables_give_identical_logits() {
     use candle_core::{safetensors, DType, Device};
     use sentiment::source::{FileBytes, ModelFiles, Weights};
-    use sentiment::Classifier;
+    use sentiment::{Classifier, Precision};
     let source = tiny_model_dir();
     let golden = tiny_golden();
     let texts: Vec<&str> = golden
@@ -122,7 +127,7 @@ fn in_place_and_loaded_half_tables_give_identical_logits() {
             .collect();
         let weights_path = dir.path().join("model.safetensors");
         safetensors::save(&converted, &weights_path).unwrap();
-        let from_file = load(dir.path()).predict(&texts).unwrap();
+        let from_file = predict(&load(dir.path()), &texts);
 
         let file = |name: &str| FileBytes::read(dir.path().join(name)).unwrap();
         let image: &'static [u8] =
@@ -136,10 +141,10 @@ fn in_place_and_loaded_half_tables_give_identical_logits() {
                 bytes: image,
             },
         };
-        let in_place = Classifier::load(&files, &Device::Cpu)
-            .unwrap()
-            .predict(&texts)
-            .unwrap();
+        let in_place = predict(
+            &Classifier::from_files(&files, &Device::Cpu, Precision::F32).unwrap(),
+            &texts,
+        );
         for (a, b) in from_file.iter().zip(&in_place) {
             assert_eq!(a.logits, b.logits, "{dtype:?}");
         }

@@ -68,7 +68,7 @@ fn every_kind_of_bad_line_gets_its_own_record() {
 #[test]
 fn a_line_over_the_limit_is_an_error_record_not_an_abort() {
     // MAX_LINE_BYTES is 64 MiB; build just over it.
-    let huge = vec![b'x'; sentiment::commands::batch::MAX_LINE_BYTES + 10];
+    let huge = vec![b'x'; sentiment::input::MAX_LINE_BYTES + 10];
     let mut input = b"{\"text\":\"before\"}\n".to_vec();
     input.extend_from_slice(&huge);
     input.extend_from_slice(b"\n{\"text\":\"after\"}\n");
@@ -124,27 +124,27 @@ fn long_texts_report_truncation_or_windows() {
 
 #[test]
 fn window_mode_matches_predicting_each_window_alone() {
+    use sentiment::{Aggregate, ClassifyOptions, LongText};
     let classifier = load(&tiny_model_dir());
-    let mut windowed = load(&tiny_model_dir());
-    windowed
-        .set_long_text(sentiment::classifier::LongText::Window {
-            stride: 32,
-            aggregate: sentiment::classifier::Aggregate::Mean,
-        })
-        .unwrap();
+    let long_text = LongText::Window {
+        stride: 32,
+        aggregate: Aggregate::Mean,
+    };
     let text = (0..700).map(|i| format!("w{i} ")).collect::<String>();
-    let windows = windowed.encode_text(&text).unwrap();
+    let windows = classifier.encode_text(&text, long_text).unwrap();
     assert!(windows.len() > 1);
     assert!(windows.iter().all(|w| w.len() <= 512 && w.ids[0] == 101));
     let single: Vec<_> = windows
         .iter()
         .map(|w| classifier.predict_encoded(&[w]).unwrap().remove(0))
         .collect();
-    let combined = windowed.predict(&[&text]).unwrap().remove(0);
-    for (label_index, score) in combined.scores.iter().enumerate() {
+    let options = ClassifyOptions::default().with_long_text(long_text);
+    let combined = classifier.classify(&[&text], &options).unwrap().remove(0);
+    assert_eq!(combined.windows, Some(windows.len()));
+    for score in &combined.scores {
         let mean: f32 = single
             .iter()
-            .map(|p| p.scores[label_index].score)
+            .map(|p| p.score_of(&score.label).unwrap())
             .sum::<f32>()
             / single.len() as f32;
         assert!((score.score - mean).abs() < 1e-5);

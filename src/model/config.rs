@@ -74,8 +74,6 @@ pub struct Config {
     /// Label names by class index. JSON object keys are strings ("0", "1").
     #[serde(default)]
     pub id2label: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub label2id: Option<BTreeMap<String, i64>>,
     /// `null` in config.json means the default, as in HF.
     #[serde(default)]
     pub problem_type: Option<ProblemType>,

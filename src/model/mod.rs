@@ -2,7 +2,7 @@
 //! HF transformers' `DistilBertForSequenceClassification` weight for weight.
 
 pub mod config;
-pub mod cpu;
+pub(crate) mod cpu;
 pub mod embeddings;
 pub mod encoder;
 pub mod head;

@@ -14,19 +14,6 @@ use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
 use super::{FileBytes, ModelFiles, Weights};
 use crate::error::{Error, Result};
 
-/// `owner/name`: exactly one slash, and only the characters the hub allows.
-pub fn is_repo_id(name: &str) -> bool {
-    let mut parts = name.split('/');
-    let valid = |part: Option<&str>| {
-        part.is_some_and(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        })
-    };
-    valid(parts.next()) && valid(parts.next()) && parts.next().is_none()
-}
-
 /// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else
 /// ~/.cache/huggingface/hub, in the order huggingface_hub uses.
 pub fn cache_dir() -> PathBuf {
@@ -57,11 +44,14 @@ pub fn fetch(repo_id: &str, revision: &str) -> Result<ModelFiles> {
     }
     let id = format!("{repo_id}@{revision}");
     if offline() {
-        return Err(Error::ModelUnavailable(format!(
-            "model {id} is not in the HF cache ({}) and HF_HUB_OFFLINE is set; \
-             download it once with network access, or pass --model <folder>",
-            cache_dir.display()
-        )));
+        return Err(Error::unavailable(
+            format!(
+                "model {id} is not in the HF cache ({}) and HF_HUB_OFFLINE is set; \
+                 download it once with network access, or pass --model <folder>",
+                cache_dir.display()
+            ),
+            None,
+        ));
     }
     download(&cache_dir, repo_id, revision)
 }
@@ -103,16 +93,19 @@ fn download(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<ModelFile
     if let Some(endpoint) = non_empty_env("HF_ENDPOINT") {
         builder = builder.with_endpoint(endpoint);
     }
-    let unavailable = |what: String| {
-        Error::ModelUnavailable(format!(
-            "{what}; check the network (or HF_ENDPOINT), use a model that is already \
-             in the HF cache ({}), or pass --model <folder>",
-            cache_dir.display()
-        ))
+    let unavailable = |what: String, err: hf_hub::api::sync::ApiError| {
+        Error::unavailable(
+            format!(
+                "{what} (check the network or HF_ENDPOINT, use a model that is already \
+                 in the HF cache at {}, or pass --model <folder>)",
+                cache_dir.display()
+            ),
+            Some(err.into()),
+        )
     };
     let api = builder
         .build()
-        .map_err(|err| unavailable(format!("cannot start the hub client: {err}")))?;
+        .map_err(|err| unavailable("cannot start the hub client".into(), err))?;
     let repo = api.repo(Repo::with_revision(
         repo_id.to_string(),
         RepoType::Model,
@@ -124,9 +117,10 @@ fn download(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<ModelFile
                 if matches!(**e, ureq::Error::Status(404, _)));
             (
                 not_found,
-                unavailable(format!(
-                    "cannot download {name} of {repo_id}@{revision}: {err}"
-                )),
+                unavailable(
+                    format!("cannot download {name} of {repo_id}@{revision}"),
+                    err,
+                ),
             )
         })
     };
@@ -143,22 +137,4 @@ fn download(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<ModelFile
         tokenizer: FileBytes::read(tokenizer)?,
         weights,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_repo_id;
-
-    #[test]
-    fn repo_ids() {
-        assert!(is_repo_id(
-            "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
-        ));
-        assert!(is_repo_id("a.b/c_d-1"));
-        assert!(!is_repo_id("no-slash"));
-        assert!(!is_repo_id("a/b/c"));
-        assert!(!is_repo_id("/abs"));
-        assert!(!is_repo_id("a/"));
-        assert!(!is_repo_id("a b/c"));
-    }
 }

@@ -4,6 +4,7 @@
 //! the bytes came from.
 
 pub mod bundled;
+#[cfg(feature = "hub")]
 pub mod hub;
 pub mod local;
 pub mod weights;
@@ -15,16 +16,14 @@ use crate::error::{Error, Result};
 /// The environment variable that names the default model.
 pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
 
-/// The reference model the bundled one is compared with (`--model` it to use it).
-pub const REFERENCE_HUB_MODEL: &str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english";
-
 /// The name that selects the bundled model explicitly.
 pub const BUNDLED_NAME: &str = "bundled";
 
 /// A model as the user named it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ModelSpec {
     /// The model compiled into the binary (the default).
+    #[default]
     Bundled,
     /// A folder holding config.json, tokenizer.json and the weights.
     Local(PathBuf),
@@ -43,7 +42,7 @@ impl ModelSpec {
         if name == BUNDLED_NAME {
             return Ok(Self::Bundled);
         }
-        if hub::is_repo_id(name) && !name.starts_with('.') {
+        if is_repo_id(name) && !name.starts_with('.') {
             return Ok(Self::Hub {
                 repo_id: name.to_string(),
                 revision: revision.unwrap_or("main").to_string(),
@@ -61,17 +60,34 @@ impl ModelSpec {
         ))
     }
 
-    pub fn default_spec() -> Self {
-        Self::Bundled
-    }
-
+    /// The model's files: from the binary, the folder, or the HF cache
+    /// (downloading them if need be).
     pub fn resolve(&self) -> Result<ModelFiles> {
         match self {
             Self::Bundled => Ok(bundled::files()),
             Self::Local(dir) => local::files_in(dir),
+            #[cfg(feature = "hub")]
             Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision),
+            #[cfg(not(feature = "hub"))]
+            Self::Hub { repo_id, .. } => Err(Error::unavailable(
+                format!("{repo_id} is a hub id, but this build has no hub support (cargo feature `hub`)"),
+                None,
+            )),
         }
     }
+}
+
+/// `owner/name`: exactly one slash, and only the characters the hub allows.
+pub fn is_repo_id(name: &str) -> bool {
+    let mut parts = name.split('/');
+    let valid = |part: Option<&str>| {
+        part.is_some_and(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+    };
+    valid(parts.next()) && valid(parts.next()) && parts.next().is_none()
 }
 
 /// The bytes of one small model file (config or tokenizer) and where they
@@ -89,7 +105,7 @@ impl FileBytes {
                 origin: path,
                 bytes: bytes.into(),
             }),
-            Err(err) => Err(Error::model(path, format!("cannot read: {err}"))),
+            Err(err) => Err(Error::model_caused(path, "cannot read", err)),
         }
     }
 }
@@ -124,4 +140,22 @@ pub struct ModelFiles {
     pub config: FileBytes,
     pub tokenizer: FileBytes,
     pub weights: Weights,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_repo_id;
+
+    #[test]
+    fn repo_ids() {
+        assert!(is_repo_id(
+            "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+        ));
+        assert!(is_repo_id("a.b/c_d-1"));
+        assert!(!is_repo_id("no-slash"));
+        assert!(!is_repo_id("a/b/c"));
+        assert!(!is_repo_id("/abs"));
+        assert!(!is_repo_id("a/"));
+        assert!(!is_repo_id("a b/c"));
+    }
 }

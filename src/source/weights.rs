@@ -25,7 +25,7 @@ const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
 pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, WordTable)> {
     let path = weights.origin();
     let cannot_read =
-        |err: candle_core::Error| Error::model(path, format!("cannot read weights: {err}"));
+        |err: candle_core::Error| Error::model_caused(path, "cannot read weights", err);
     let (backend, word_table): (Box<dyn SimpleBackend>, WordTable) = match weights {
         Weights::Pytorch(path) => {
             let vb = VarBuilder::from_pth(path, DType::F32, device).map_err(cannot_read)?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use sentiment::{Classifier, ModelSpec};
+use sentiment::{Classifier, ClassifyOptions, ModelSpec, Precision, Prediction};
 use serde::Deserialize;
 
 pub const LOGIT_TOLERANCE: f32 = 1e-4;
@@ -23,7 +23,14 @@ pub fn load(dir: &Path) -> Classifier {
     let files = ModelSpec::Local(dir.to_path_buf())
         .resolve()
         .expect("resolve fixture");
-    Classifier::load(&files, &Device::Cpu).expect("load fixture")
+    Classifier::from_files(&files, &Device::Cpu, Precision::F32).expect("load fixture")
+}
+
+/// Predictions with the default options (truncation, every label).
+pub fn predict(classifier: &Classifier, texts: &[&str]) -> Vec<Prediction> {
+    classifier
+        .classify(texts, &ClassifyOptions::default())
+        .expect("classify")
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,9 +69,10 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The path of the release/debug binary cargo built for these tests.
+/// The path of the release/debug binary cargo built for these tests (with
+/// the default `cli` feature; without it, no test that runs it is built).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
+    PathBuf::from(option_env!("CARGO_BIN_EXE_sentiment").expect("built with the cli feature"))
 }
 
 /// The binary with `args`, isolated from the caller's environment: no
@@ -105,7 +113,7 @@ pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
             .iter()
             .map(|&i| golden.cases[i].text.as_str())
             .collect();
-        let predictions = classifier.predict(&texts).unwrap();
+        let predictions = predict(classifier, &texts);
         for ((prediction, expected), text) in predictions.iter().zip(&batch.logits).zip(&texts) {
             let diff = max_abs_diff(&prediction.logits, expected);
             assert!(

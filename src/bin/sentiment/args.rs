@@ -1,23 +1,24 @@
-//! The command line: argument definitions and dispatch to one module per
-//! subcommand. `main.rs` only parses, calls [`run`] and turns errors into
-//! exit codes.
+//! The command line as plain structs (clap derive). Nothing here runs a
+//! command: `main` parses, then hands each subcommand's struct to its
+//! module.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sentiment::batch::MAX_BATCH_SIZE;
+use sentiment::device::MAX_THREADS;
+use sentiment::{Aggregate, DeviceSpec, LongText, ModelSpec, Precision};
 
-use crate::classifier::{Aggregate, Classifier, LongText};
-use crate::commands;
-use crate::commands::bench::ReportFormat;
-use crate::device::DeviceSpec;
-use crate::error::{Error, Result, EXIT_CODES_HELP};
-use crate::source::{ModelSpec, MODEL_ENV};
+use crate::exit::EXIT_CODES_HELP;
+
+/// The environment variable that names the default model.
+pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "sentiment",
     version,
-    about = "Sentiment classification with DistilBERT, on candle",
+    about = "Sentiment classification with HF models, on candle",
     after_help = EXIT_CODES_HELP,
 )]
 pub struct Cli {
@@ -58,44 +59,24 @@ pub struct ModelArgs {
     pub quantize: Option<Quantize>,
 
     /// CPU threads for the model and tokenizer [default: physical cores].
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
     pub threads: Option<u16>,
 }
 
 impl ModelArgs {
-    pub fn spec(&self) -> Result<ModelSpec> {
+    pub fn spec(&self) -> sentiment::Result<ModelSpec> {
         match &self.model {
             Some(name) => ModelSpec::parse(name, self.revision.as_deref()),
-            None => Ok(ModelSpec::default_spec()),
+            None => Ok(ModelSpec::default()),
         }
     }
 
-    /// The one device `predict` and `batch` run on.
-    pub fn single_device(&self) -> Result<DeviceSpec> {
-        match self.device.as_slice() {
-            [device] => Ok(*device),
-            _ => Err(Error::Usage(
-                "--device takes one device here; only `bench` compares several".into(),
-            )),
+    pub fn precision(&self) -> Precision {
+        match self.quantize {
+            Some(Quantize::Int8) => Precision::Int8,
+            None => Precision::F32,
         }
-    }
-
-    /// Resolves the model and loads it on the chosen device.
-    pub fn load(&self) -> Result<Classifier> {
-        let device = self.single_device()?.open()?;
-        let files = self.spec()?.resolve()?;
-        let mut classifier = Classifier::load(&files, &device)?;
-        if self.quantize == Some(Quantize::Int8) {
-            classifier.quantize_int8()?;
-        }
-        Ok(classifier)
-    }
-
-    /// [`ModelArgs::load`], handling long texts as asked.
-    pub fn load_for(&self, long_text: &LongTextArgs) -> Result<Classifier> {
-        let mut classifier = self.load()?;
-        classifier.set_long_text(long_text.mode())?;
-        Ok(classifier)
     }
 }
 
@@ -114,6 +95,13 @@ pub enum Command {
     Batch(BatchArgs),
     /// Measure load time, latency, throughput and accuracy.
     Bench(BenchArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 /// Options for how results are printed.
@@ -132,6 +120,14 @@ pub enum LongTextMode {
     Window,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AggregateArg {
+    /// The mean of the windows' scores (and logits).
+    Mean,
+    /// The single most confident window decides.
+    Max,
+}
+
 /// What to do with texts longer than the model's 512 tokens.
 #[derive(Debug, Clone, Args)]
 pub struct LongTextArgs {
@@ -146,8 +142,8 @@ pub struct LongTextArgs {
 
     /// How window scores combine: `mean` averages them, `max` lets the most
     /// confident window decide (window mode).
-    #[arg(long, value_enum, default_value_t = Aggregate::Mean)]
-    pub aggregate: Aggregate,
+    #[arg(long, value_enum, default_value_t = AggregateArg::Mean)]
+    pub aggregate: AggregateArg,
 }
 
 impl LongTextArgs {
@@ -156,7 +152,10 @@ impl LongTextArgs {
             LongTextMode::Truncate => LongText::Truncate,
             LongTextMode::Window => LongText::Window {
                 stride: self.stride,
-                aggregate: self.aggregate,
+                aggregate: match self.aggregate {
+                    AggregateArg::Mean => Aggregate::Mean,
+                    AggregateArg::Max => Aggregate::Max,
+                },
             },
         }
     }
@@ -179,12 +178,13 @@ pub struct PredictArgs {
     pub long_text: LongTextArgs,
 
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InputFormat {
+pub enum InputFormatArg {
     /// One JSON object per line; the text is in `--field`.
     Jsonl,
     /// One text per line.
@@ -198,8 +198,8 @@ pub struct BatchArgs {
     pub input: Option<PathBuf>,
 
     /// How to read each line.
-    #[arg(long = "input", value_enum, default_value_t = InputFormat::Jsonl, value_name = "FORMAT")]
-    pub format: InputFormat,
+    #[arg(long = "input", value_enum, default_value_t = InputFormatArg::Jsonl, value_name = "FORMAT")]
+    pub format: InputFormatArg,
 
     /// The JSON field that holds the text.
     #[arg(long, default_value = "text", value_name = "NAME")]
@@ -207,7 +207,8 @@ pub struct BatchArgs {
 
     /// Texts per forward pass. Lines are sorted by length within a window of
     /// 16 batches, so each batch pads little, and written back in input order.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_size: u32,
 
     /// Write results to FILE instead of stdout.
@@ -227,6 +228,14 @@ pub struct BatchArgs {
     pub long_text: LongTextArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormatArg {
+    Console,
+    Json,
+    Csv,
+    Markdown,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Batch-1 latency at these token counts (special tokens included).
@@ -236,7 +245,7 @@ pub struct BenchArgs {
 
     /// Throughput over the dataset at these batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_sizes: Vec<u32>,
 
     /// Timed runs per latency figure.
@@ -256,23 +265,6 @@ pub struct BenchArgs {
     pub passes: u32,
 
     /// Report format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Console)]
-    pub format: ReportFormat,
-}
-
-/// Runs the parsed command line and returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
-    // Always pinned, the default too: candle re-counts physical cores from
-    // /proc/cpuinfo on every call that needs the count unless the variable
-    // is set, and its head matmuls ask on every forward pass.
-    let threads = cli
-        .model
-        .threads
-        .map_or_else(candle_core::utils::get_num_threads, usize::from);
-    crate::device::set_cpu_threads(threads);
-    match &cli.command {
-        Command::Predict(args) => commands::predict::run(&cli.model, args),
-        Command::Batch(args) => commands::batch::run(&cli.model, args),
-        Command::Bench(args) => commands::bench::run(&cli.model, args),
-    }
+    #[arg(long, value_enum, default_value_t = ReportFormatArg::Console)]
+    pub format: ReportFormatArg,
 }

@@ -1,0 +1,439 @@
+//! The batching engine: any number of texts, classified in bounded windows.
+//!
+//! Items are taken from the input a window at a time (by default 16
+//! batches' worth, or 64 MiB of text, whichever comes first). Inside a
+//! window every sequence (one per text, or each window of a long text) is
+//! sorted by token count so batches pad little, run through the model a
+//! batch at a time, and folded back into its text's prediction. Results are
+//! handed to the caller's sink in input order, a window at a time. Memory
+//! is bounded by the window, never by the input.
+//!
+//! A batch that fails is retried one sequence at a time, so one bad text
+//! fails alone. A [`CancelFlag`] stops the run between batches; the window
+//! in progress is then dropped, never half-delivered.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::classifier::{Classifier, ClassifyOptions, LongText};
+use crate::error::{Error, Result};
+use crate::input::Line;
+use crate::postprocess::{Aggregate, Prediction, Scored};
+use crate::tokenize::Encoded;
+
+/// Texts per forward pass unless told otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// The largest batch size accepted: a batch of 4096 sequences of 512
+/// tokens already takes gigabytes of activations.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+/// Batches per window: enough for length sorting to pay off, few enough
+/// to keep the window small.
+pub const WINDOW_BATCHES: usize = 16;
+
+/// A window also ends once it holds this many bytes of text.
+pub const WINDOW_BYTES: usize = 64 << 20;
+
+/// Something with (maybe) a text to classify. Items without one (a line
+/// that failed to parse, say) keep their place in the output.
+pub trait Classifiable {
+    fn text(&self) -> Option<&str>;
+}
+
+impl Classifiable for &str {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Classifiable for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Classifiable for Line {
+    fn text(&self) -> Option<&str> {
+        self.parsed.as_ref().ok().map(|parsed| parsed.text())
+    }
+}
+
+/// One element of a [`Batcher::run`] input: an item, or a request to
+/// classify and deliver what the window holds now (for input that arrives
+/// slowly, where latency matters more than the fullest batches).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feed<T> {
+    Item(T),
+    Flush,
+}
+
+impl<T> From<T> for Feed<T> {
+    fn from(item: T) -> Self {
+        Self::Item(item)
+    }
+}
+
+/// A shareable stop signal: set it (from a Ctrl-C handler, a server's
+/// shutdown) and runs stop between batches.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a run saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Items handed to the sink.
+    pub delivered: u64,
+    /// Of those, items with a text that could not be classified.
+    pub failed: u64,
+    /// Of those, items without a text (delivered with `None`).
+    pub without_text: u64,
+    /// The run stopped on its [`CancelFlag`]; every delivered item is
+    /// complete and the rest were not delivered.
+    pub cancelled: bool,
+}
+
+/// The batching engine over one loaded model (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Batcher<'a> {
+    classifier: &'a Classifier,
+    options: ClassifyOptions,
+    batch_size: usize,
+    window_items: usize,
+    window_bytes: usize,
+    cancel: Option<CancelFlag>,
+}
+
+impl<'a> Batcher<'a> {
+    /// `batch_size` is clamped to 1..=[`MAX_BATCH_SIZE`].
+    pub fn new(classifier: &'a Classifier, options: ClassifyOptions, batch_size: usize) -> Self {
+        let batch_size = batch_size.clamp(1, MAX_BATCH_SIZE);
+        Self {
+            classifier,
+            options,
+            batch_size,
+            window_items: batch_size * WINDOW_BATCHES,
+            window_bytes: WINDOW_BYTES,
+            cancel: None,
+        }
+    }
+
+    /// Sequences per forward pass (clamped to 1..=[`MAX_BATCH_SIZE`]); the
+    /// window becomes [`WINDOW_BATCHES`] batches.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.clamp(1, MAX_BATCH_SIZE);
+        self.window_items = self.batch_size * WINDOW_BATCHES;
+        self
+    }
+
+    /// Items per window (at least 1): length sorting happens inside a
+    /// window, and a window is what the engine holds in memory.
+    pub fn with_window(mut self, items: usize) -> Self {
+        self.window_items = items.max(1);
+        self
+    }
+
+    pub fn with_cancel(mut self, cancel: CancelFlag) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelFlag::is_cancelled)
+    }
+
+    /// Classifies every item of `input` and hands each to `sink` with its
+    /// result, in input order: `None` for an item without a text, else the
+    /// prediction or why it failed. Stops early, delivering nothing of the
+    /// window in progress, when the cancel flag is set; fails only when the
+    /// sink does.
+    pub fn run<T, I, E>(
+        &self,
+        input: impl IntoIterator<Item = I>,
+        sink: impl FnMut(T, Option<Result<Prediction>>) -> Result<(), E>,
+    ) -> Result<RunSummary, E>
+    where
+        T: Classifiable,
+        I: Into<Feed<T>>,
+    {
+        self.run_into(input, &mut ClosureSink(sink))
+    }
+
+    /// [`Batcher::run`] into a [`Sink`], which also hears when each window
+    /// is complete (to flush output there, say).
+    pub fn run_into<T, I, S>(
+        &self,
+        input: impl IntoIterator<Item = I>,
+        sink: &mut S,
+    ) -> Result<RunSummary, S::Error>
+    where
+        T: Classifiable,
+        I: Into<Feed<T>>,
+        S: Sink<T>,
+    {
+        let mut summary = RunSummary::default();
+        let mut window: Vec<T> = Vec::new();
+        let mut bytes = 0usize;
+        for feed in input {
+            if self.cancelled() {
+                summary.cancelled = true;
+                return Ok(summary);
+            }
+            let flush = match feed.into() {
+                Feed::Item(item) => {
+                    bytes = bytes.saturating_add(item.text().map_or(0, str::len));
+                    window.push(item);
+                    window.len() >= self.window_items || bytes >= self.window_bytes
+                }
+                Feed::Flush => !window.is_empty(),
+            };
+            if flush {
+                bytes = 0;
+                if !self.deliver(&mut window, sink, &mut summary)? {
+                    return Ok(summary);
+                }
+            }
+        }
+        if !window.is_empty() {
+            self.deliver(&mut window, sink, &mut summary)?;
+        }
+        Ok(summary)
+    }
+
+    /// Classifies and delivers the window, emptying it. False when the run
+    /// was cancelled first (and nothing was delivered).
+    fn deliver<T: Classifiable, S: Sink<T>>(
+        &self,
+        window: &mut Vec<T>,
+        sink: &mut S,
+        summary: &mut RunSummary,
+    ) -> Result<bool, S::Error> {
+        let Some(results) = self.classify_window(window) else {
+            summary.cancelled = true;
+            return Ok(false);
+        };
+        for (item, result) in window.drain(..).zip(results) {
+            summary.delivered += 1;
+            summary.failed += u64::from(matches!(result, Some(Err(_))));
+            summary.without_text += u64::from(result.is_none());
+            sink.deliver(item, result)?;
+        }
+        sink.window_done()?;
+        Ok(true)
+    }
+
+    /// Classifies one window: per item, `None` without a text, else its
+    /// prediction or error, in the window's order. `None` overall when the
+    /// run was cancelled before the window finished.
+    pub fn classify_window<T: Classifiable>(
+        &self,
+        items: &[T],
+    ) -> Option<Vec<Option<Result<Prediction>>>> {
+        let classifier = self.classifier;
+        let post = classifier.postprocessor();
+        let (windowed, aggregate) = match self.options.long_text {
+            LongText::Truncate => (false, Aggregate::Mean),
+            LongText::Window { aggregate, .. } => (true, aggregate),
+        };
+        let mut states: Vec<State> = items
+            .iter()
+            .map(|item| match item.text() {
+                Some(_) => State::Pending(None),
+                None => State::NoText,
+            })
+            .collect();
+        let encoded = self.encode(items, &mut states);
+
+        // Every sequence of every text, sorted by length so batches pad little.
+        let mut order: Vec<(usize, &Encoded)> = encoded
+            .iter()
+            .flat_map(|(i, sequences)| sequences.iter().map(move |e| (*i, e)))
+            .collect();
+        order.sort_by_key(|(_, e)| e.len());
+        for chunk in order.chunks(self.batch_size) {
+            if self.cancelled() {
+                return None;
+            }
+            for (item, result) in self.logits_isolating_failures(chunk) {
+                let State::Pending(acc) = &mut states[item] else {
+                    continue; // An earlier window of this text failed.
+                };
+                match result {
+                    Ok((logits, encoded)) => {
+                        let scored = post.score(logits, encoded.len(), encoded.truncated);
+                        *acc = Some(post.fold_window(acc.take(), scored, aggregate));
+                    }
+                    Err(err) => states[item] = State::Failed(err),
+                }
+            }
+        }
+        Some(
+            states
+                .into_iter()
+                .map(|state| match state {
+                    State::NoText => None,
+                    State::Failed(err) => Some(Err(err)),
+                    State::Pending(Some(scored)) => Some(Ok(post.finish(
+                        scored,
+                        aggregate,
+                        windowed,
+                        self.options.top_k,
+                    ))),
+                    State::Pending(None) => Some(Err(Error::tokenize(
+                        "the tokenizer produced no sequence for the text",
+                    ))),
+                })
+                .collect(),
+        )
+    }
+
+    /// Tokenizes the items with a text, keyed by index; a text that fails
+    /// marks its state failed. Truncation encodes the window in one call
+    /// (the tokenizer parallelises it) and retries text by text only if
+    /// that call fails, so only the offending texts fail.
+    fn encode<T: Classifiable>(
+        &self,
+        items: &[T],
+        states: &mut [State],
+    ) -> Vec<(usize, Vec<Encoded>)> {
+        let classifier = self.classifier;
+        let (indices, texts): (Vec<usize>, Vec<&str>) = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| item.text().map(|t| (i, t)))
+            .unzip();
+        let batch = match self.options.long_text {
+            LongText::Truncate => classifier.encode_batch(&texts).ok(),
+            LongText::Window { .. } => None,
+        };
+        let per_text: Vec<Result<Vec<Encoded>>> = match batch {
+            Some(encoded) => encoded.into_iter().map(|e| Ok(vec![e])).collect(),
+            None => texts
+                .iter()
+                .map(|text| classifier.encode_text(text, self.options.long_text))
+                .collect(),
+        };
+        let mut encoded = Vec::with_capacity(indices.len());
+        for (i, result) in indices.into_iter().zip(per_text) {
+            match result {
+                Ok(sequences) if sequences.iter().any(Encoded::is_empty) => {
+                    states[i] = State::Failed(Error::tokenize(
+                        "the tokenizer produced no tokens for the text",
+                    ));
+                }
+                Ok(sequences) => encoded.push((i, sequences)),
+                Err(err) => states[i] = State::Failed(err),
+            }
+        }
+        encoded
+    }
+
+    /// Logits for each (item, sequence) of a batch. If the batch fails as a
+    /// whole, each sequence is run alone so that only the culprit fails.
+    fn logits_isolating_failures<'e>(
+        &self,
+        chunk: &[(usize, &'e Encoded)],
+    ) -> Vec<(usize, Result<(Vec<f32>, &'e Encoded)>)> {
+        let batch: Vec<&Encoded> = chunk.iter().map(|(_, e)| *e).collect();
+        match self.classifier.logits(&batch) {
+            Ok(logits) => chunk
+                .iter()
+                .zip(logits)
+                .map(|(&(item, encoded), logits)| (item, Ok((logits, encoded))))
+                .collect(),
+            Err(err) if chunk.len() == 1 => vec![(chunk[0].0, Err(err))],
+            Err(_) => chunk
+                .iter()
+                .map(|&(item, encoded)| {
+                    let result = self
+                        .classifier
+                        .logits(&[encoded])
+                        .map(|mut logits| (logits.remove(0), encoded));
+                    (item, result)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where [`Batcher::run_into`] delivers results.
+pub trait Sink<T> {
+    type Error;
+
+    /// One item and its result (`None`: the item had no text), in input order.
+    fn deliver(&mut self, item: T, result: Option<Result<Prediction>>) -> Result<(), Self::Error>;
+
+    /// Every item of a window has been delivered.
+    fn window_done(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A closure as a [`Sink`] (for [`Batcher::run`]).
+struct ClosureSink<F>(F);
+
+impl<T, E, F> Sink<T> for ClosureSink<F>
+where
+    F: FnMut(T, Option<Result<Prediction>>) -> Result<(), E>,
+{
+    type Error = E;
+
+    fn deliver(&mut self, item: T, result: Option<Result<Prediction>>) -> Result<(), E> {
+        (self.0)(item, result)
+    }
+}
+
+/// Where one item of a window stands.
+enum State {
+    NoText,
+    /// Scored so far (None until its first sequence is back).
+    Pending(Option<Scored>),
+    Failed(Error),
+}
+
+impl Classifier {
+    /// Classifies `texts`, returning one prediction per text in order.
+    /// Texts are batched by length in bounded windows (see [`Batcher`]);
+    /// the first text that cannot be classified fails the call (use
+    /// [`Classifier::batcher`] for per-text results).
+    pub fn classify<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        options: &ClassifyOptions,
+    ) -> Result<Vec<Prediction>> {
+        self.check_options(options)?;
+        let mut predictions = Vec::with_capacity(texts.len());
+        self.batcher(*options)
+            .run(texts.iter().map(AsRef::as_ref), |_: &str, result| {
+                if let Some(result) = result {
+                    predictions.push(result?);
+                }
+                Ok::<(), Error>(())
+            })?;
+        Ok(predictions)
+    }
+
+    /// The batching engine over this model, for streams and per-text
+    /// results, with [`DEFAULT_BATCH_SIZE`] until told otherwise.
+    pub fn batcher(&self, options: ClassifyOptions) -> Batcher<'_> {
+        Batcher::new(self, options, DEFAULT_BATCH_SIZE)
+    }
+}

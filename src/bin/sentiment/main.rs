@@ -1,0 +1,39 @@
+//! `sentiment`: the command line over the `sentiment` library. Parses the
+//! arguments, runs one subcommand, and turns its error (if any) into one
+//! line on stderr and a documented exit code (see `exit.rs`).
+
+mod args;
+mod batch;
+mod bench;
+mod docs;
+mod exit;
+mod load;
+mod predict;
+mod reader;
+mod writer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Predict(args) => predict::run(&cli.model, args),
+        Command::Batch(args) => batch::run(&cli.model, args),
+        Command::Bench(args) => bench::run(&cli.model, args),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man => docs::man(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // The reader went away (`sentiment ... | head`): nothing to report.
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            exit::diagnostic(format_args!("{err:#}"));
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `sentiment predict TEXT...`: classify texts from the arguments, or one
+//! per line from stdin (read like `batch --input text`: a bad line is an
+//! error line in its place, the rest are still classified).
+
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use sentiment::input::{InputFormat, Line, ParsedLine};
+use sentiment::output::{error_record, human_line, text_record};
+use sentiment::{ClassifyOptions, Prediction, Sink};
+
+use crate::args::{ModelArgs, PredictArgs};
+use crate::exit::{self, diagnostic};
+use crate::reader::{self, LineOptions};
+
+pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
+    let options = ClassifyOptions::default()
+        .with_long_text(args.long_text.mode())
+        .with_top_k(args.output.top_k.map(|k| k as usize));
+    let classifier = crate::load::classifier(model, &options)?;
+    let batcher = classifier
+        .batcher(options)
+        .with_batch_size(args.batch_size as usize);
+    let mut printer = Printer {
+        out: BufWriter::new(std::io::stdout().lock()),
+        json: args.json,
+        lines: 0,
+    };
+    let summary = if args.texts.is_empty() {
+        if std::io::stdin().is_terminal() {
+            diagnostic("reading texts from stdin, one per line (Ctrl-D to end)");
+        }
+        let lines = reader::spawn(
+            BufReader::new(std::io::stdin()),
+            LineOptions {
+                format: InputFormat::Text,
+                field: String::new(),
+                skip: 0,
+                capacity: batcher.batch_size(),
+            },
+            indicatif::ProgressBar::hidden(),
+        );
+        let summary = batcher.run_into(lines.feed(), &mut printer);
+        if let Some(err) = lines.take_error() {
+            return Err(err).context("cannot read stdin");
+        }
+        summary
+    } else {
+        let texts = args.texts.iter().enumerate().map(|(i, text)| Line {
+            number: i as u64 + 1,
+            parsed: Ok(ParsedLine::Text(text.clone())),
+        });
+        batcher.run_into(texts, &mut printer)
+    }
+    .and_then(|summary| printer.out.flush().map(|()| summary))
+    .context("cannot write output")?;
+    if printer.lines == 0 {
+        diagnostic("no input: give texts as arguments or one per line on stdin");
+    }
+    if summary.failed + summary.without_text > 0 {
+        return Ok(exit::LINES_FAILED);
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Prints each result as it is delivered: a human line or a JSON object,
+/// and an error line (or record) for a text that failed.
+struct Printer<W: Write> {
+    out: BufWriter<W>,
+    json: bool,
+    lines: u64,
+}
+
+impl<W: Write> Sink<Line> for Printer<W> {
+    type Error = std::io::Error;
+
+    fn deliver(
+        &mut self,
+        line: Line,
+        result: Option<sentiment::Result<Prediction>>,
+    ) -> std::io::Result<()> {
+        self.lines += 1;
+        let outcome = match (line.parsed, result) {
+            (Ok(parsed), Some(Ok(prediction))) => Ok((parsed, prediction)),
+            (Err(message), _) => Err(message),
+            (Ok(_), Some(Err(err))) => Err(err.chain_message()),
+            (Ok(_), None) => Err("the line was not classified".into()),
+        };
+        let printed = match (outcome, self.json) {
+            (Ok((parsed, prediction)), true) => text_record(parsed.text(), &prediction).to_string(),
+            (Ok((parsed, prediction)), false) => human_line(parsed.text(), &prediction),
+            (Err(message), true) => error_record(line.number, &message).to_string(),
+            (Err(message), false) => format!("ERROR     line {}: {message}", line.number),
+        };
+        self.out.write_all(printed.as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Results appear as soon as their window is done.
+    fn window_done(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,231 @@
+//! The first stage: input lines, read with a cap on their length and parsed
+//! into texts (with their JSON fields, for passthrough). Every front end
+//! that reads lines (`batch`, `predict` on stdin, `bench --dataset`) parses
+//! them here, so they agree on what a bad line is.
+
+use std::io::BufRead;
+
+use serde_json::{Map, Value};
+
+/// Lines longer than this become an error record (and are not buffered),
+/// so one runaway line cannot exhaust memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// How each input line is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFormat {
+    /// One JSON object per line; the text is in a named field.
+    #[default]
+    Jsonl,
+    /// One text per line.
+    Text,
+}
+
+/// One input line, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedLine {
+    /// A JSON object (whose fields are passed through) and its text.
+    Record {
+        fields: Map<String, Value>,
+        text: String,
+    },
+    /// A plain-text line.
+    Text(String),
+}
+
+impl ParsedLine {
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Record { text, .. } | Self::Text(text) => text,
+        }
+    }
+}
+
+/// Parses one line (without its `\n`). `first` marks line 1, where a UTF-8
+/// byte-order mark is dropped; a trailing `\r` is dropped everywhere. The
+/// error is the message for the line's error record.
+pub fn parse_line(
+    raw: &[u8],
+    first: bool,
+    format: InputFormat,
+    field: &str,
+) -> Result<ParsedLine, String> {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let raw = if first {
+        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+    } else {
+        raw
+    };
+    let line = std::str::from_utf8(raw).map_err(|err| {
+        format!(
+            "line is not valid UTF-8 (invalid byte at offset {})",
+            err.valid_up_to()
+        )
+    })?;
+    match format {
+        InputFormat::Text => Ok(ParsedLine::Text(line.to_string())),
+        InputFormat::Jsonl => {
+            if line.trim().is_empty() {
+                return Err("blank line: expected a JSON object".into());
+            }
+            let value: Value =
+                serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
+            let Value::Object(fields) = value else {
+                return Err(format!(
+                    "expected a JSON object, found {}",
+                    json_kind(&value)
+                ));
+            };
+            let text = match fields.get(field) {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => {
+                    return Err(format!(
+                        "field {field:?} must be a string, found {}",
+                        json_kind(other)
+                    ))
+                }
+                None => return Err(format!("field {field:?} is missing")),
+            };
+            Ok(ParsedLine::Record { fields, text })
+        }
+    }
+}
+
+/// "a number", "an array", ...: for messages about JSON values.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads one line into `buf` (without the `\n`), keeping at most `max`
+/// bytes; the rest of a longer line is consumed and dropped. Returns the
+/// line's full length, or None at the end of input.
+pub fn read_line_capped(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut saw_any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if chunk.is_empty() {
+            return Ok(saw_any.then_some(total));
+        }
+        saw_any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => (&chunk[..end], Some(end + 1)),
+            None => (chunk, None),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        total = total.saturating_add(part.len());
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(total));
+        }
+    }
+}
+
+/// One line as read and parsed: its number (from 1) and its text, or the
+/// message for its error record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub number: u64,
+    pub parsed: Result<ParsedLine, String>,
+}
+
+impl Line {
+    /// Parses a line of `len` bytes of which `raw` holds at most `max`:
+    /// a longer line is an error, whatever its first bytes say.
+    pub fn parse(
+        number: u64,
+        raw: &[u8],
+        len: usize,
+        max: usize,
+        format: InputFormat,
+        field: &str,
+    ) -> Self {
+        let parsed = if len > max {
+            Err(format!(
+                "line is {len} bytes, over the limit of {max} bytes"
+            ))
+        } else {
+            parse_line(raw, number == 1, format, field)
+        };
+        Self { number, parsed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<ParsedLine, String> {
+        parse_line(raw, false, InputFormat::Jsonl, "text")
+    }
+
+    #[test]
+    fn parses_objects_and_rejects_everything_else() {
+        assert_eq!(parse(br#"{"text":"hi","id":3}"#).unwrap().text(), "hi");
+        assert!(parse(b"{not json").unwrap_err().starts_with("invalid JSON"));
+        assert!(parse(b"[1,2]").unwrap_err().contains("an array"));
+        assert!(parse(br#"{"id":1}"#).unwrap_err().contains("missing"));
+        assert!(parse(br#"{"text":null}"#).unwrap_err().contains("null"));
+        assert!(parse(br#"{"text":5}"#).unwrap_err().contains("a number"));
+        assert!(parse(br#"{"text":["a"]}"#)
+            .unwrap_err()
+            .contains("an array"));
+        assert!(parse(b"").unwrap_err().contains("blank"));
+        assert!(parse(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn strips_crlf_and_a_leading_bom_only_on_line_one() {
+        let bom_line = b"\xEF\xBB\xBF{\"text\":\"a\"}\r";
+        assert_eq!(
+            parse_line(bom_line, true, InputFormat::Jsonl, "text")
+                .unwrap()
+                .text(),
+            "a"
+        );
+        assert!(parse_line(bom_line, false, InputFormat::Jsonl, "text").is_err());
+        assert_eq!(
+            parse_line(b"plain\r", false, InputFormat::Text, "text")
+                .unwrap()
+                .text(),
+            "plain"
+        );
+    }
+
+    #[test]
+    fn capped_reader_drops_the_tail_of_long_lines() {
+        let mut input: &[u8] = b"abcdef\nxy\nlast";
+        let mut buf = Vec::new();
+        assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), Some(6));
+        assert_eq!(buf, b"abc");
+        assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), Some(2));
+        assert_eq!(buf, b"xy");
+        assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), Some(4));
+        assert_eq!(buf, b"las");
+        assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), None);
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_an_error_whatever_it_starts_with() {
+        let line = Line::parse(2, br#"{"text":"a"}"#, 100, 12, InputFormat::Jsonl, "text");
+        assert!(line.parsed.unwrap_err().contains("over the limit"));
+    }
+}
