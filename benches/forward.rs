@@ -67,16 +67,20 @@ fn linear(c: &mut Criterion) {
         let w: Vec<f32> = (0..out_dim * in_dim)
             .map(|i| (i % 5) as f32 * 0.1)
             .collect();
-        let packed = PackedWeights::pack(&w, out_dim, in_dim);
+        let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
         let shape = format!("{rows}x{in_dim}x{out_dim}");
         group.bench_function(format!("f32/{shape}"), |b| {
-            b.iter(|| cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()))
+            b.iter(|| {
+                cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()).unwrap()
+            })
         });
         #[cfg(target_arch = "x86_64")]
         if cpu::int8::available() {
             let int8 = cpu::int8::PackedInt8::from_f32(&packed);
             group.bench_function(format!("int8/{shape}"), |b| {
-                b.iter(|| cpu::linear_int8(black_box(&x), &int8, None, rows, Epilogue::default()))
+                b.iter(|| {
+                    cpu::linear_int8(black_box(&x), &int8, None, rows, Epilogue::default()).unwrap()
+                })
             });
         }
     }

@@ -351,7 +351,7 @@ impl<'a> Batcher<'a> {
     fn logits_isolating_failures<'e>(
         &self,
         chunk: &[(usize, &'e Encoded)],
-    ) -> Vec<(usize, Result<(Vec<f32>, &'e Encoded)>)> {
+    ) -> Vec<SequenceLogits<'e>> {
         let batch: Vec<&Encoded> = chunk.iter().map(|(_, e)| *e).collect();
         match self.classifier.logits(&batch) {
             Ok(logits) => chunk
@@ -400,6 +400,10 @@ where
         (self.0)(item, result)
     }
 }
+
+/// One sequence's item index and its logits (with the sequence), or why
+/// they could not be computed.
+type SequenceLogits<'e> = (usize, Result<(Vec<f32>, &'e Encoded)>);
 
 /// Where one item of a window stands.
 enum State {

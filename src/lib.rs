@@ -37,7 +37,7 @@
 //! uses (`default-features = false, features = ["hub"]` to embed); `cuda` and
 //! `metal` add devices.
 
-// TEMP #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod batch;
 pub mod bench;

@@ -131,3 +131,113 @@ proptest! {
         prop_assert!(prediction.tokens >= 2 && prediction.tokens <= 512);
     }
 }
+
+/// A length near `exact`: usually off by a little, sometimes right.
+fn near(exact: usize, delta: i64) -> usize {
+    (exact as i64 + delta).max(0) as usize
+}
+
+/// The CPU kernels behind `sentiment::unstable_kernels` (the model's own
+/// calls always fit; these are what any other caller could pass). Each
+/// either computes a result of the right size or refuses with an error:
+/// never a panic, never an out-of-bounds access.
+mod kernels {
+    use super::near;
+    use proptest::prelude::*;
+    use sentiment::unstable_kernels as cpu;
+
+    proptest! {
+        #[test]
+        fn linear_refuses_mismatched_operands(
+            rows in 0usize..6,
+            in_dim in 1usize..40,
+            out_dim in 1usize..40,
+            x_delta in -2i64..=2,
+            bias_delta in proptest::option::of(-1i64..=1),
+            residual_delta in proptest::option::of(-1i64..=1),
+            gelu in any::<bool>(),
+        ) {
+            let weights = vec![0.25f32; in_dim * out_dim];
+            let packed = cpu::PackedWeights::pack(&weights, out_dim, in_dim).unwrap();
+            let x = vec![1.0f32; near(rows * in_dim, x_delta)];
+            let bias = bias_delta.map(|d| vec![0.5f32; near(out_dim, d)]);
+            let residual = residual_delta.map(|d| vec![0.5f32; near(rows * out_dim, d)]);
+            let fits = x.len() == rows * in_dim
+                && bias.as_ref().is_none_or(|b| b.len() == out_dim)
+                && residual.as_ref().is_none_or(|r| r.len() == rows * out_dim);
+            let epilogue = cpu::Epilogue {
+                residual: residual.as_deref(),
+                activation: gelu.then_some(sentiment::model::Activation::Gelu),
+            };
+            let got = cpu::linear_packed(&x, &packed, bias.as_deref(), rows, epilogue);
+            prop_assert_eq!(got.is_ok(), fits);
+            if let Ok(out) = got {
+                prop_assert_eq!(out.len(), rows * out_dim);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                let int8 = cpu::int8::PackedInt8::from_f32(&packed);
+                let got = cpu::linear_int8(&x, &int8, bias.as_deref(), rows, epilogue);
+                prop_assert_eq!(got.is_ok(), fits && cpu::int8::available());
+                if let Ok(out) = got {
+                    prop_assert_eq!(out.len(), rows * out_dim);
+                }
+            }
+        }
+
+        #[test]
+        fn packing_refuses_a_weight_of_the_wrong_size(
+            out_dim in 0usize..40,
+            in_dim in 0usize..40,
+            delta in -2i64..=2,
+        ) {
+            let weights = vec![1.0f32; near(out_dim * in_dim, delta)];
+            let fits = out_dim > 0 && in_dim > 0 && weights.len() == out_dim * in_dim;
+            prop_assert_eq!(cpu::PackedWeights::pack(&weights, out_dim, in_dim).is_ok(), fits);
+        }
+
+        #[test]
+        fn layer_norm_refuses_partial_rows(
+            rows in 0usize..5,
+            dim in 0usize..40,
+            x_delta in -2i64..=2,
+            bias_delta in -1i64..=1,
+        ) {
+            let x = vec![0.5f32; near(rows * dim, x_delta)];
+            let weight = vec![1.0f32; dim];
+            let bias = vec![0.0f32; near(dim, bias_delta)];
+            let fits = dim > 0 && bias.len() == dim && x.len().is_multiple_of(dim);
+            let got = cpu::layer_norm(&x, &weight, &bias, 1e-12);
+            prop_assert_eq!(got.is_ok(), fits);
+            if let Ok(out) = got {
+                prop_assert_eq!(out.len(), x.len());
+            }
+        }
+
+        #[test]
+        fn attention_refuses_mismatched_operands(
+            batch in 0usize..3,
+            seq in 0usize..6,
+            n_heads in 0usize..3,
+            head_dim in 0usize..5,
+            qkv_delta in -2i64..=2,
+            mask_delta in -1i64..=1,
+            padding in 0usize..3,
+        ) {
+            let dim = n_heads * head_dim;
+            let qkv = vec![0.1f32; near(batch * seq * 3 * dim, qkv_delta)];
+            let mut mask = vec![0.0f32; near(batch * seq, mask_delta)];
+            for row in mask.chunks_mut(seq.max(1)) {
+                let keep = row.len().saturating_sub(padding).max(1);
+                row.iter_mut().skip(keep).for_each(|m| *m = f32::MIN);
+            }
+            let fits = qkv.len() == batch * seq * 3 * dim && mask.len() == batch * seq;
+            let got = cpu::attention(&qkv, &mask, batch, seq, n_heads, head_dim);
+            prop_assert_eq!(got.is_ok(), fits);
+            if let Ok(out) = got {
+                prop_assert_eq!(out.len(), batch * seq * dim);
+                prop_assert!(out.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+}

@@ -74,7 +74,7 @@ impl MultiHeadSelfAttention {
         })
         .flatten();
         let context = match fast {
-            Some(context) => Tensor::from_vec(context, (batch, seq_len, dim), xs.device())?,
+            Some(context) => Tensor::from_vec(context?, (batch, seq_len, dim), xs.device())?,
             None => self.generic_attention(&qkv, mask_bias)?,
         };
         self.out_lin.forward_fused(&context, Some(xs), None)

@@ -55,7 +55,7 @@ impl Linear {
         });
         if let Some(packed) = packed {
             return Ok(Self::Packed {
-                weights: Arc::new(packed),
+                weights: Arc::new(packed?),
                 bias,
             });
         }
@@ -162,7 +162,11 @@ fn run_on_cpu(
     residual: Option<&Tensor>,
     activation: Option<Activation>,
     out_dims: Vec<usize>,
-    kernel: impl FnOnce(&[f32], Option<&[f32]>, cpu::Epilogue) -> Vec<f32>,
+    kernel: impl FnOnce(
+        &[f32],
+        Option<&[f32]>,
+        cpu::Epilogue,
+    ) -> std::result::Result<Vec<f32>, cpu::OperandError>,
 ) -> Result<Tensor> {
     let residual = residual.map(Tensor::contiguous).transpose()?;
     let out = with_optional_f32(bias.as_ref(), |bias| {
@@ -179,7 +183,7 @@ fn run_on_cpu(
     .flatten()
     .flatten()
     .ok_or_else(|| candle_core::Error::Msg("CPU kernels need CPU f32 tensors".into()))?;
-    Tensor::from_vec(out, out_dims, matrix.device())
+    Tensor::from_vec(out?, out_dims, matrix.device())
 }
 
 /// `f` of the tensor's f32 buffer, or of None when there is no tensor;

@@ -41,7 +41,7 @@ impl Module for LayerNorm {
         .flatten()
         .flatten();
         match fast {
-            Some(normed) => Tensor::from_vec(normed, xs.shape(), xs.device()),
+            Some(normed) => Tensor::from_vec(normed?, xs.shape(), xs.device()),
             None => candle_nn::ops::layer_norm(&xs, &self.weight, &self.bias, self.eps as f32),
         }
     }

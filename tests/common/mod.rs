@@ -69,14 +69,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The path of the release/debug binary cargo built for these tests (with
-/// the default `cli` feature; without it, no test that runs it is built).
+/// The path of the release/debug binary cargo built for these tests (the
+/// tests that run it need the default `cli` feature; see Cargo.toml).
+#[cfg(feature = "cli")]
 pub fn binary() -> PathBuf {
-    PathBuf::from(option_env!("CARGO_BIN_EXE_sentiment").expect("built with the cli feature"))
+    PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
 }
 
 /// The binary with `args`, isolated from the caller's environment: no
 /// SENTIMENT_MODEL, and the hub offline.
+#[cfg(feature = "cli")]
 pub fn sentiment_command(args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(binary());
     command

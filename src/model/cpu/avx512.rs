@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Activation, Epilogue, PackedWeights, SharedOut, PANEL};
+use super::{Activation, Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
 /// Rows per register tile: 12 rows x 2 vectors = 24 accumulators, leaving
 /// registers for two weight vectors and a broadcast.
@@ -30,7 +30,8 @@ pub fn available() -> bool {
 }
 
 /// `out = epilogue(x · Wᵀ + bias)`. `x` is (rows, in) row-major, `out`
-/// (rows, out) row-major. Caller checks [`available`].
+/// (rows, out) row-major. An error on a CPU without AVX-512 or when the
+/// operands do not match.
 pub fn linear(
     x: &[f32],
     weights: &PackedWeights,
@@ -38,9 +39,12 @@ pub fn linear(
     rows: usize,
     epilogue: Epilogue,
     parallel: bool,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
     let (k, n) = (weights.in_dim, weights.out_dim);
-    super::check_linear_operands(x, (k, n), bias, rows, &epilogue);
+    if !available() {
+        return Err(OperandError("this CPU has no AVX-512".into()));
+    }
+    super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
     // Left uninitialised: the tiles store every element through raw
     // pointers before `set_len` (zeroing it was 5% of a batch pass).
     let mut out = Vec::<f32>::with_capacity(rows * n);
@@ -60,9 +64,10 @@ pub fn linear(
             rows: MC.min(rows - row0),
             panel,
         };
-        // SAFETY: avx512f is present (caller checked `available`); the
-        // asserts above bound every access; each task writes only its own
-        // rows x panel block of `out`.
+        // SAFETY: avx512f is present and the operands match their
+        // dimensions (both checked above); the tile's rows and panel lie
+        // inside them, and each task writes only its own rows x panel block
+        // of `out`.
         unsafe { tile.run() }
     };
     if parallel {
@@ -73,7 +78,7 @@ pub fn linear(
     // SAFETY: the tasks cover all rows x panels, and each tile's stores
     // cover its rows x (masked) columns.
     unsafe { out.set_len(rows * n) };
-    out
+    Ok(out)
 }
 
 /// One task: a block of up to MC rows against one panel of 32 outputs.
@@ -89,51 +94,62 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
+    /// Runs the tile's rows against its panel, a depth pass at a time.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f; `x`, `bias` and the residual must match
+    /// the weights' dimensions (see `check_linear_operands`), `row0 + rows` and
+    /// the panel must lie inside them, and no other thread may write this
+    /// tile's block of the output.
     #[target_feature(enable = "avx512f")]
     unsafe fn run(&self) {
-        let (k, n) = (self.weights.in_dim, self.weights.out_dim);
-        let col0 = self.panel * PANEL;
-        let cols = PANEL.min(n - col0);
-        let panel = self.weights.data.as_ptr().add(self.panel * PANEL * k);
-        let mut depth = 0;
-        while depth < k {
-            let kc = KC.min(k - depth);
-            let pass = Pass {
-                k: kc,
-                first: depth == 0,
-                last: depth + kc == k,
-            };
-            // Rows split evenly over the fewest tiles (14 = 7 + 7, not
-            // 12 + 2), since a thin tile does little work per weight load.
-            let tiles = self.rows.div_ceil(TILE_ROWS);
-            let even = self.rows.div_ceil(tiles);
-            let mut row = self.row0;
-            while row < self.row0 + self.rows {
-                let tile_rows = even.min(self.row0 + self.rows - row);
-                let at = Operands {
-                    x: self.x.as_ptr().add(row * k + depth),
-                    x_stride: k,
-                    panel: panel.add(depth * PANEL),
-                    cols,
-                    output: Output::at(self.out, n, row, col0, self.bias, self.epilogue),
+        // SAFETY: the caller upholds this function's contract (see # Safety): every
+        // pointer offset below stays inside x, the panel and the output.
+        unsafe {
+            let (k, n) = (self.weights.in_dim, self.weights.out_dim);
+            let col0 = self.panel * PANEL;
+            let cols = PANEL.min(n - col0);
+            let panel = self.weights.data.as_ptr().add(self.panel * PANEL * k);
+            let mut depth = 0;
+            while depth < k {
+                let kc = KC.min(k - depth);
+                let pass = Pass {
+                    k: kc,
+                    first: depth == 0,
+                    last: depth + kc == k,
                 };
-                match tile_rows {
-                    12 => microkernel::<12>(&at, pass),
-                    11 => microkernel::<11>(&at, pass),
-                    10 => microkernel::<10>(&at, pass),
-                    9 => microkernel::<9>(&at, pass),
-                    8 => microkernel::<8>(&at, pass),
-                    7 => microkernel::<7>(&at, pass),
-                    6 => microkernel::<6>(&at, pass),
-                    5 => microkernel::<5>(&at, pass),
-                    4 => microkernel::<4>(&at, pass),
-                    3 => microkernel::<3>(&at, pass),
-                    2 => microkernel::<2>(&at, pass),
-                    _ => microkernel::<1>(&at, pass),
+                // Rows split evenly over the fewest tiles (14 = 7 + 7, not
+                // 12 + 2), since a thin tile does little work per weight load.
+                let tiles = self.rows.div_ceil(TILE_ROWS);
+                let even = self.rows.div_ceil(tiles);
+                let mut row = self.row0;
+                while row < self.row0 + self.rows {
+                    let tile_rows = even.min(self.row0 + self.rows - row);
+                    let at = Operands {
+                        x: self.x.as_ptr().add(row * k + depth),
+                        x_stride: k,
+                        panel: panel.add(depth * PANEL),
+                        cols,
+                        output: Output::at(self.out, n, row, col0, self.bias, self.epilogue),
+                    };
+                    match tile_rows {
+                        12 => microkernel::<12>(&at, pass),
+                        11 => microkernel::<11>(&at, pass),
+                        10 => microkernel::<10>(&at, pass),
+                        9 => microkernel::<9>(&at, pass),
+                        8 => microkernel::<8>(&at, pass),
+                        7 => microkernel::<7>(&at, pass),
+                        6 => microkernel::<6>(&at, pass),
+                        5 => microkernel::<5>(&at, pass),
+                        4 => microkernel::<4>(&at, pass),
+                        3 => microkernel::<3>(&at, pass),
+                        2 => microkernel::<2>(&at, pass),
+                        _ => microkernel::<1>(&at, pass),
+                    }
+                    row += tile_rows;
                 }
-                row += tile_rows;
+                depth += kc;
             }
-            depth += kc;
         }
     }
 }
@@ -179,12 +195,15 @@ impl Output {
         bias: Option<&[f32]>,
         epilogue: &Epilogue,
     ) -> Self {
-        Self {
-            out: out.ptr().add(row * n + col),
-            stride: n,
-            bias: bias.map(|b| b.as_ptr().add(col)),
-            residual: epilogue.residual.map(|r| r.as_ptr().add(row * n + col)),
-            activation: epilogue.activation,
+        // SAFETY: (row, col) lies inside out, bias and residual (the caller's contract).
+        unsafe {
+            Self {
+                out: out.ptr().add(row * n + col),
+                stride: n,
+                bias: bias.map(|b| b.as_ptr().add(col)),
+                residual: epilogue.residual.map(|r| r.as_ptr().add(row * n + col)),
+                activation: epilogue.activation,
+            }
         }
     }
 }
@@ -208,64 +227,87 @@ pub(super) fn masks(cols: usize) -> [__mmask16; 2] {
     [bits as __mmask16, (bits >> 16) as __mmask16]
 }
 
+/// One R x 32 register tile: R rows of x against one panel, over one pass
+/// of the depth.
+///
+/// # Safety
+/// The CPU must support avx512f. `at.x` must be valid for R rows of
+/// `pass.k` values `at.x_stride` apart, `at.panel` for `pass.k` rows of
+/// 32 values, and `at.output` for an R x `at.cols` tile (and its bias and
+/// residual) that no other thread writes.
 #[target_feature(enable = "avx512f")]
 unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
-    let mask = masks(at.cols);
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    if !pass.first {
-        for (i, row) in acc.iter_mut().enumerate() {
-            for (half, lane) in row.iter_mut().enumerate() {
-                let at_out = at.output.out.add(i * at.output.stride + 16 * half);
-                *lane = _mm512_maskz_loadu_ps(mask[half], at_out);
+    // SAFETY: the caller upholds # Safety: every load and store below is inside
+    // the rows, the zero-padded panel or the output tile.
+    unsafe {
+        let mask = masks(at.cols);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        if !pass.first {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (half, lane) in row.iter_mut().enumerate() {
+                    let at_out = at.output.out.add(i * at.output.stride + 16 * half);
+                    *lane = _mm512_maskz_loadu_ps(mask[half], at_out);
+                }
             }
         }
-    }
-    // Index loops over the constant R unroll into named registers; iterator
-    // borrows of `acc` here made LLVM spill it to the stack every step.
-    let mut x_rows = [at.x; R];
-    for (i, x_row) in x_rows.iter_mut().enumerate() {
-        *x_row = at.x.add(i * at.x_stride);
-    }
-    let mut panel = at.panel;
-    for p in 0..pass.k {
-        // The panel is zero-padded to 32 columns, so full loads are in bounds.
-        let w0 = _mm512_loadu_ps(panel);
-        let w1 = _mm512_loadu_ps(panel.add(16));
-        panel = panel.add(PANEL);
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..R {
-            let x = _mm512_set1_ps(*x_rows[i].add(p));
-            acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+        // Index loops over the constant R unroll into named registers; iterator
+        // borrows of `acc` here made LLVM spill it to the stack every step.
+        let mut x_rows = [at.x; R];
+        for (i, x_row) in x_rows.iter_mut().enumerate() {
+            *x_row = at.x.add(i * at.x_stride);
         }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (half, lane) in row.iter().enumerate() {
-            let at_out = at.output.out.add(i * at.output.stride + 16 * half);
-            _mm512_mask_storeu_ps(at_out, mask[half], *lane);
+        let mut panel = at.panel;
+        for p in 0..pass.k {
+            // The panel is zero-padded to 32 columns, so full loads are in bounds.
+            let w0 = _mm512_loadu_ps(panel);
+            let w1 = _mm512_loadu_ps(panel.add(16));
+            panel = panel.add(PANEL);
+            #[allow(clippy::needless_range_loop)]
+            for i in 0..R {
+                let x = _mm512_set1_ps(*x_rows[i].add(p));
+                acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+            }
         }
-    }
-    if pass.last {
-        epilogue(&at.output, R, mask);
+        for (i, row) in acc.iter().enumerate() {
+            for (half, lane) in row.iter().enumerate() {
+                let at_out = at.output.out.add(i * at.output.stride + 16 * half);
+                _mm512_mask_storeu_ps(at_out, mask[half], *lane);
+            }
+        }
+        if pass.last {
+            epilogue(&at.output, R, mask);
+        }
     }
 }
 
 /// Bias, residual and activation over a tile just stored (so still in L1).
 /// A pass of its own: done on `acc` above, its size kept LLVM from
 /// unrolling the loop, and the accumulators lived on the stack.
+///
+/// # Safety
+/// The CPU must support avx512f, and `at` must be valid for a `rows` x
+/// (the masks' columns) tile, as for [`microkernel`].
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn epilogue(at: &Output, rows: usize, mask: [__mmask16; 2]) {
-    for i in 0..rows {
-        for (half, &mask) in mask.iter().enumerate() {
-            let offset = i * at.stride + 16 * half;
-            let lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
-            _mm512_mask_storeu_ps(at.out.add(offset), mask, finish(at, i, half, mask, lane));
+    // SAFETY: the caller upholds # Safety.
+    unsafe {
+        for i in 0..rows {
+            for (half, &mask) in mask.iter().enumerate() {
+                let offset = i * at.stride + 16 * half;
+                let lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
+                _mm512_mask_storeu_ps(at.out.add(offset), mask, finish(at, i, half, mask, lane));
+            }
         }
     }
 }
 
 /// One vector of row `i`, half `half` of a tile, plus bias and residual,
 /// through the activation.
+///
+/// # Safety
+/// The CPU must support avx512f; row `i`, half `half` of the tile at `at`
+/// (with its bias and residual) must be in bounds under `mask`.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn finish(
     at: &Output,
@@ -274,24 +316,27 @@ pub(super) unsafe fn finish(
     mask: __mmask16,
     lane: __m512,
 ) -> __m512 {
-    let mut lane = lane;
-    if let Some(bias) = at.bias {
-        lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));
-    }
-    if let Some(residual) = at.residual {
-        let offset = i * at.stride + 16 * half;
-        lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, residual.add(offset)));
-    }
-    match at.activation {
-        Some(Activation::Gelu) => gelu(lane),
-        Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
-        None => lane,
+    // SAFETY: the caller upholds # Safety.
+    unsafe {
+        let mut lane = lane;
+        if let Some(bias) = at.bias {
+            lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, bias.add(16 * half)));
+        }
+        if let Some(residual) = at.residual {
+            let offset = i * at.stride + 16 * half;
+            lane = _mm512_add_ps(lane, _mm512_maskz_loadu_ps(mask, residual.add(offset)));
+        }
+        match at.activation {
+            Some(Activation::Gelu) => gelu(lane),
+            Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
+            None => lane,
+        }
     }
 }
 
 /// GELU(x) = x/2 · (1 + erf(x/√2)), with [`super::erf`]'s rational erf.
 #[target_feature(enable = "avx512f")]
-unsafe fn gelu(x: __m512) -> __m512 {
+fn gelu(x: __m512) -> __m512 {
     let half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
     let erf = erf(_mm512_mul_ps(
         x,
@@ -303,7 +348,7 @@ unsafe fn gelu(x: __m512) -> __m512 {
 /// Sixteen lanes of [`super::erf`]: the same coefficients, the same order
 /// of operations, so both paths give the same GELU.
 #[target_feature(enable = "avx512f")]
-unsafe fn erf(x: __m512) -> __m512 {
+fn erf(x: __m512) -> __m512 {
     use super::erf_coefficients::{ALPHA, BETA};
     let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
     let x2 = _mm512_mul_ps(x, x);
@@ -321,41 +366,50 @@ unsafe fn erf(x: __m512) -> __m512 {
 
 /// Row softmax of `scores + bias` in place, max-shifted like torch's, with
 /// [`exp`] sixteen lanes at a time (libm's expf was 8% of a 400-token pass).
-/// Caller checks [`available`].
+/// Without AVX-512, the portable softmax.
 pub fn softmax_with_bias(scores: &mut [f32], bias: &[f32]) {
     assert_eq!(scores.len(), bias.len(), "one bias per score");
-    // SAFETY: avx512f is present (caller checked); lengths are equal.
+    if !available() {
+        return super::softmax_with_bias(scores, bias);
+    }
+    // SAFETY: avx512f is present and the lengths are equal (both checked
+    // just above).
     unsafe { softmax_unchecked(scores, bias) }
 }
 
+/// # Safety
+/// The CPU must support avx512f and `bias` must be as long as `scores`.
 #[target_feature(enable = "avx512f")]
 unsafe fn softmax_unchecked(scores: &mut [f32], bias: &[f32]) {
-    let n = scores.len();
-    let (s, b) = (scores.as_mut_ptr(), bias.as_ptr());
-    let lanes = |i: usize| tail_mask(n - i);
-    let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
-    for i in (0..n).step_by(16) {
-        let m = lanes(i);
-        let v = _mm512_add_ps(
-            _mm512_maskz_loadu_ps(m, s.add(i)),
-            _mm512_maskz_loadu_ps(m, b.add(i)),
-        );
-        _mm512_mask_storeu_ps(s.add(i), m, v);
-        max = _mm512_mask_max_ps(max, m, max, v);
-    }
-    let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
-    let mut sum = _mm512_setzero_ps();
-    for i in (0..n).step_by(16) {
-        let m = lanes(i);
-        let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s.add(i)), max));
-        _mm512_mask_storeu_ps(s.add(i), m, e);
-        sum = _mm512_mask_add_ps(sum, m, sum, e);
-    }
-    let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
-    for i in (0..n).step_by(16) {
-        let m = lanes(i);
-        let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s.add(i)), inv);
-        _mm512_mask_storeu_ps(s.add(i), m, v);
+    // SAFETY: the caller upholds # Safety; every access is masked to n.
+    unsafe {
+        let n = scores.len();
+        let (s, b) = (scores.as_mut_ptr(), bias.as_ptr());
+        let lanes = |i: usize| tail_mask(n - i);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let v = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(m, s.add(i)),
+                _mm512_maskz_loadu_ps(m, b.add(i)),
+            );
+            _mm512_mask_storeu_ps(s.add(i), m, v);
+            max = _mm512_mask_max_ps(max, m, max, v);
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s.add(i)), max));
+            _mm512_mask_storeu_ps(s.add(i), m, e);
+            sum = _mm512_mask_add_ps(sum, m, sum, e);
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s.add(i)), inv);
+            _mm512_mask_storeu_ps(s.add(i), m, v);
+        }
     }
 }
 
@@ -363,7 +417,7 @@ unsafe fn softmax_unchecked(scores: &mut [f32], bias: &[f32]) {
 /// ln2/2, e^r by its Taylor series to r^7 (error < 1e-8 relative), then
 /// scaled by 2^n with `scalef`, which flushes to 0 where expf would.
 #[target_feature(enable = "avx512f")]
-unsafe fn exp(x: __m512) -> __m512 {
+fn exp(x: __m512) -> __m512 {
     // Below -104, e^x is 0 in f32 (denormals end at e^-103.3); the clamp
     // keeps n finite for f32::MIN, the masked scores.
     let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
@@ -389,18 +443,23 @@ unsafe fn exp(x: __m512) -> __m512 {
 }
 
 /// One LayerNorm row: torch's two-pass mean and biased variance, sixteen
-/// lanes at a time. Caller checks [`available`].
+/// lanes at a time.
 ///
 /// # Safety
-/// `out` must be valid for `row.len()` writes (it may be uninitialised).
+/// The CPU must support avx512f (see [`available`]), and `out` must be
+/// valid for `row.len()` writes (it may be uninitialised).
 pub unsafe fn layer_norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: *mut f32) {
     let dim = row.len();
     assert!(weight.len() == dim && bias.len() == dim);
-    // SAFETY: avx512f is present (caller checked); the slices are `dim`
-    // long, `out` is valid for `dim` writes, and every access is masked.
+    // SAFETY: avx512f is present and `out` valid for `dim` writes (this
+    // function's contract); the slices are `dim` long (asserted), and
+    // every access is masked to `dim`.
     unsafe { layer_norm_row_unchecked(row, weight, bias, eps, out) }
 }
 
+/// # Safety
+/// The CPU must support avx512f; `weight` and `bias` must be as long as
+/// `row`, and `out` valid for `row.len()` writes.
 #[target_feature(enable = "avx512f")]
 unsafe fn layer_norm_row_unchecked(
     row: &[f32],
@@ -409,25 +468,28 @@ unsafe fn layer_norm_row_unchecked(
     eps: f32,
     out: *mut f32,
 ) {
-    let dim = row.len();
-    let lanes = |i: usize| tail_mask(dim - i);
-    let load = |data: &[f32], i: usize| _mm512_maskz_loadu_ps(lanes(i), data.as_ptr().add(i));
-    let mut sum = _mm512_setzero_ps();
-    for i in (0..dim).step_by(16) {
-        sum = _mm512_add_ps(sum, load(row, i));
-    }
-    let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / dim as f32);
-    let mut squares = _mm512_setzero_ps();
-    for i in (0..dim).step_by(16) {
-        // Masked-off lanes load 0 and would add mean², so mask the result.
-        let centred = _mm512_maskz_sub_ps(lanes(i), load(row, i), mean);
-        squares = _mm512_fmadd_ps(centred, centred, squares);
-    }
-    let var = _mm512_reduce_add_ps(squares) / dim as f32;
-    let inv_std = _mm512_set1_ps(1.0 / (var + eps).sqrt());
-    for i in (0..dim).step_by(16) {
-        let normed = _mm512_mul_ps(_mm512_sub_ps(load(row, i), mean), inv_std);
-        let value = _mm512_fmadd_ps(normed, load(weight, i), load(bias, i));
-        _mm512_mask_storeu_ps(out.add(i), lanes(i), value);
+    // SAFETY: the caller upholds # Safety; every access is masked to dim.
+    unsafe {
+        let dim = row.len();
+        let lanes = |i: usize| tail_mask(dim - i);
+        let load = |data: &[f32], i: usize| _mm512_maskz_loadu_ps(lanes(i), data.as_ptr().add(i));
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..dim).step_by(16) {
+            sum = _mm512_add_ps(sum, load(row, i));
+        }
+        let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / dim as f32);
+        let mut squares = _mm512_setzero_ps();
+        for i in (0..dim).step_by(16) {
+            // Masked-off lanes load 0 and would add mean², so mask the result.
+            let centred = _mm512_maskz_sub_ps(lanes(i), load(row, i), mean);
+            squares = _mm512_fmadd_ps(centred, centred, squares);
+        }
+        let var = _mm512_reduce_add_ps(squares) / dim as f32;
+        let inv_std = _mm512_set1_ps(1.0 / (var + eps).sqrt());
+        for i in (0..dim).step_by(16) {
+            let normed = _mm512_mul_ps(_mm512_sub_ps(load(row, i), mean), inv_std);
+            let value = _mm512_fmadd_ps(normed, load(weight, i), load(bias, i));
+            _mm512_mask_storeu_ps(out.add(i), lanes(i), value);
+        }
     }
 }

@@ -15,7 +15,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::{finish, masks, Output};
-use super::{Epilogue, PackedWeights, SharedOut, PANEL};
+use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
 /// Rows per register tile, as in the f32 kernel: 24 i32 accumulators.
 const TILE_ROWS: usize = 12;
@@ -65,7 +65,9 @@ impl PackedInt8 {
         super::parallel_for(panels, |panel| {
             // (in, PANEL) f32, zero-padded past out_dim.
             let source = &weights.data[panel * PANEL * in_dim..(panel + 1) * PANEL * in_dim];
-            // SAFETY: each panel writes only its own block and columns.
+            // SAFETY: the three buffers hold `panels` blocks of panel_bytes,
+            // PANEL and PANEL values; each panel index makes slices of its
+            // own block and columns only, which no other task touches.
             let (block, scales, sums) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(
@@ -125,7 +127,10 @@ struct QuantizedRows {
 
 /// Per-row asymmetric quantization: the row's [min, max] (widened to hold
 /// 0) maps onto 0..=255. Rows are spread over the pool when there are many.
-fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> QuantizedRows {
+///
+/// # Safety
+/// The CPU must support avx512f, and `x` must hold `rows * in_dim` values.
+unsafe fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> QuantizedRows {
     let stride = in_dim.div_ceil(QUAD) * QUAD;
     // Uninitialised but for the quad padding, zeroed here; quantize_row
     // writes the rest (see `set_len`).
@@ -133,8 +138,9 @@ fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> Quant
     let mut params = vec![(0f32, 0i32); rows];
     let (data_out, params_out) = (SharedOut(data.as_mut_ptr()), SharedOut(params.as_mut_ptr()));
     let quantize = |r: usize| {
-        // SAFETY: avx512f is present (the caller checked `available`); row
-        // r's bytes and parameters are written by this call alone.
+        // SAFETY: avx512f is present and x holds rows*in_dim values (this
+        // function's contract); row r's bytes (inside the rows*stride
+        // capacity) and parameters are written by this call alone.
         unsafe {
             let out = data_out.ptr().add(r * stride);
             out.add(in_dim).write_bytes(0, stride - in_dim);
@@ -146,7 +152,8 @@ fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> Quant
     } else {
         (0..rows).for_each(quantize);
     }
-    // SAFETY: every row's bytes, padding included, were written above.
+    // SAFETY: every row's bytes, padding included, were written above
+    // (rows * stride is the capacity).
     unsafe { data.set_len(rows * stride) };
     QuantizedRows {
         data,
@@ -156,37 +163,45 @@ fn quantize_rows(x: &[f32], rows: usize, in_dim: usize, parallel: bool) -> Quant
     }
 }
 
-/// Quantizes one row into `out` (valid for `row.len()` writes); returns
-/// its (scale, zero point).
+/// Quantizes one row into `out`; returns its (scale, zero point).
+///
+/// # Safety
+/// The CPU must support avx512f, and `out` must be valid for `row.len()`
+/// writes.
 #[target_feature(enable = "avx512f")]
 unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
-    let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-    for values in row.chunks(16) {
-        let mask = ((1u32 << values.len()) - 1) as __mmask16;
-        let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
-        lo = _mm512_min_ps(lo, v);
-        hi = _mm512_max_ps(hi, v);
+    // SAFETY: the caller upholds # Safety: loads are masked to the row, stores
+    // to the row's length.
+    unsafe {
+        let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for values in row.chunks(16) {
+            let mask = ((1u32 << values.len()) - 1) as __mmask16;
+            let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        }
+        let (min, max) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+        let zero = (-min / scale).round().clamp(0.0, 255.0);
+        let (inv_scale, zero_lanes) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
+        for (chunk, values) in row.chunks(16).enumerate() {
+            let mask = ((1u32 << values.len()) - 1) as __mmask16;
+            let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
+            // Round to nearest even, as ORT; clamped before narrowing to bytes.
+            let q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv_scale, zero_lanes));
+            let q = _mm512_min_epi32(
+                _mm512_max_epi32(q, _mm512_setzero_si512()),
+                _mm512_set1_epi32(255),
+            );
+            _mm512_mask_cvtepi32_storeu_epi8(out.add(16 * chunk) as *mut i8, mask, q);
+        }
+        (scale, zero as i32)
     }
-    let (min, max) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
-    let zero = (-min / scale).round().clamp(0.0, 255.0);
-    let (inv_scale, zero_lanes) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
-    for (chunk, values) in row.chunks(16).enumerate() {
-        let mask = ((1u32 << values.len()) - 1) as __mmask16;
-        let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
-        // Round to nearest even, as ORT; clamped before narrowing to bytes.
-        let q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv_scale, zero_lanes));
-        let q = _mm512_min_epi32(
-            _mm512_max_epi32(q, _mm512_setzero_si512()),
-            _mm512_set1_epi32(255),
-        );
-        _mm512_mask_cvtepi32_storeu_epi8(out.add(16 * chunk) as *mut i8, mask, q);
-    }
-    (scale, zero as i32)
 }
 
 /// `out = epilogue(x · Wᵀ + bias)` with W int8 and x quantized per row
-/// here. Caller checks [`available`].
+/// here. An error on a CPU without AVX-512 VNNI (see [`available`]) or when
+/// the operands do not match.
 pub fn linear(
     x: &[f32],
     weights: &PackedInt8,
@@ -194,10 +209,14 @@ pub fn linear(
     rows: usize,
     epilogue: Epilogue,
     parallel: bool,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
     let (k, n) = (weights.in_dim, weights.out_dim);
-    super::check_linear_operands(x, (k, n), bias, rows, &epilogue);
-    let quantized = quantize_rows(x, rows, k, parallel && rows > 1);
+    if !available() {
+        return Err(OperandError("this CPU has no AVX-512 VNNI".into()));
+    }
+    super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
+    // SAFETY: avx512f is present and x is (rows, k) (both checked above).
+    let quantized = unsafe { quantize_rows(x, rows, k, parallel && rows > 1) };
     // Left uninitialised: the tiles store every element through raw
     // pointers before `set_len` (zeroing it was 5% of a batch pass).
     let mut out = Vec::<f32>::with_capacity(rows * n);
@@ -207,9 +226,9 @@ pub fn linear(
         let (block, panel) = (index / panels, index % panels);
         let row0 = block * MC;
         let block_rows = MC.min(rows - row0);
-        // SAFETY: the CPU features are present (caller checked); the
-        // asserts above bound every access; each task writes only its own
-        // rows x panel block of `out`.
+        // SAFETY: the CPU features are present and the operands match the
+        // weights (checked above); the block's rows and the panel lie inside
+        // them, and each task writes only its own rows x panel block of `out`.
         unsafe {
             run_tile(
                 &quantized, weights, bias, &epilogue, shared, row0, block_rows, panel,
@@ -225,9 +244,17 @@ pub fn linear(
     // SAFETY: the tasks cover all rows x panels, and each tile's stores
     // cover its rows x (masked) columns.
     unsafe { out.set_len(rows * n) };
-    out
+    Ok(out)
 }
 
+/// One task of [`linear`]: a block of up to MC rows against one panel,
+/// a register tile at a time, each tile dequantized once its sums are in.
+///
+/// # Safety
+/// The CPU must support avx512f, avx512bw and avx512vnni; `x` must hold
+/// the quantized rows of a (rows, in) input matching `weights`, `bias` and
+/// the residual must match the output, `row0 + rows` and `panel` must lie
+/// inside them, and no other thread may write this block of `out`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn run_tile(
@@ -240,44 +267,48 @@ unsafe fn run_tile(
     rows: usize,
     panel: usize,
 ) {
-    let n = weights.out_dim;
-    let quads = x.stride / QUAD;
-    let col0 = panel * PANEL;
-    let cols = PANEL.min(n - col0);
-    let mask = masks(cols);
-    let panel_data = weights.data.as_ptr().add(panel * PANEL * quads * QUAD);
-    let tiles = rows.div_ceil(TILE_ROWS);
-    let even = rows.div_ceil(tiles);
-    let mut row = row0;
-    while row < row0 + rows {
-        let tile_rows = even.min(row0 + rows - row);
-        let output = Output::at(out, n, row, col0, bias, epilogue_of);
-        let xs = x.data.as_ptr().add(row * x.stride);
-        let at = (
-            xs,
-            x.stride,
-            panel_data,
-            quads,
-            output.out as *mut i32,
-            n,
-            mask,
-        );
-        match tile_rows {
-            12 => microkernel::<12>(at),
-            11 => microkernel::<11>(at),
-            10 => microkernel::<10>(at),
-            9 => microkernel::<9>(at),
-            8 => microkernel::<8>(at),
-            7 => microkernel::<7>(at),
-            6 => microkernel::<6>(at),
-            5 => microkernel::<5>(at),
-            4 => microkernel::<4>(at),
-            3 => microkernel::<3>(at),
-            2 => microkernel::<2>(at),
-            _ => microkernel::<1>(at),
+    // SAFETY: the caller upholds # Safety: every tile below lies inside the
+    // block, whose rows and panel are inside x, the weights and `out`.
+    unsafe {
+        let n = weights.out_dim;
+        let quads = x.stride / QUAD;
+        let col0 = panel * PANEL;
+        let cols = PANEL.min(n - col0);
+        let mask = masks(cols);
+        let panel_data = weights.data.as_ptr().add(panel * PANEL * quads * QUAD);
+        let tiles = rows.div_ceil(TILE_ROWS);
+        let even = rows.div_ceil(tiles);
+        let mut row = row0;
+        while row < row0 + rows {
+            let tile_rows = even.min(row0 + rows - row);
+            let output = Output::at(out, n, row, col0, bias, epilogue_of);
+            let xs = x.data.as_ptr().add(row * x.stride);
+            let at = (
+                xs,
+                x.stride,
+                panel_data,
+                quads,
+                output.out as *mut i32,
+                n,
+                mask,
+            );
+            match tile_rows {
+                12 => microkernel::<12>(at),
+                11 => microkernel::<11>(at),
+                10 => microkernel::<10>(at),
+                9 => microkernel::<9>(at),
+                8 => microkernel::<8>(at),
+                7 => microkernel::<7>(at),
+                6 => microkernel::<6>(at),
+                5 => microkernel::<5>(at),
+                4 => microkernel::<4>(at),
+                3 => microkernel::<3>(at),
+                2 => microkernel::<2>(at),
+                _ => microkernel::<1>(at),
+            }
+            dequantize(&output, x, weights, row, col0, tile_rows, mask);
+            row += tile_rows;
         }
-        dequantize(&output, x, weights, row, col0, tile_rows, mask);
-        row += tile_rows;
     }
 }
 
@@ -292,38 +323,52 @@ type TileArgs = (
 );
 
 /// R rows x 32 outputs of Σ q_x·q_w, stored as i32 in the output's place.
+///
+/// # Safety
+/// The CPU must support avx512f, avx512bw and avx512vnni. `x` must be
+/// valid for R rows of `quads * 4` bytes `x_stride` apart, `panel` for
+/// `quads` groups of 128 bytes, and `out` for an R x 32 (masked) tile of
+/// i32 `out_stride` apart that no other thread writes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn microkernel<const R: usize>(
     (x, x_stride, panel, quads, out, out_stride, mask): TileArgs,
 ) {
-    let mut acc = [[_mm512_setzero_si512(); 2]; R];
-    let mut x_rows = [x; R];
-    for (i, x_row) in x_rows.iter_mut().enumerate() {
-        *x_row = x.add(i * x_stride);
-    }
-    let mut w = panel;
-    for q in 0..quads {
-        let w0 = _mm512_loadu_si512(w as *const __m512i);
-        let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
-        w = w.add(PANEL * QUAD);
-        // Index loops, as in the f32 kernel, so `acc` stays in registers.
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..R {
-            let four = (x_rows[i].add(q * QUAD) as *const i32).read_unaligned();
-            let xv = _mm512_set1_epi32(four);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], xv, w0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], xv, w1);
+    // SAFETY: the caller upholds # Safety.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        let mut x_rows = [x; R];
+        for (i, x_row) in x_rows.iter_mut().enumerate() {
+            *x_row = x.add(i * x_stride);
         }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (half, lane) in row.iter().enumerate() {
-            let at = out.add(i * out_stride + 16 * half);
-            _mm512_mask_storeu_epi32(at, mask[half], *lane);
+        let mut w = panel;
+        for q in 0..quads {
+            let w0 = _mm512_loadu_si512(w as *const __m512i);
+            let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
+            w = w.add(PANEL * QUAD);
+            // Index loops, as in the f32 kernel, so `acc` stays in registers.
+            #[allow(clippy::needless_range_loop)]
+            for i in 0..R {
+                let four = (x_rows[i].add(q * QUAD) as *const i32).read_unaligned();
+                let xv = _mm512_set1_epi32(four);
+                acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], xv, w0);
+                acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], xv, w1);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (half, lane) in row.iter().enumerate() {
+                let at = out.add(i * out_stride + 16 * half);
+                _mm512_mask_storeu_epi32(at, mask[half], *lane);
+            }
         }
     }
 }
 
 /// The i32 sums of a tile back to f32, through the f32 epilogue, in place.
+///
+/// # Safety
+/// The CPU must support avx512f; the `rows` x (masked) tile at `output`,
+/// rows `row0..row0 + rows` of `x` and columns `col0..` of the weights' scales
+/// and sums (under the masks) must be in bounds.
 #[target_feature(enable = "avx512f")]
 unsafe fn dequantize(
     output: &Output,
@@ -334,21 +379,25 @@ unsafe fn dequantize(
     rows: usize,
     mask: [__mmask16; 2],
 ) {
-    for i in 0..rows {
-        let (x_scale, zero) = (x.scales[row0 + i], x.zeros[row0 + i]);
-        for (half, &mask) in mask.iter().enumerate() {
-            let col = col0 + 16 * half;
-            let at = output.out.add(i * output.stride + 16 * half);
-            let sums = _mm512_maskz_loadu_epi32(mask, at as *const i32);
-            let column_sums = _mm512_maskz_loadu_epi32(mask, weights.column_sums.as_ptr().add(col));
-            let centred = _mm512_sub_epi32(
-                sums,
-                _mm512_mullo_epi32(column_sums, _mm512_set1_epi32(zero)),
-            );
-            let scales = _mm512_maskz_loadu_ps(mask, weights.scales.as_ptr().add(col));
-            let scale = _mm512_mul_ps(scales, _mm512_set1_ps(x_scale));
-            let value = _mm512_mul_ps(_mm512_cvtepi32_ps(centred), scale);
-            _mm512_mask_storeu_ps(at, mask, finish(output, i, half, mask, value));
+    // SAFETY: the caller upholds # Safety.
+    unsafe {
+        for i in 0..rows {
+            let (x_scale, zero) = (x.scales[row0 + i], x.zeros[row0 + i]);
+            for (half, &mask) in mask.iter().enumerate() {
+                let col = col0 + 16 * half;
+                let at = output.out.add(i * output.stride + 16 * half);
+                let sums = _mm512_maskz_loadu_epi32(mask, at as *const i32);
+                let column_sums =
+                    _mm512_maskz_loadu_epi32(mask, weights.column_sums.as_ptr().add(col));
+                let centred = _mm512_sub_epi32(
+                    sums,
+                    _mm512_mullo_epi32(column_sums, _mm512_set1_epi32(zero)),
+                );
+                let scales = _mm512_maskz_loadu_ps(mask, weights.scales.as_ptr().add(col));
+                let scale = _mm512_mul_ps(scales, _mm512_set1_ps(x_scale));
+                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(centred), scale);
+                _mm512_mask_storeu_ps(at, mask, finish(output, i, half, mask, value));
+            }
         }
     }
 }

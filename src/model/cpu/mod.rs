@@ -14,6 +14,13 @@
 //! - [`layer_norm`]: rows, vectorised, spread over threads when many.
 //!
 //! Other devices and dtypes take candle's generic ops instead (see callers).
+//!
+//! Every public function here is safe for any input: it checks the lengths
+//! of its operands against the dimensions it is given (and the CPU features
+//! it needs) and returns an [`OperandError`] instead of touching memory it
+//! does not own. The `unsafe` inner kernels state their preconditions in a
+//! `# Safety` section, and each call site says why they hold. This module is
+//! not public API (benches reach it through `sentiment::unstable_kernels`).
 
 use candle_core::{CpuStorage, Layout, Storage, Tensor};
 
@@ -25,6 +32,31 @@ mod avx512;
 pub mod int8;
 
 use gemm::Parallelism;
+
+/// Operands whose lengths do not match the dimensions a kernel was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("kernel operands do not match: {0}")]
+pub struct OperandError(String);
+
+impl From<OperandError> for candle_core::Error {
+    fn from(err: OperandError) -> Self {
+        candle_core::Error::Msg(err.to_string())
+    }
+}
+
+/// `Ok` when `len` is exactly `dims` multiplied out (without overflow).
+fn expect_len(what: &str, len: usize, dims: &[usize]) -> Result<(), OperandError> {
+    let want = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match want {
+        Some(want) if want == len => Ok(()),
+        Some(want) => Err(OperandError(format!(
+            "{what} has {len} values, expected {want} ({dims:?})"
+        ))),
+        None => Err(OperandError(format!(
+            "{what}: dimensions {dims:?} overflow"
+        ))),
+    }
+}
 
 /// Multiply-adds below which a matmul runs on one thread: handing work to
 /// another thread costs microseconds, which a product this small does not
@@ -83,27 +115,31 @@ unsafe fn matmul(
     rhs_rs: isize,
     rhs_cs: isize,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        lhs,
-        1,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs,
-        rhs_rs,
-        if accumulate { 1.0 } else { 0.0 },
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    );
+    // SAFETY: the caller guarantees every addressed element is in bounds
+    // and that no other thread writes `dst`'s elements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    };
 }
 
 /// Output columns per packed panel: the AVX-512 microkernel's width (two
@@ -122,8 +158,15 @@ pub struct PackedWeights {
 }
 
 impl PackedWeights {
-    /// Packs a row-major (out, in) weight, HF's layout.
-    pub fn pack(weight: &[f32], out_dim: usize, in_dim: usize) -> Self {
+    /// Packs a row-major (out, in) weight, HF's layout. Both dimensions
+    /// must be non-zero and `weight` exactly (out, in).
+    pub fn pack(weight: &[f32], out_dim: usize, in_dim: usize) -> Result<Self, OperandError> {
+        if out_dim == 0 || in_dim == 0 {
+            return Err(OperandError(format!(
+                "an empty ({out_dim}, {in_dim}) weight"
+            )));
+        }
+        expect_len("weight", weight.len(), &[out_dim, in_dim])?;
         let panels = out_dim.div_ceil(PANEL);
         let mut data = vec![0f32; panels * PANEL * in_dim];
         for (o, row) in weight.chunks_exact(in_dim).enumerate() {
@@ -132,11 +175,11 @@ impl PackedWeights {
                 block[k * PANEL + o % PANEL] = w;
             }
         }
-        Self {
+        Ok(Self {
             data,
             in_dim,
             out_dim,
-        }
+        })
     }
 
     /// The row-major (out, in) weight back, for quantization.
@@ -178,8 +221,9 @@ pub fn linear_packed(
     bias: Option<&[f32]>,
     rows: usize,
     epilogue: Epilogue,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
     let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
+    check_linear_operands(x, (in_dim, out_dim), bias, rows, &epilogue)?;
     let parallel = worth_parallel(rows * in_dim * out_dim);
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
@@ -197,8 +241,9 @@ fn linear_portable(
     rows: usize,
     epilogue: Epilogue,
     parallel: bool,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
     let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
+    check_linear_operands(x, (in_dim, out_dim), bias, rows, &epilogue)?;
     let mut out = match bias {
         Some(bias) => bias.repeat(rows),
         None => vec![0f32; rows * out_dim],
@@ -207,8 +252,10 @@ fn linear_portable(
     let panel = |index: usize| {
         let start = index * PANEL;
         let width = PANEL.min(out_dim - start);
-        // SAFETY: the panel's block holds in*PANEL values; its output columns
-        // start..start+width of every row belong to this panel alone.
+        // SAFETY: the operands were checked above: x is (rows, in), out is
+        // (rows, out), and the panel's block holds in*PANEL values; its
+        // output columns start..start+width of every row belong to this
+        // panel alone.
         unsafe {
             matmul(
                 (rows, width, in_dim),
@@ -237,11 +284,11 @@ fn linear_portable(
         Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
         None => {}
     }
-    out
+    Ok(out)
 }
 
 /// [`linear_packed`] with int8 weights (see [`int8`]); x86-64 with
-/// AVX-512 VNNI only, which callers check with [`int8::available`].
+/// AVX-512 VNNI only: elsewhere an error (see [`int8::available`]).
 #[cfg(target_arch = "x86_64")]
 pub fn linear_int8(
     x: &[f32],
@@ -249,32 +296,50 @@ pub fn linear_int8(
     bias: Option<&[f32]>,
     rows: usize,
     epilogue: Epilogue,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
     let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 4);
     int8::linear(x, weights, bias, rows, epilogue, parallel)
 }
 
 /// LayerNorm over rows of `weight.len()` values, as torch computes it:
 /// mean, then the biased variance of the centred values. Rows are spread
-/// over the pool when there are enough of them to repay it.
-pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+/// over the pool when there are enough of them to repay it. `x` must hold
+/// whole rows, and `bias` one value per column.
+pub fn layer_norm(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) -> Result<Vec<f32>, OperandError> {
     let dim = weight.len();
+    if dim == 0 || bias.len() != dim || !x.len().is_multiple_of(dim) {
+        return Err(OperandError(format!(
+            "layer_norm of {} values with {dim} weights and {} biases",
+            x.len(),
+            bias.len()
+        )));
+    }
     let rows = x.len() / dim;
     // Uninitialised until every row is written below (see `set_len`).
     let mut out = Vec::<f32>::with_capacity(x.len());
     let shared = SharedOut(out.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    let vectorised = avx512::available();
     let norm_rows = |chunk: std::ops::Range<usize>| {
         for r in chunk {
             let row = &x[r * dim..(r + 1) * dim];
             // Row r of `out` is written by this chunk alone.
             let out_row = shared.ptr().wrapping_add(r * dim);
             #[cfg(target_arch = "x86_64")]
-            if avx512::available() {
-                // SAFETY: out_row is valid for `dim` writes.
+            if vectorised {
+                // SAFETY: avx512f was detected above; `row`, `weight` and
+                // `bias` are each `dim` long (checked above) and out_row,
+                // row r of the x.len() capacity, is valid for `dim` writes.
                 unsafe { avx512::layer_norm_row(row, weight, bias, eps, out_row) };
                 continue;
             }
-            // SAFETY: out_row is valid for `dim` writes.
+            // SAFETY: out_row is row r of the x.len() capacity: valid for
+            // `dim` writes.
             unsafe { layer_norm_row_portable(row, weight, bias, eps, out_row) };
         }
     };
@@ -286,9 +351,10 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32>
     } else {
         norm_rows(0..rows);
     }
-    // SAFETY: every row was written above.
+    // SAFETY: x.len() is rows * dim (checked above) and every row was
+    // written above.
     unsafe { out.set_len(x.len()) };
-    out
+    Ok(out)
 }
 
 /// One LayerNorm row without AVX-512.
@@ -307,31 +373,28 @@ unsafe fn layer_norm_row_portable(
     let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim;
     let inv_std = 1.0 / (var + eps).sqrt();
     for (j, ((v, w), b)) in row.iter().zip(weight).zip(bias).enumerate() {
-        out.add(j).write((v - mean) * inv_std * w + b);
+        // SAFETY: j < row.len(), for which the caller made `out` valid.
+        unsafe { out.add(j).write((v - mean) * inv_std * w + b) };
     }
 }
 
 /// The operand lengths every linear kernel relies on for its unchecked
 /// accesses: x is (rows, in), bias (out), a residual (rows, out).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn check_linear_operands(
     x: &[f32],
     (in_dim, out_dim): (usize, usize),
     bias: Option<&[f32]>,
     rows: usize,
     epilogue: &Epilogue,
-) {
-    assert_eq!(x.len(), rows * in_dim, "input is (rows, in)");
+) -> Result<(), OperandError> {
+    expect_len("input", x.len(), &[rows, in_dim])?;
     if let Some(bias) = bias {
-        assert_eq!(bias.len(), out_dim, "bias has one value per output");
+        expect_len("bias", bias.len(), &[out_dim])?;
     }
     if let Some(residual) = epilogue.residual {
-        assert_eq!(
-            residual.len(),
-            rows * out_dim,
-            "residual has the output's shape"
-        );
+        expect_len("residual", residual.len(), &[rows, out_dim])?;
     }
+    Ok(())
 }
 
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
@@ -378,7 +441,12 @@ mod erf_coefficients {
 /// A raw pointer that parallel tasks may share; each task writes a disjoint
 /// set of elements through it.
 struct SharedOut<T = f32>(*mut T);
+// SAFETY: a SharedOut is only made for a buffer that outlives the parallel
+// call it is used in, and every user writes a set of elements disjoint from
+// every other task's (each use site says which), so sending the pointer to
+// another thread creates no data race.
 unsafe impl<T> Send for SharedOut<T> {}
+// SAFETY: as for Send: shared use only ever writes disjoint elements.
 unsafe impl<T> Sync for SharedOut<T> {}
 
 // Copy by hand: derive would require T: Copy.
@@ -408,8 +476,13 @@ pub fn attention(
     seq: usize,
     n_heads: usize,
     head_dim: usize,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, OperandError> {
+    expect_len("qkv", qkv.len(), &[batch, seq, 3, n_heads, head_dim])?;
+    expect_len("mask_bias", mask_bias.len(), &[batch, seq])?;
     let dim = n_heads * head_dim;
+    if batch == 0 || seq == 0 || dim == 0 {
+        return Ok(Vec::new());
+    }
     let row = 3 * dim as isize;
     // Uninitialised but for the padding rows, which are zeroed just below;
     // the tasks write every real row (see `set_len`).
@@ -429,7 +502,8 @@ pub fn attention(
         })
         .collect();
     for (b, &len) in lengths.iter().enumerate() {
-        // SAFETY: rows len..seq of sequence b lie inside the capacity.
+        // SAFETY: rows len..seq of sequence b lie inside the batch*seq*dim
+        // capacity (qkv's length was checked against these dimensions).
         unsafe {
             shared
                 .ptr()
@@ -444,8 +518,8 @@ pub fn attention(
         let base = b * seq * 3 * dim + h * head_dim;
         let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
         // SAFETY: q, k and v rows are `row` apart and head_dim long inside
-        // qkv; scores is seq*seq; this task's output elements (its head's
-        // columns of its sequence's rows) belong to no other task.
+        // qkv (whose length was checked against these dimensions); scores
+        // holds len*len values.
         unsafe {
             // scores = q · kᵀ
             matmul(
@@ -469,6 +543,10 @@ pub fn attention(
             }
             softmax_with_bias(scores_row, bias);
         }
+        // SAFETY: scores holds len*len values and v's rows are `row` apart
+        // inside qkv; the output elements written (this head's columns of
+        // its sequence's real rows) lie inside the capacity and belong to
+        // no other task.
         unsafe {
             // context = softmax(scores) · v, written in place.
             matmul(
@@ -492,7 +570,7 @@ pub fn attention(
     // SAFETY: padding rows were zeroed; each (sequence, head) task wrote its
     // head's columns of every real row.
     unsafe { out.set_len(batch * seq * dim) };
-    out
+    Ok(out)
 }
 
 /// Row softmax of `scores + bias`, max-shifted like torch's.
@@ -587,15 +665,10 @@ mod tests {
                 residual: Some(&residual),
                 activation: Some(Activation::Gelu),
             };
-            let exact = linear_packed(
-                &x,
-                &PackedWeights::pack(&w, out_dim, in_dim),
-                Some(&bias),
-                rows,
-                epilogue,
-            );
-            let packed = int8::PackedInt8::from_f32(&PackedWeights::pack(&w, out_dim, in_dim));
-            let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue);
+            let f32_weights = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
+            let exact = linear_packed(&x, &f32_weights, Some(&bias), rows, epilogue).unwrap();
+            let packed = int8::PackedInt8::from_f32(&f32_weights);
+            let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue).unwrap();
             for (r, (want_row, got_row)) in
                 exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
             {
@@ -629,7 +702,7 @@ mod tests {
             let mut portable = vec![0f32; dim];
             // SAFETY: `portable` holds dim values.
             unsafe { layer_norm_row_portable(&row, &weight, &bias, 1e-12, portable.as_mut_ptr()) };
-            for got in [layer_norm(&row, &weight, &bias, 1e-12), portable] {
+            for got in [layer_norm(&row, &weight, &bias, 1e-12).unwrap(), portable] {
                 for (j, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!((*g as f64 - w).abs() < 1e-5, "dim {dim} [{j}]: {g} vs {w}");
                 }
@@ -643,7 +716,7 @@ mod tests {
     fn packed_linear_matches_a_naive_product_with_every_epilogue() {
         for (rows, in_dim, out_dim) in [(1, 8, 3), (7, 33, 40), (14, 384, 64), (29, 400, 70)] {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
-            let packed = PackedWeights::pack(&w, out_dim, in_dim);
+            let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
             assert_eq!(packed.unpack(), w);
             for activation in [None, Some(Activation::Gelu), Some(Activation::Relu)] {
                 let epilogue = Epilogue {
@@ -653,8 +726,8 @@ mod tests {
                 // The dispatched kernel (AVX-512 here) and the portable one,
                 // which this machine would otherwise never run.
                 let kernels = [
-                    linear_packed(&x, &packed, Some(&bias), rows, epilogue),
-                    linear_portable(&x, &packed, Some(&bias), rows, epilogue, false),
+                    linear_packed(&x, &packed, Some(&bias), rows, epilogue).unwrap(),
+                    linear_portable(&x, &packed, Some(&bias), rows, epilogue, false).unwrap(),
                 ];
                 for (got, r, o) in kernels.iter().flat_map(|got| {
                     (0..rows).flat_map(move |r| (0..out_dim).map(move |o| (got, r, o)))
