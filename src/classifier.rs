@@ -50,7 +50,7 @@ pub enum LongText {
     #[default]
     Truncate,
     /// Classify overlapping windows that cover the whole text, each with
-    /// its own [CLS]/[SEP], sharing `stride` tokens with the previous one,
+    /// its own `[CLS]`/`[SEP]`, sharing `stride` tokens with the previous one,
     /// and combine their scores.
     Window { stride: usize, aggregate: Aggregate },
 }

@@ -160,4 +160,14 @@ mod tests {
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
     }
+
+    #[test]
+    fn a_second_different_thread_count_is_refused_not_ignored() {
+        let in_force = super::configure_threads(None).unwrap();
+        assert_eq!(super::configure_threads(Some(in_force)).unwrap(), in_force);
+        let other = super::configure_threads(Some(in_force + 1)).unwrap_err();
+        assert!(other.to_string().contains("already runs on"), "{other}");
+        assert!(super::configure_threads(Some(0)).is_err());
+        assert!(super::configure_threads(Some(super::MAX_THREADS + 1)).is_err());
+    }
 }

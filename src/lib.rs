@@ -30,7 +30,7 @@
 //! [`batch`] (the engine) → [`model`] (the forward pass, driven through
 //! [`classifier`]) → [`postprocess`] (scores, windows) → [`output`]
 //! (records). [`source`] finds model files, [`device`] opens devices and
-//! sets threads, [`bench`] measures.
+//! sets threads, [`mod@bench`] measures.
 //!
 //! Cargo features: `hub` (default) adds hub ids; `cli` (default) builds the
 //! `sentiment` binary and pulls clap and friends, which the library never

@@ -14,7 +14,7 @@ use tokenizers::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub ids: Vec<u32>,
-    /// 1 for every real token, including a literal "[PAD]" typed in the
+    /// 1 for every real token, including a literal "`[PAD]`" typed in the
     /// text; only padding added by [`pad_batch`] gets 0.
     pub attention_mask: Vec<u32>,
     /// The text had more tokens than the model accepts and was cut.
@@ -57,7 +57,7 @@ pub struct TextTokenizer {
     max_tokens: usize,
 }
 
-/// Special tokens a window spends on [CLS]/[SEP]; the stride must leave room.
+/// Special tokens a window spends on `[CLS]`/`[SEP]`; the stride must leave room.
 const SPECIAL_TOKENS: usize = 2;
 
 impl TextTokenizer {
@@ -96,7 +96,7 @@ impl TextTokenizer {
         Ok(into_encoded(encoding))
     }
 
-    /// Every window of the text, each with its own [CLS]/[SEP]: the first
+    /// Every window of the text, each with its own `[CLS]`/`[SEP]`: the first
     /// is what truncation keeps, then the rest, each window sharing
     /// `stride` tokens with the one before (see [`Self::check_stride`]).
     ///

@@ -293,3 +293,43 @@ fn help_documents_the_exit_codes() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("Exit codes:") && text.contains("130"));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_real_flags() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = sentiment(&["completions", shell], b"");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains("long-text"), "{shell}");
+    }
+    let man = sentiment(&["man"], b"");
+    assert_eq!(man.status.code(), Some(0), "{}", stderr(&man));
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.starts_with(".ie") && page.contains(".TH sentiment 1"));
+    assert!(page.contains("batch") && page.contains("bench"));
+    assert_eq!(
+        sentiment(&["completions", "tcsh"], b"").status.code(),
+        Some(2)
+    );
+}
+
+/// A reader that goes away after one line gets a quiet exit, here too:
+/// clap_complete panics when its writer fails, so the script is built in
+/// memory first.
+#[test]
+fn completions_into_a_closed_pipe_exit_quietly() {
+    let mut child = sentiment_command(&["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+}

@@ -199,7 +199,7 @@ fn ms_since(started: Instant) -> f64 {
 }
 
 /// A text that tokenizes to exactly `tokens` tokens with the model's own
-/// tokenizer: [CLS] + ("hello" * (tokens - 2)) + [SEP] for BERT vocabularies.
+/// tokenizer: `[CLS]` + ("hello" * (tokens - 2)) + `[SEP]` for BERT vocabularies.
 pub fn text_of_length(classifier: &Classifier, tokens: usize) -> Result<String> {
     let words = tokens.saturating_sub(2).max(1);
     let mut text = "hello ".repeat(words);

@@ -1,4 +1,4 @@
-//! The sequence-classification head: the [CLS] vector -> `pre_classifier`
+//! The sequence-classification head: the `[CLS]` vector -> `pre_classifier`
 //! -> ReLU -> `classifier`.
 
 use candle_core::{Module, Result, Tensor};

@@ -2,7 +2,7 @@
 //! candle `VarBuilder`, every tensor as f32 except where noted.
 //!
 //! Safetensors images (a mapped file, or the one compiled into the binary)
-//! go through [`Releasing`]: once a tensor is copied out, its source pages
+//! go through `Releasing`: once a tensor is copied out, its source pages
 //! are handed back to the OS. Without that, the bundled model's 45 MB of
 //! f16 pages stayed resident next to the converted weights for the whole
 //! run; with it, peak RSS is the converted weights plus one tensor.
