@@ -18,7 +18,7 @@ pub const INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success (also when stdout is closed early, e.g. by `head`)
-  1    batch: at least one input line could not be classified
+  1    batch, predict: at least one input line could not be classified
   2    usage error: unknown flag or bad value
   3    model error: a model file is missing, corrupt or inconsistent
   4    model not available: not cached and cannot be downloaded
