@@ -4,8 +4,23 @@
 
 use serde_json::{Map, Value};
 
-use crate::input::ParsedLine;
+use crate::error::Result;
+use crate::input::{Line, ParsedLine};
 use crate::postprocess::Prediction;
+
+/// What became of one input line once the engine delivered it: its parsed
+/// form and prediction, or the message for its error record.
+pub fn line_outcome(
+    line: Line,
+    result: Option<Result<Prediction>>,
+) -> std::result::Result<(ParsedLine, Prediction), String> {
+    match (line.parsed, result) {
+        (Ok(parsed), Some(Ok(prediction))) => Ok((parsed, prediction)),
+        (Err(message), _) => Err(message),
+        (Ok(_), Some(Err(err))) => Err(err.chain_message()),
+        (Ok(_), None) => Err("the line was not classified".into()),
+    }
+}
 
 /// The prediction's serialized fields.
 pub fn prediction_fields(prediction: &Prediction) -> Map<String, Value> {

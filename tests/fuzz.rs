@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use sentiment::input::{
     parse_line, read_line_capped, InputFormat, Line, ParsedLine, MAX_LINE_BYTES,
 };
-use sentiment::output::{error_record, line_record};
+use sentiment::output::{error_record, line_outcome, line_record};
 use sentiment::{Classifier, ClassifyOptions};
 
 /// What `sentiment batch` does, through the library: every line read and
@@ -43,11 +43,10 @@ fn classify_stream(input: &[u8], batch_size: usize) -> (Vec<u8>, u64) {
         .batcher(ClassifyOptions::default())
         .with_batch_size(batch_size)
         .run(lines, |line: Line, result| {
-            let record = match (line.parsed, result) {
-                (Ok(parsed), Some(Ok(prediction))) => line_record(parsed, &prediction),
-                (Err(message), _) => error_record(line.number, &message),
-                (Ok(_), Some(Err(err))) => error_record(line.number, &err.chain_message()),
-                (Ok(_), None) => panic!("a parsed line has a text"),
+            let number = line.number;
+            let record = match line_outcome(line, result) {
+                Ok((parsed, prediction)) => line_record(parsed, &prediction),
+                Err(message) => error_record(number, &message),
             };
             out.extend_from_slice(record.to_string().as_bytes());
             out.push(b'\n');

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 
 use anyhow::{Context, Result};
 use sentiment::input::{InputFormat, Line, ParsedLine};
-use sentiment::output::{error_record, human_line, text_record};
+use sentiment::output::{error_record, human_line, line_outcome, text_record};
 use sentiment::{ClassifyOptions, Prediction, Sink};
 
 use crate::args::{ModelArgs, PredictArgs};
@@ -80,17 +80,12 @@ impl<W: Write> Sink<Line> for Printer<W> {
         result: Option<sentiment::Result<Prediction>>,
     ) -> std::io::Result<()> {
         self.lines += 1;
-        let outcome = match (line.parsed, result) {
-            (Ok(parsed), Some(Ok(prediction))) => Ok((parsed, prediction)),
-            (Err(message), _) => Err(message),
-            (Ok(_), Some(Err(err))) => Err(err.chain_message()),
-            (Ok(_), None) => Err("the line was not classified".into()),
-        };
-        let printed = match (outcome, self.json) {
+        let number = line.number;
+        let printed = match (line_outcome(line, result), self.json) {
             (Ok((parsed, prediction)), true) => text_record(parsed.text(), &prediction).to_string(),
             (Ok((parsed, prediction)), false) => human_line(parsed.text(), &prediction),
-            (Err(message), true) => error_record(line.number, &message).to_string(),
-            (Err(message), false) => format!("ERROR     line {}: {message}", line.number),
+            (Err(message), true) => error_record(number, &message).to_string(),
+            (Err(message), false) => format!("ERROR     line {number}: {message}"),
         };
         self.out.write_all(printed.as_bytes())?;
         self.out.write_all(b"\n")

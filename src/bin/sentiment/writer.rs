@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use sentiment::input::Line;
-use sentiment::output::{error_record, line_record};
+use sentiment::output::{error_record, line_outcome, line_record};
 use sentiment::{Prediction, Sink};
 
 /// Opens `--output`. With `resume`, keeps its complete lines (dropping a
@@ -70,11 +70,10 @@ impl<W: Write> Sink<Line> for RecordWriter<W> {
         line: Line,
         result: Option<sentiment::Result<Prediction>>,
     ) -> std::io::Result<()> {
-        let record = match (line.parsed, result) {
-            (Ok(parsed), Some(Ok(prediction))) => line_record(parsed, &prediction),
-            (Err(message), _) => error_record(line.number, &message),
-            (Ok(_), Some(Err(err))) => error_record(line.number, &err.chain_message()),
-            (Ok(_), None) => error_record(line.number, "the line was not classified"),
+        let number = line.number;
+        let record = match line_outcome(line, result) {
+            Ok((parsed, prediction)) => line_record(parsed, &prediction),
+            Err(message) => error_record(number, &message),
         };
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")
