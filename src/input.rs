@@ -5,7 +5,9 @@
 
 use std::io::BufRead;
 
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// Lines longer than this become an error record (and are not buffered),
 /// so one runaway line cannot exhaust memory.
@@ -21,14 +23,56 @@ pub enum InputFormat {
     Text,
 }
 
+/// A JSON object's fields in input order, each value exactly as it was
+/// written (numbers keep every digit, strings every escape), duplicates
+/// kept: what passes through to the output.
+#[derive(Debug, Clone, Default)]
+pub struct RawFields(pub Vec<(String, Box<RawValue>)>);
+
+impl RawFields {
+    /// The value of `name` (the last one, if the object repeats it), parsed.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        let (_, raw) = self.0.iter().rev().find(|(key, _)| key == name)?;
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+impl PartialEq for RawFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && v1.get() == v2.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push(field);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
 /// One input line, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParsedLine {
     /// A JSON object (whose fields are passed through) and its text.
-    Record {
-        fields: Map<String, Value>,
-        text: String,
-    },
+    Record { fields: RawFields, text: String },
     /// A plain-text line.
     Text(String),
 }
@@ -68,20 +112,23 @@ pub fn parse_line(
             if line.trim().is_empty() {
                 return Err("blank line: expected a JSON object".into());
             }
-            let value: Value =
-                serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
-            let Value::Object(fields) = value else {
+            if !line.trim_start().starts_with('{') {
+                // Not an object: parse it anyway, to say what it is.
+                let value: Value =
+                    serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
                 return Err(format!(
                     "expected a JSON object, found {}",
                     json_kind(&value)
                 ));
-            };
+            }
+            let fields: RawFields =
+                serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
             let text = match fields.get(field) {
-                Some(Value::String(text)) => text.clone(),
+                Some(Value::String(text)) => text,
                 Some(other) => {
                     return Err(format!(
                         "field {field:?} must be a string, found {}",
-                        json_kind(other)
+                        json_kind(&other)
                     ))
                 }
                 None => return Err(format!("field {field:?} is missing")),

@@ -1,6 +1,12 @@
 //! The last stage: predictions as output lines. JSON records carry the
 //! serialized [`Prediction`] (its fields are the contract of `predict
 //! --json` and `batch`); the human form is one aligned line per text.
+//!
+//! Passthrough: an input line's fields are written back exactly as they
+//! were read (values byte for byte, order and duplicates kept), then the
+//! result fields. An input field whose name a result field (or `error`)
+//! uses is kept under `input_<name>` (prefixed again until the name is
+//! free), so no input field is lost and only error records have `error`.
 
 use serde_json::{Map, Value};
 
@@ -39,15 +45,51 @@ pub fn text_record(text: &str, prediction: &Prediction) -> Value {
     Value::Object(record)
 }
 
-/// A classified input line: its JSON fields passed through (a plain-text
-/// line becomes `{"text": ...}`), with the prediction's fields added.
-pub fn line_record(parsed: ParsedLine, prediction: &Prediction) -> Value {
-    let mut record = match parsed {
-        ParsedLine::Record { fields, .. } => fields,
-        ParsedLine::Text(text) => Map::from_iter([("text".to_string(), Value::String(text))]),
+/// The names result records use besides the prediction's own fields.
+const RESERVED: [&str; 1] = ["error"];
+
+/// Prefix for an input field whose name a result field takes.
+pub const RENAMED_PREFIX: &str = "input_";
+
+/// A classified input line, as one JSON line (without the newline): its
+/// fields passed through as read (a plain-text line becomes `{"text": ...}`),
+/// then the prediction's fields (see the module docs for name collisions).
+pub fn line_record(parsed: ParsedLine, prediction: &Prediction) -> String {
+    let results = prediction_fields(prediction);
+    let mut out = String::from("{");
+    let push = |out: &mut String, key: &str, value: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(key.to_string()).to_string());
+        out.push(':');
+        out.push_str(value);
     };
-    record.extend(prediction_fields(prediction));
-    Value::Object(record)
+    match parsed {
+        ParsedLine::Record { fields, .. } => {
+            let taken = |name: &str| {
+                results.contains_key(name)
+                    || RESERVED.contains(&name)
+                    || fields.0.iter().any(|(key, _)| key == name)
+            };
+            for (key, value) in &fields.0 {
+                let mut name = key.clone();
+                if results.contains_key(key) || RESERVED.contains(&key.as_str()) {
+                    name = format!("{RENAMED_PREFIX}{name}");
+                    while taken(&name) {
+                        name = format!("{RENAMED_PREFIX}{name}");
+                    }
+                }
+                push(&mut out, &name, value.get());
+            }
+        }
+        ParsedLine::Text(text) => push(&mut out, "text", &Value::String(text).to_string()),
+    }
+    for (key, value) in &results {
+        push(&mut out, key, &value.to_string());
+    }
+    out.push('}');
+    out
 }
 
 /// `{"line": N, "error": "..."}`: what stands in for a line that could not

@@ -81,6 +81,12 @@ impl TextTokenizer {
         })
     }
 
+    /// The largest token id the tokenizer can produce (added tokens
+    /// included): it must fit the model's embedding table.
+    pub fn max_token_id(&self) -> Option<u32> {
+        self.inner.get_vocab(true).into_values().max()
+    }
+
     /// Checks that windows sharing `stride` tokens still advance: the
     /// stride must be smaller than a window's text tokens.
     pub fn check_stride(&self, stride: usize) -> Result<(), TokenizerError> {

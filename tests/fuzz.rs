@@ -46,7 +46,7 @@ fn classify_stream(input: &[u8], batch_size: usize) -> (Vec<u8>, u64) {
             let number = line.number;
             let record = match line_outcome(line, result) {
                 Ok((parsed, prediction)) => line_record(parsed, &prediction),
-                Err(message) => error_record(number, &message),
+                Err(message) => error_record(number, &message).to_string(),
             };
             out.extend_from_slice(record.to_string().as_bytes());
             out.push(b'\n');
@@ -79,7 +79,8 @@ proptest! {
         for format in [InputFormat::Jsonl, InputFormat::Text] {
             match parse_line(&raw, first, format, "text") {
                 Ok(ParsedLine::Record { fields, text }) => {
-                    prop_assert_eq!(fields.get("text").and_then(|v| v.as_str()), Some(text.as_str()));
+                    let got = fields.get("text");
+                    prop_assert_eq!(got.as_ref().and_then(|v| v.as_str()), Some(text.as_str()));
                 }
                 Ok(ParsedLine::Text(text)) => prop_assert!(raw.len() >= text.len()),
                 Err(message) => prop_assert!(!message.is_empty()),

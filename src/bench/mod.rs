@@ -146,6 +146,14 @@ pub fn run_bench(
             &ClassifyOptions::default(),
         )?;
         let first_inference_ms = ms_since(started);
+        // A length the model cannot take would time something else (the
+        // tokenizer truncating a huge text), so it is refused, not clamped.
+        if let Some(&tokens) = options.lengths.iter().find(|&&t| t > classifier.max_input_tokens() || t < 2) {
+            return Err(Error::InvalidOption(format!(
+                "bench length {tokens}: this model takes 2 to {} tokens",
+                classifier.max_input_tokens()
+            )));
+        }
 
         let mut latency = Vec::new();
         for &tokens in &options.lengths {
@@ -216,9 +224,8 @@ fn measure_latency(
     options: &BenchOptions,
 ) -> Result<LatencyRow> {
     let text = text_of_length(classifier, tokens)?;
-    let mut totals = Vec::with_capacity(options.runs);
-    let mut tokenize = Vec::with_capacity(options.runs);
-    let mut model = Vec::with_capacity(options.runs);
+    // Grown as runs complete, never pre-sized from the option.
+    let (mut totals, mut tokenize, mut model) = (Vec::new(), Vec::new(), Vec::new());
     let mut actual_tokens = 0;
     for run in 0..options.warmup + options.runs {
         let started = Instant::now();
@@ -260,7 +267,7 @@ pub fn parse_dataset(jsonl: &str) -> Result<Dataset> {
         match parse_line(line.as_bytes(), index == 0, InputFormat::Jsonl, "text") {
             Ok(ParsedLine::Record { fields, text }) => {
                 texts.push(text);
-                labels.push(fields.get("label").cloned());
+                labels.push(fields.get("label"));
             }
             Ok(ParsedLine::Text(text)) => {
                 texts.push(text);

@@ -53,6 +53,12 @@ fn default_activation() -> Activation {
 /// to transformers.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    /// HF's name for the architecture family: must be "distilbert".
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// The model classes the checkpoint was saved from, if listed.
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
     #[serde(default = "default_vocab_size")]
     pub vocab_size: usize,
     #[serde(default = "default_dim")]
@@ -102,23 +108,101 @@ pub enum WordTable {
     },
 }
 
+/// The largest value each size in config.json may take: far beyond any
+/// real checkpoint (distilbert-base: dim 768, 6 layers, 30522 tokens), low
+/// enough that no config can ask for a table larger than memory before a
+/// weight is read.
+pub const SIZE_LIMITS: [(&str, usize); 6] = [
+    ("dim", 1 << 14),
+    ("n_layers", 256),
+    ("n_heads", 1 << 10),
+    ("hidden_dim", 1 << 16),
+    ("vocab_size", 1 << 22),
+    ("max_position_embeddings", 1 << 16),
+];
+
 /// A config that is well-formed JSON but describes a network we cannot build.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("model_type is {found:?}, not \"distilbert\": this is not a DistilBERT checkpoint")]
+    NotDistilBert { found: String },
+    #[error("config.json has no model_type (a HF checkpoint's config names its architecture)")]
+    NoModelType,
+    #[error("architectures lists {found:?}, not DistilBertForSequenceClassification")]
+    NotSequenceClassification { found: Vec<String> },
     #[error("dim ({dim}) is not divisible by n_heads ({n_heads})")]
     HeadsDoNotDivideDim { dim: usize, n_heads: usize },
     #[error("{field} must be greater than 0")]
     Zero { field: &'static str },
+    #[error("{field} is {value}, over the limit of {limit}")]
+    TooLarge {
+        field: &'static str,
+        value: usize,
+        limit: usize,
+    },
+    #[error("pad_token_id ({pad}) is outside the vocabulary of {vocab_size} tokens")]
+    PadOutsideVocab { pad: usize, vocab_size: usize },
     #[error("id2label keys must be the class indices 0..{count}, found {key:?}")]
     BadLabelIndex { key: String, count: usize },
 }
 
 impl Config {
+    /// Parses config.json, which must be a JSON object (serde would also
+    /// take an array as a struct, which HF never writes).
     pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
-        serde_json::from_slice(json)
+        let value: serde_json::Value = serde_json::from_slice(json)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom(format!(
+                "expected a JSON object, found {}",
+                crate::input::json_kind(&value)
+            )));
+        }
+        serde_json::from_value(value)
     }
 
+    /// Checks that this is a DistilBERT classifier's config whose sizes are
+    /// sane, before any weight is read or any table allocated.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.model_type.as_deref() {
+            Some("distilbert") => {}
+            Some(other) => {
+                return Err(ConfigError::NotDistilBert {
+                    found: other.to_string(),
+                })
+            }
+            None => return Err(ConfigError::NoModelType),
+        }
+        if let Some(architectures) = &self.architectures {
+            let classifier = |a: &String| a == "DistilBertForSequenceClassification";
+            if !architectures.is_empty() && !architectures.iter().any(classifier) {
+                return Err(ConfigError::NotSequenceClassification {
+                    found: architectures.clone(),
+                });
+            }
+        }
+        let sizes = [
+            self.dim,
+            self.n_layers,
+            self.n_heads,
+            self.hidden_dim,
+            self.vocab_size,
+            self.max_position_embeddings,
+        ];
+        for ((field, limit), value) in SIZE_LIMITS.into_iter().zip(sizes) {
+            if value > limit {
+                return Err(ConfigError::TooLarge {
+                    field,
+                    value,
+                    limit,
+                });
+            }
+        }
+        if self.pad_token_id >= self.vocab_size {
+            return Err(ConfigError::PadOutsideVocab {
+                pad: self.pad_token_id,
+                vocab_size: self.vocab_size,
+            });
+        }
         for (field, value) in [
             ("dim", self.dim),
             ("n_layers", self.n_layers),

@@ -42,10 +42,17 @@ impl ModelSpec {
         if name == BUNDLED_NAME {
             return Ok(Self::Bundled);
         }
-        if is_repo_id(name) && !name.starts_with('.') {
+        if is_repo_id(name) {
+            let revision = revision.unwrap_or("main");
+            if !is_revision(revision) {
+                return Err(Error::InvalidOption(format!(
+                    "invalid revision {revision:?}: expected a branch or tag name (a git \
+                     ref, without `..`, spaces or a leading `/` or `-`) or a commit hash"
+                )));
+            }
             return Ok(Self::Hub {
                 repo_id: name.to_string(),
-                revision: revision.unwrap_or("main").to_string(),
+                revision: revision.to_string(),
             });
         }
         if path.exists() {
@@ -77,17 +84,45 @@ impl ModelSpec {
     }
 }
 
-/// `owner/name`: exactly one slash, and only the characters the hub allows.
+/// `owner/name`: exactly one slash, and only what the hub allows in each
+/// part (letters, digits, `-`, `_`, `.`; not starting or ending with `-` or
+/// `.`, no `--` or `..`), so the cache folder it names stays inside the cache.
 pub fn is_repo_id(name: &str) -> bool {
     let mut parts = name.split('/');
     let valid = |part: Option<&str>| {
         part.is_some_and(|p| {
             !p.is_empty()
+                && p.len() <= 96
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !p.starts_with(['-', '.'])
+                && !p.ends_with(['-', '.'])
+                && !p.contains("--")
+                && !p.contains("..")
         })
     };
     valid(parts.next()) && valid(parts.next()) && parts.next().is_none()
+}
+
+/// A hub revision: a commit hash, or a branch or tag name by git's ref
+/// rules (`git check-ref-format`), so it can name a cache folder or a ref
+/// file without escaping the cache: not empty, no `..`, no leading `/`, `-`
+/// or `.`, no empty or `.`-led components, nothing that is not printable
+/// ASCII, none of `~^:?*[\` or spaces, no `@{`, not ending in `/`, `.` or
+/// `.lock`.
+pub fn is_revision(revision: &str) -> bool {
+    !revision.is_empty()
+        && revision.len() <= 255
+        && revision.chars().all(|c| c.is_ascii_graphic())
+        && !revision.contains(['~', '^', ':', '?', '*', '[', '\\'])
+        && !revision.contains("..")
+        && !revision.contains("@{")
+        && !revision.starts_with(['/', '-'])
+        && !revision.ends_with(['/', '.'])
+        && !revision.ends_with(".lock")
+        && revision
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
 }
 
 /// The bytes of one small model file (config or tokenizer) and where they
@@ -144,7 +179,20 @@ pub struct ModelFiles {
 
 #[cfg(test)]
 mod tests {
-    use super::is_repo_id;
+    use super::{is_repo_id, is_revision};
+
+    #[test]
+    fn revisions_are_git_refs_or_hashes_and_never_paths() {
+        for good in ["main", "v1.0", "refs/pr/1", "a1b2c3d4e5f6", "release-2024_01"] {
+            assert!(is_revision(good), "{good}");
+        }
+        for bad in [
+            "", "..", "../x", "a/../b", "/abs", "/etc", "-x", "a b", "a\tb", "a~1", "a^", "a:b",
+            "x?", "*", "a[1]", "a\\b", "a//b", "a/", "a.", "x.lock", ".hidden", "a/.b", "a@{1}",
+        ] {
+            assert!(!is_revision(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn repo_ids() {
@@ -157,5 +205,8 @@ mod tests {
         assert!(!is_repo_id("/abs"));
         assert!(!is_repo_id("a/"));
         assert!(!is_repo_id("a b/c"));
+        for bad in ["../x", "a/..", "./x", "a/.", ".a/b", "a-/b", "a/b--c", "-a/b"] {
+            assert!(!is_repo_id(bad), "{bad}");
+        }
     }
 }

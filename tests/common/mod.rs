@@ -71,9 +71,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The path of the release/debug binary cargo built for these tests (the
 /// tests that run it need the default `cli` feature; see Cargo.toml).
+/// `SENTIMENT_TEST_BINARY` runs them against another build instead, to
+/// check that a regression test fails on the code before its fix.
 #[cfg(feature = "cli")]
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sentiment"))
+    std::env::var_os("SENTIMENT_TEST_BINARY")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sentiment")), PathBuf::from)
 }
 
 /// The binary with `args`, isolated from the caller's environment: no

@@ -9,7 +9,7 @@ use sentiment::batch::MAX_BATCH_SIZE;
 use sentiment::device::MAX_THREADS;
 use sentiment::{Aggregate, DeviceSpec, LongText, ModelSpec, Precision};
 
-use crate::exit::EXIT_CODES_HELP;
+use crate::exit::{UsageError, EXIT_CODES_HELP};
 
 /// The environment variable that names the default model.
 pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
@@ -136,27 +136,38 @@ pub struct LongTextArgs {
     #[arg(long, value_enum, default_value_t = LongTextMode::Truncate, value_name = "MODE")]
     pub long_text: LongTextMode,
 
-    /// Tokens each window shares with the previous one (window mode).
-    #[arg(long, default_value_t = 128, value_name = "TOKENS")]
-    pub stride: usize,
+    /// Tokens each window shares with the previous one (window mode only)
+    /// [default: 128].
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u16).range(0..))]
+    pub stride: Option<u16>,
 
     /// How window scores combine: `mean` averages them, `max` lets the most
-    /// confident window decide (window mode).
-    #[arg(long, value_enum, default_value_t = AggregateArg::Mean)]
-    pub aggregate: AggregateArg,
+    /// confident window decide (window mode only) [default: mean].
+    #[arg(long, value_enum)]
+    pub aggregate: Option<AggregateArg>,
 }
 
 impl LongTextArgs {
-    pub fn mode(&self) -> LongText {
+    /// The policy asked for. `--stride` and `--aggregate` only mean
+    /// something in window mode; given without it they are refused rather
+    /// than silently ignored.
+    pub fn mode(&self) -> Result<LongText, UsageError> {
         match self.long_text {
-            LongTextMode::Truncate => LongText::Truncate,
-            LongTextMode::Window => LongText::Window {
-                stride: self.stride,
-                aggregate: match self.aggregate {
+            LongTextMode::Truncate => {
+                if self.stride.is_some() || self.aggregate.is_some() {
+                    return Err(UsageError(
+                        "--stride and --aggregate apply only with --long-text window".into(),
+                    ));
+                }
+                Ok(LongText::Truncate)
+            }
+            LongTextMode::Window => Ok(LongText::Window {
+                stride: self.stride.map_or(128, usize::from),
+                aggregate: match self.aggregate.unwrap_or(AggregateArg::Mean) {
                     AggregateArg::Mean => Aggregate::Mean,
                     AggregateArg::Max => Aggregate::Max,
                 },
-            },
+            }),
         }
     }
 }
@@ -238,9 +249,10 @@ pub enum ReportFormatArg {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Batch-1 latency at these token counts (special tokens included).
+    /// Batch-1 latency at these token counts (special tokens included; at
+    /// most the model's limit, 512 for BERT-style models).
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128,256,512",
-          value_parser = clap::value_parser!(u32).range(2..))]
+          value_parser = clap::value_parser!(u32).range(2..=65536))]
     pub lengths: Vec<u32>,
 
     /// Throughput over the dataset at these batch sizes.
@@ -249,11 +261,11 @@ pub struct BenchArgs {
     pub batch_sizes: Vec<u32>,
 
     /// Timed runs per latency figure.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub runs: u32,
 
     /// Untimed warm-up runs before each latency figure.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub warmup: u32,
 
     /// JSONL dataset with "text" and optional "label" [default: SST-2 dev, built in].
@@ -261,7 +273,7 @@ pub struct BenchArgs {
     pub dataset: Option<PathBuf>,
 
     /// Timed passes over the dataset per batch size; the median is reported.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub passes: u32,
 
     /// Report format.

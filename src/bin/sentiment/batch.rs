@@ -23,7 +23,7 @@ use crate::writer::{open_output, RecordWriter};
 
 pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     let options = ClassifyOptions::default()
-        .with_long_text(args.long_text.mode())
+        .with_long_text(args.long_text.mode()?)
         .with_top_k(args.output.top_k.map(|k| k as usize));
     // Open the input before loading the model or touching --output: a typo
     // in a path costs nothing, and a bad input never truncates an output.

@@ -28,6 +28,9 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         dataset_name,
         dataset_passes: args.passes as usize,
     };
+    if let Some(threads) = model.threads {
+        crate::load::warn_oversubscribed(threads);
+    }
     sentiment::device::configure_threads(model.threads.map(usize::from))?;
     let spinner = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()

@@ -26,9 +26,22 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
         .device(single_device(model)?)
         .precision(model.precision());
     if let Some(threads) = model.threads {
+        warn_oversubscribed(threads);
         builder = builder.threads(usize::from(threads));
     }
     let classifier = builder.build()?;
     classifier.check_options(options).context("--stride")?;
     Ok(classifier)
+}
+
+/// More threads than the CPU has cores makes every parallel step wait for
+/// descheduled threads: allowed (it is the user's machine), but never silent.
+pub fn warn_oversubscribed(threads: u16) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if usize::from(threads) > cores {
+        crate::exit::diagnostic(format_args!(
+            "warning: --threads {threads} is more than the {cores} CPUs this process may use; \
+             expect it to run slower, not faster"
+        ));
+    }
 }

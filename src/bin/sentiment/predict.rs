@@ -15,7 +15,7 @@ use crate::reader::{self, LineOptions};
 
 pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
     let options = ClassifyOptions::default()
-        .with_long_text(args.long_text.mode())
+        .with_long_text(args.long_text.mode()?)
         .with_top_k(args.output.top_k.map(|k| k as usize));
     let classifier = crate::load::classifier(model, &options)?;
     let batcher = classifier

@@ -73,9 +73,9 @@ impl<W: Write> Sink<Line> for RecordWriter<W> {
         let number = line.number;
         let record = match line_outcome(line, result) {
             Ok((parsed, prediction)) => line_record(parsed, &prediction),
-            Err(message) => error_record(number, &message),
+            Err(message) => error_record(number, &message).to_string(),
         };
-        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(record.as_bytes())?;
         self.out.write_all(b"\n")
     }
 
