@@ -199,6 +199,21 @@ impl Classifier {
             .map_err(|err| {
                 Error::model_caused(&files.tokenizer.origin, "invalid tokenizer", err)
             })?;
+        // Every id the tokenizer can produce must have an embedding row, or
+        // the first text that uses it would fail at inference.
+        if let Some(max_id) = tokenizer.max_token_id() {
+            if max_id as usize >= config.vocab_size {
+                return Err(Error::model(
+                    &files.tokenizer.origin,
+                    format!(
+                        "the tokenizer can produce token id {max_id}, but the model's \
+                         embedding table has {} rows (vocab_size in {})",
+                        config.vocab_size,
+                        config_path.display()
+                    ),
+                ));
+            }
+        }
 
         Ok(Self {
             model,

@@ -84,10 +84,15 @@ impl Error {
         message: impl std::fmt::Display,
         source: impl Into<BoxError>,
     ) -> Self {
+        let source: BoxError = source.into();
+        let source = match source.downcast::<candle_core::Error>() {
+            Ok(candle) => Box::new(without_backtrace(*candle)) as BoxError,
+            Err(other) => other,
+        };
         Self::Model {
             path: path.into(),
             message: message.to_string(),
-            source: Some(source.into()),
+            source: Some(source),
         }
     }
 
@@ -134,7 +139,18 @@ impl Error {
 
 impl From<candle_core::Error> for Error {
     fn from(source: candle_core::Error) -> Self {
-        Self::Inference { source }
+        Self::Inference {
+            source: without_backtrace(source),
+        }
+    }
+}
+
+/// candle attaches a backtrace to its errors when RUST_BACKTRACE is set,
+/// and prints it in the message: a one-line error record must not carry it.
+pub(crate) fn without_backtrace(err: candle_core::Error) -> candle_core::Error {
+    match err {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        err => err,
     }
 }
 

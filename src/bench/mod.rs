@@ -148,7 +148,11 @@ pub fn run_bench(
         let first_inference_ms = ms_since(started);
         // A length the model cannot take would time something else (the
         // tokenizer truncating a huge text), so it is refused, not clamped.
-        if let Some(&tokens) = options.lengths.iter().find(|&&t| t > classifier.max_input_tokens() || t < 2) {
+        if let Some(&tokens) = options
+            .lengths
+            .iter()
+            .find(|&&t| t > classifier.max_input_tokens() || t < 2)
+        {
             return Err(Error::InvalidOption(format!(
                 "bench length {tokens}: this model takes 2 to {} tokens",
                 classifier.max_input_tokens()

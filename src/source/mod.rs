@@ -7,6 +7,7 @@ pub mod bundled;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod local;
+mod pickle_check;
 pub mod weights;
 
 use std::path::PathBuf;
@@ -183,7 +184,13 @@ mod tests {
 
     #[test]
     fn revisions_are_git_refs_or_hashes_and_never_paths() {
-        for good in ["main", "v1.0", "refs/pr/1", "a1b2c3d4e5f6", "release-2024_01"] {
+        for good in [
+            "main",
+            "v1.0",
+            "refs/pr/1",
+            "a1b2c3d4e5f6",
+            "release-2024_01",
+        ] {
             assert!(is_revision(good), "{good}");
         }
         for bad in [
@@ -205,7 +212,9 @@ mod tests {
         assert!(!is_repo_id("/abs"));
         assert!(!is_repo_id("a/"));
         assert!(!is_repo_id("a b/c"));
-        for bad in ["../x", "a/..", "./x", "a/.", ".a/b", "a-/b", "a/b--c", "-a/b"] {
+        for bad in [
+            "../x", "a/..", "./x", "a/.", ".a/b", "a-/b", "a/b--c", "-a/b",
+        ] {
             assert!(!is_repo_id(bad), "{bad}");
         }
     }

@@ -28,7 +28,16 @@ pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, 
         |err: candle_core::Error| Error::model_caused(path, "cannot read weights", err);
     let (backend, word_table): (Box<dyn SimpleBackend>, WordTable) = match weights {
         Weights::Pytorch(path) => {
-            let vb = VarBuilder::from_pth(path, DType::F32, device).map_err(cannot_read)?;
+            super::pickle_check::check(path)
+                .map_err(|why| Error::model(path, format!("refusing the pickle: {why}")))?;
+            // candle's reader prints to stderr (which panics if stderr is
+            // full) and may panic on input the dry run let through: contain
+            // it, so a bad file is a model error, never a crash.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                VarBuilder::from_pth(path, DType::F32, device)
+            }))
+            .map_err(|_| Error::model(path, "cannot read weights: the pickle reader failed"))?;
+            let vb = read.map_err(cannot_read)?;
             return Ok((vb, WordTable::F32));
         }
         Weights::Safetensors(path) => {

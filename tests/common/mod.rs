@@ -75,8 +75,10 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// check that a regression test fails on the code before its fix.
 #[cfg(feature = "cli")]
 pub fn binary() -> PathBuf {
-    std::env::var_os("SENTIMENT_TEST_BINARY")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sentiment")), PathBuf::from)
+    std::env::var_os("SENTIMENT_TEST_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sentiment")),
+        PathBuf::from,
+    )
 }
 
 /// The binary with `args`, isolated from the caller's environment: no
