@@ -97,9 +97,51 @@ impl TextTokenizer {
         Ok(())
     }
 
+    /// One text, truncated to the model's limit. A long text is tokenized
+    /// a growing prefix at a time (see [`LONG_TEXT_BYTES`]), so a 60 MB line
+    /// costs what its first tokens cost.
     pub fn encode(&self, text: &str) -> Result<Encoded, TokenizerError> {
-        let encoding = self.inner.encode(text, true)?;
-        Ok(into_encoded(encoding))
+        if text.len() > LONG_TEXT_BYTES {
+            if let Some(encoded) = self.encode_prefix(text)? {
+                return Ok(encoded);
+            }
+        }
+        Ok(into_encoded(self.inner.encode(text, true)?))
+    }
+
+    /// The tokens of a text's window: the model's limit less the special
+    /// tokens the post-processor adds.
+    fn room(&self) -> usize {
+        let special = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        self.max_tokens.saturating_sub(special).max(1)
+    }
+
+    /// Truncation from a prefix: prefixes of 32 KB, 128 KB, ... cut where
+    /// the text may be split, until one holds more tokens than the model
+    /// keeps plus a margin. Its first tokens are then the whole text's, and
+    /// the text is truncated either way. None when no prefix short of the
+    /// whole text is enough.
+    fn encode_prefix(&self, text: &str) -> Result<Option<Encoded>, TokenizerError> {
+        let room = self.room();
+        let mut end = LONG_TEXT_BYTES;
+        while end < text.len() {
+            let cut = split_point(text, end);
+            if cut >= text.len() {
+                break;
+            }
+            let mut content = self.untruncated.encode(&text[..cut], false)?;
+            if content.len() >= room + SPLIT_MARGIN_TOKENS {
+                content.truncate(room, 0, TruncationDirection::Right);
+                let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
+                encoded.truncated = true;
+                return Ok(Some(encoded));
+            }
+            end = end.saturating_mul(4);
+        }
+        Ok(None)
     }
 
     /// Every window of the text, each with its own `[CLS]`/`[SEP]`: the first
@@ -108,30 +150,112 @@ impl TextTokenizer {
     ///
     /// The windows are cut here rather than by the tokenizer's own overflow
     /// handling: with a stride, tokenizers 0.23.2 returns a short second
-    /// window and drops the rest of the text.
+    /// window and drops the rest of the text. A long text is tokenized in
+    /// pieces (see [`LONG_TEXT_BYTES`]) and only its token ids are kept, so
+    /// memory is a few bytes per token, not the tokenizer's hundreds.
     pub fn encode_windows(
         &self,
         text: &str,
         stride: usize,
     ) -> Result<Vec<Encoded>, TokenizerError> {
-        let special = self
-            .inner
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(false));
-        let room = self.max_tokens.saturating_sub(special).max(1);
-        let mut content = self.untruncated.encode(text, false)?;
-        content.truncate(room, stride.min(room - 1), TruncationDirection::Right);
-        let rest = content.take_overflowing();
-        std::iter::once(content)
-            .chain(rest)
-            .map(|piece| Ok(into_encoded(self.inner.post_process(piece, None, true)?)))
-            .collect()
+        let room = self.room();
+        let ids = self.content_ids(text)?;
+        let step = room - stride.min(room - 1);
+        let mut windows = Vec::new();
+        let mut start = 0;
+        loop {
+            let stop = ids.len().min(start + room);
+            windows.push(self.window(&ids[start..stop])?);
+            if stop == ids.len() {
+                return Ok(windows);
+            }
+            start += step;
+        }
     }
 
-    /// Encodes several texts; the tokenizer parallelises over them.
+    /// The ids of the text's tokens, without special tokens, tokenized a
+    /// piece of about [`LONG_TEXT_BYTES`] at a time, split where the text
+    /// may be split.
+    fn content_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = Vec::new();
+        let mut start = 0;
+        while start < text.len() || start == 0 {
+            let end = split_point(text, start + LONG_TEXT_BYTES);
+            ids.extend_from_slice(self.untruncated.encode(&text[start..end], false)?.get_ids());
+            start = end;
+            if end >= text.len() {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// One window's ids with the special tokens added.
+    fn window(&self, ids: &[u32]) -> Result<Encoded, TokenizerError> {
+        let n = ids.len();
+        let content = Encoding::new(
+            ids.to_vec(),
+            vec![0; n],
+            vec![String::new(); n],
+            vec![None; n],
+            vec![(0, 0); n],
+            vec![0; n],
+            vec![1; n],
+            Vec::new(),
+            Default::default(),
+        );
+        Ok(into_encoded(self.inner.post_process(content, None, true)?))
+    }
+
+    /// Encodes several texts; the tokenizer parallelises over them. Long
+    /// texts go through [`Self::encode`] one at a time.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, TokenizerError> {
+        if texts.iter().any(|t| t.len() > LONG_TEXT_BYTES) {
+            return texts.iter().map(|text| self.encode(text)).collect();
+        }
         let encodings = self.inner.encode_batch(texts.to_vec(), true)?;
         Ok(encodings.into_iter().map(into_encoded).collect())
+    }
+}
+
+/// Texts longer than this are tokenized in pieces: truncation looks at a
+/// prefix only, window mode keeps only ids. Pieces are cut just before a
+/// whitespace character, where every pre-tokenizer in use (BERT's,
+/// whitespace, byte-level, metaspace) splits anyway, so the tokens before
+/// the cut are the whole text's.
+pub const LONG_TEXT_BYTES: usize = 32 << 10;
+
+/// Tokens a truncation prefix must hold beyond the model's limit, so that a
+/// cut inside a word (when no whitespace is near) cannot reach the tokens
+/// the model keeps.
+const SPLIT_MARGIN_TOKENS: usize = 64;
+
+/// How far past a wanted cut the next whitespace is looked for. Only a
+/// "word" longer than this is cut inside (its pieces may then tokenize
+/// differently at the cut, where BERT's WordPiece makes one `[UNK]` of
+/// any word over 100 characters anyway).
+const SPLIT_SEARCH_BYTES: usize = 1 << 20;
+
+/// Where to cut `text` at or after byte `at`: just before the first
+/// whitespace character within [`SPLIT_SEARCH_BYTES`], else at the next
+/// character boundary, or the end of the text.
+fn split_point(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    let mut at = at;
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    let mut near = (at + SPLIT_SEARCH_BYTES).min(text.len());
+    while !text.is_char_boundary(near) {
+        near -= 1;
+    }
+    match text[at..near].find(char::is_whitespace) {
+        Some(offset) => at + offset,
+        // The end of the text is as good a cut as a space.
+        None if near == text.len() => near,
+        None => at,
     }
 }
 
@@ -171,5 +295,82 @@ pub fn pad_batch(items: &[&Encoded], pad_token_id: u32) -> PaddedBatch {
         attention_mask,
         batch_size: items.len(),
         seq_len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> TextTokenizer {
+        let json = include_bytes!("../tests/fixtures/tiny-distilbert/tokenizer.json");
+        TextTokenizer::from_json(json, 512).unwrap()
+    }
+
+    /// Long texts of every kind that splitting could get wrong: plain
+    /// words, punctuation, CJK (split per character), emoji, accents to
+    /// strip, whitespace runs, and words too long to have whitespace near.
+    fn long_texts() -> Vec<String> {
+        vec![
+            "the movie was great , and i loved it ! ".repeat(3000),
+            "电影很好看。我喜欢它！".repeat(4000),
+            "café naïve 😀 ok\t\n  ".repeat(5000),
+            "x".repeat(100_000) + " then words " + &"y".repeat(50_000),
+            "short words ".repeat(2730) + &"é".repeat(10_000),
+            "a ".repeat(20_000),
+        ]
+    }
+
+    #[test]
+    fn a_long_text_truncates_exactly_as_from_the_whole_text() {
+        let tokenizer = tokenizer();
+        for text in long_texts() {
+            assert!(text.len() > LONG_TEXT_BYTES);
+            let whole = into_encoded(tokenizer.inner.encode(text.as_str(), true).unwrap());
+            assert_eq!(tokenizer.encode(&text).unwrap(), whole, "{}", &text[..40]);
+            let batch = tokenizer.encode_batch(&[&text, "short"]).unwrap();
+            assert_eq!(batch[0], whole);
+        }
+    }
+
+    #[test]
+    fn long_text_windows_match_windows_of_the_whole_encoding() {
+        let tokenizer = tokenizer();
+        let room = tokenizer.room();
+        let (cls, sep) = (
+            tokenizer.inner.token_to_id("[CLS]").unwrap(),
+            tokenizer.inner.token_to_id("[SEP]").unwrap(),
+        );
+        for text in long_texts() {
+            let whole = tokenizer.untruncated.encode(text.as_str(), false).unwrap();
+            let whole = whole.get_ids();
+            assert_eq!(
+                tokenizer.content_ids(&text).unwrap(),
+                whole,
+                "{}",
+                &text[..40]
+            );
+            for stride in [0, 128, 509] {
+                let got = tokenizer.encode_windows(&text, stride).unwrap();
+                let starts: Vec<usize> = (0..whole.len()).step_by(room - stride).collect();
+                let count = starts
+                    .iter()
+                    .position(|&s| s + room >= whole.len())
+                    .unwrap()
+                    + 1;
+                assert_eq!(got.len(), count, "{} stride {stride}", &text[..40]);
+                for (window, &start) in got.iter().zip(&starts) {
+                    let stop = whole.len().min(start + room);
+                    let want: Vec<u32> = std::iter::once(cls)
+                        .chain(whole[start..stop].iter().copied())
+                        .chain(std::iter::once(sep))
+                        .collect();
+                    assert_eq!(window.ids, want);
+                    assert!(window.attention_mask.iter().all(|&m| m == 1));
+                    assert!(!window.truncated);
+                }
+            }
+        }
+        assert_eq!(tokenizer.encode_windows("", 0).unwrap().len(), 1);
     }
 }

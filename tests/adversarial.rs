@@ -547,3 +547,16 @@ fn options_that_would_do_nothing_are_refused_or_warned() {
         stderr(&output)
     );
 }
+
+// A bounded line costs bounded work: truncation tokenizes a prefix, not the
+// whole 60 MB (which took 4 GB and 35 s).
+#[test]
+fn a_huge_line_is_truncated_from_a_prefix_in_bounded_memory() {
+    let line = format!("{{\"text\":\"{}\",\"id\":7}}\n", "word ".repeat(12_000_000));
+    let output = run_capped(&["-m", &tiny(), "batch"], line.as_bytes());
+    assert_clean_exit(&output, 0);
+    let record = &json_lines(&output)[0];
+    assert_eq!(record["truncated"], true);
+    assert_eq!(record["id"], 7);
+    assert_eq!(record["text"].as_str().unwrap().len(), 60_000_000);
+}
