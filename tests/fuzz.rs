@@ -241,3 +241,211 @@ mod kernels {
         }
     }
 }
+
+/// The loaders and validators that see user files and flags: config.json,
+/// tokenizer.json, --revision, and the passthrough of input fields.
+mod loaders {
+    use super::*;
+    use sentiment::input::RawFields;
+    use sentiment::model::Config;
+    use sentiment::source::{is_revision, FileBytes, ModelFiles, Weights};
+    use sentiment::{Classifier, ClassifyOptions, Precision};
+    use serde_json::Value;
+
+    /// Any JSON value, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+                .map(Value::Number)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z_]{1,12}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The config fields the loader reads, and a few it does not.
+    const CONFIG_FIELDS: [&str; 16] = [
+        "model_type",
+        "architectures",
+        "vocab_size",
+        "dim",
+        "n_layers",
+        "n_heads",
+        "hidden_dim",
+        "activation",
+        "max_position_embeddings",
+        "pad_token_id",
+        "sinusoidal_pos_embds",
+        "id2label",
+        "problem_type",
+        "label2id",
+        "dropout",
+        "other",
+    ];
+
+    fn tiny_files(config: Vec<u8>, tokenizer: Vec<u8>) -> ModelFiles {
+        let dir = tiny_model_dir();
+        ModelFiles {
+            name: "fuzzed".into(),
+            config: FileBytes {
+                origin: dir.join("config.json"),
+                bytes: config.into(),
+            },
+            tokenizer: FileBytes {
+                origin: dir.join("tokenizer.json"),
+                bytes: tokenizer.into(),
+            },
+            weights: Weights::Safetensors(dir.join("model.safetensors")),
+        }
+    }
+
+    fn tiny_json(name: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(tiny_model_dir().join(name)).unwrap()).unwrap()
+    }
+
+    proptest! {
+        /// Any config.json, and the real one with any field set to any
+        /// value: loading never panics, and a model that loads classifies.
+        #[test]
+        fn any_config_loads_or_is_refused(
+            whole in json_value(),
+            edits in proptest::collection::vec((0..CONFIG_FIELDS.len(), json_value()), 1..4),
+        ) {
+            // Parsing and validating arbitrary JSON never panics.
+            if let Ok(config) = Config::from_json(whole.to_string().as_bytes()) {
+                let _ = config.validate();
+            }
+            let mut config = tiny_json("config.json");
+            for (field, value) in edits {
+                config[CONFIG_FIELDS[field]] = value;
+            }
+            let tokenizer = std::fs::read(tiny_model_dir().join("tokenizer.json")).unwrap();
+            let files = tiny_files(config.to_string().into_bytes(), tokenizer);
+            if let Ok(classifier) = Classifier::from_files(&files, &candle_core::Device::Cpu, Precision::F32) {
+                let result = classifier.classify(&["a good film"], &ClassifyOptions::default());
+                prop_assert!(result.is_ok(), "{:?}", result.err());
+            }
+        }
+
+        /// Any tokenizer.json-shaped JSON, and the real one with a section
+        /// replaced by any value: loading never panics.
+        #[test]
+        fn any_tokenizer_loads_or_is_refused(
+            section in proptest::sample::select(vec![
+                "normalizer", "pre_tokenizer", "post_processor", "decoder", "truncation",
+                "padding", "added_tokens", "model",
+            ]),
+            value in json_value(),
+        ) {
+            let mut tokenizer = tiny_json("tokenizer.json");
+            tokenizer[section] = value;
+            let config = std::fs::read(tiny_model_dir().join("config.json")).unwrap();
+            let files = tiny_files(config, tokenizer.to_string().into_bytes());
+            if let Ok(classifier) = Classifier::from_files(&files, &candle_core::Device::Cpu, Precision::F32) {
+                // Per-text failures are errors, never panics.
+                let _ = classifier.batcher(ClassifyOptions::default()).run(["a good film", ""], |_: &str, _| Ok::<(), ()>(()));
+            }
+        }
+
+        /// A revision that passes the validator names a folder inside the
+        /// cache: no parent, root or empty component.
+        #[test]
+        fn valid_revisions_stay_inside_the_cache(revision in "[ -~]{0,24}|\\PC{0,12}") {
+            if is_revision(&revision) {
+                let path = std::path::Path::new("/cache/snapshots").join(&revision);
+                prop_assert!(path.starts_with("/cache/snapshots/"));
+                prop_assert!(path.components().all(|c| matches!(c,
+                    std::path::Component::Normal(_) | std::path::Component::RootDir)));
+                prop_assert!(!revision.split('/').any(|p| p.is_empty() || p == ".." || p == "."));
+            }
+        }
+
+        /// Any JSON object passes through byte for byte: each input field,
+        /// in order, with its value exactly as written (under `input_<name>`
+        /// if a result field takes its name), then the result fields.
+        #[test]
+        fn passthrough_is_byte_exact(
+            fields in proptest::collection::vec((field_name(), raw_json(3)), 0..8),
+            text in any::<String>(),
+        ) {
+            let prediction = predict(tiny(), &["a good film"]).remove(0);
+            let mut line = format!("{{\"text\":{}", serde_json::to_string(&text).unwrap());
+            for (key, raw) in &fields {
+                line.push_str(&format!(",{}:{raw}", serde_json::to_string(key).unwrap()));
+            }
+            line.push('}');
+            let parsed = parse_line(line.as_bytes(), false, InputFormat::Jsonl, "text");
+            let parsed = match parsed {
+                Ok(parsed) => parsed,
+                // A duplicate "text" of another type: an error record, fine.
+                Err(message) => { prop_assert!(message.contains("text")); return Ok(()); }
+            };
+            let out: RawFields = serde_json::from_str(&sentiment::output::line_record(parsed, &prediction)).unwrap();
+            let input: Vec<(String, String)> = std::iter::once(("text".to_string(), serde_json::to_string(&text).unwrap()))
+                .chain(fields.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect();
+            prop_assert_eq!(out.0.len(), input.len() + 4);
+            for ((key, raw), (out_key, out_raw)) in input.iter().zip(&out.0) {
+                prop_assert!(out_key == key || (out_key.ends_with(key.as_str()) && out_key.starts_with("input_")),
+                    "{} became {}", key, out_key);
+                prop_assert_eq!(out_raw.get(), raw.as_str());
+            }
+            let results: Vec<&str> = out.0[input.len()..].iter().map(|(k, _)| k.as_str()).collect();
+            prop_assert_eq!(results, ["label", "score", "scores", "truncated"]);
+            prop_assert!(!out.0.iter().any(|(k, _)| k == "error"));
+        }
+    }
+
+    /// Field names, often the ones results use.
+    fn field_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                "label",
+                "score",
+                "scores",
+                "truncated",
+                "windows",
+                "error",
+                "input_label",
+                "input_error",
+                "line",
+                "id"
+            ])
+            .prop_map(String::from),
+            "[a-z_]{1,10}",
+            any::<String>(),
+        ]
+    }
+
+    /// JSON text written the way people and other tools write it: numbers
+    /// beyond f64, exponents, escapes, odd spacing.
+    fn raw_json(depth: u32) -> BoxedStrategy<String> {
+        let leaf = prop_oneof![
+            "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,25})?([eE][+-]?[0-9]{1,4})?",
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+            "\"(\\\\u00[0-7][0-9a-f]|\\\\[nrt/\\\\\"]|[a-z])*\"",
+            Just("true".to_string()),
+            Just("null".to_string()),
+        ];
+        if depth == 0 {
+            return leaf.boxed();
+        }
+        prop_oneof![
+            3 => leaf,
+            1 => proptest::collection::vec(raw_json(depth - 1), 0..4)
+                .prop_map(|items| format!("[ {} ]", items.join(" ,"))),
+            1 => proptest::collection::vec(("[a-z]{1,5}", raw_json(depth - 1)), 0..4)
+                .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect::<Vec<_>>().join(","))),
+        ]
+        .boxed()
+    }
+}
