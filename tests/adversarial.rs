@@ -280,6 +280,14 @@ fn lengths_past_the_model_and_endless_lines_are_bounded() {
         let output = run_capped(&["-m", &tiny(), "bench", "--lengths", lengths], b"");
         assert_clean_exit(&output, 2);
     }
+    // An endless dataset is refused once past its cap, not read whole.
+    let output = run_capped(&["-m", &tiny(), "bench", "--dataset", "/dev/zero"], b"");
+    assert_clean_exit(&output, 6);
+    assert!(
+        stderr(&output).contains("larger than"),
+        "{}",
+        stderr(&output)
+    );
     // 80 MB without a newline (what `predict < /dev/zero` starts with).
     let zeros = vec![0u8; 80 << 20];
     let output = run_capped(&["-m", &tiny(), "predict", "--json"], &zeros);
@@ -559,4 +567,46 @@ fn a_huge_line_is_truncated_from_a_prefix_in_bounded_memory() {
     assert_eq!(record["truncated"], true);
     assert_eq!(record["id"], 7);
     assert_eq!(record["text"].as_str().unwrap().len(), 60_000_000);
+}
+
+// Sizes in a pytorch_model.bin are checked against its storage before
+// candle allocates a tensor from them.
+#[test]
+fn a_pickle_claiming_a_huge_tensor_is_refused_before_allocating() {
+    let source = fixture("tiny-distilbert-pth");
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(source.join("pytorch_model.bin")).unwrap())
+            .unwrap();
+    let model = tiny_copy(|_| {}, |_| {});
+    std::fs::remove_file(model.path().join("model.safetensors")).unwrap();
+    let out = std::fs::File::create(model.path().join("pytorch_model.bin")).unwrap();
+    let mut zip = zip::ZipWriter::new(out);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        if name.ends_with("data.pkl") {
+            // The word embeddings' (30522, 16) becomes (2^30, 16): 64 GB.
+            let at = bytes.windows(3).position(|w| w == b"M\x3a\x77").unwrap();
+            let mut huge = b"J".to_vec();
+            huge.extend_from_slice(&(1i32 << 30).to_le_bytes());
+            bytes.splice(at..at + 3, huge);
+        }
+        zip.start_file(name, options).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    let output = run_capped(
+        &["-m", model.path().to_str().unwrap(), "predict", "hi"],
+        b"",
+    );
+    assert_clean_exit(&output, 3);
+    assert!(
+        stderr(&output).contains("storage holds"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -134,10 +134,24 @@ pub struct FileBytes {
     pub bytes: std::borrow::Cow<'static, [u8]>,
 }
 
+/// The largest config.json or tokenizer.json read: real ones are a few KB
+/// and a few MB (XLM-R's tokenizer is 17 MB); a file past this (or a link
+/// to /dev/zero) is refused instead of read into memory.
+pub const MAX_MODEL_FILE_BYTES: u64 = 256 << 20;
+
 impl FileBytes {
+    /// Reads a small model file whole, up to [`MAX_MODEL_FILE_BYTES`].
     pub fn read(path: PathBuf) -> Result<Self> {
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Self {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|file| file.take(MAX_MODEL_FILE_BYTES + 1).read_to_end(&mut bytes));
+        match read {
+            Ok(_) if bytes.len() as u64 > MAX_MODEL_FILE_BYTES => Err(Error::model(
+                path,
+                format!("is larger than {MAX_MODEL_FILE_BYTES} bytes; not a config or tokenizer"),
+            )),
+            Ok(_) => Ok(Self {
                 origin: path,
                 bytes: bytes.into(),
             }),

@@ -66,6 +66,34 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that every tensor the pickle describes lies inside the bytes its
+/// storage entry holds in the archive, before candle allocates it from the
+/// pickle's (possibly lying) shape.
+pub fn check_storage<'a>(
+    path: &Path,
+    tensors: impl Iterator<Item = &'a candle_core::pickle::TensorInfo>,
+) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|err| err.to_string())?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|err| err.to_string())?;
+    for tensor in tensors {
+        let stored = archive
+            .by_name(&tensor.path)
+            .map(|entry| entry.size())
+            .map_err(|_| format!("{}: no storage entry {}", tensor.name, tensor.path))?;
+        let elements = tensor.layout.shape().elem_count() as u128;
+        let needed = (tensor.layout.start_offset() as u128 + elements)
+            * tensor.dtype.size_in_bytes() as u128;
+        if needed > u128::from(stored) {
+            return Err(format!(
+                "{} claims shape {:?} ({needed} bytes) but its storage holds {stored} bytes",
+                tensor.name,
+                tensor.layout.dims()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why a pickle is refused.
 struct Refused(String);
 

@@ -33,11 +33,15 @@ pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, 
             // candle's reader prints to stderr (which panics if stderr is
             // full) and may panic on input the dry run let through: contain
             // it, so a bad file is a model error, never a crash.
-            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                VarBuilder::from_pth(path, DType::F32, device)
-            }))
-            .map_err(|_| Error::model(path, "cannot read weights: the pickle reader failed"))?;
-            let vb = read.map_err(cannot_read)?;
+            let read =
+                std::panic::catch_unwind(|| candle_core::pickle::PthTensors::new(path, None))
+                    .map_err(|_| {
+                        Error::model(path, "cannot read weights: the pickle reader failed")
+                    })?;
+            let tensors = read.map_err(cannot_read)?;
+            super::pickle_check::check_storage(path, tensors.tensor_infos().values())
+                .map_err(|why| Error::model(path, format!("cannot read weights: {why}")))?;
+            let vb = VarBuilder::from_backend(Box::new(tensors), DType::F32, device.clone());
             return Ok((vb, WordTable::F32));
         }
         Weights::Safetensors(path) => {

@@ -2,6 +2,9 @@
 
 use std::io::{IsTerminal, Write};
 
+use std::io::Read;
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use sentiment::bench::report::{render, ReportFormat};
@@ -12,11 +15,7 @@ use crate::exit;
 
 pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
     let (dataset, dataset_name) = match &args.dataset {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-            path.display().to_string(),
-        ),
+        Some(path) => (read_dataset(path)?, path.display().to_string()),
         None => (SST2_DEV.to_string(), "sst2_dev (built in)".to_string()),
     };
     let options = BenchOptions {
@@ -56,4 +55,24 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         .and_then(|()| out.flush())
         .context("cannot write output")?;
     Ok(exit::SUCCESS)
+}
+
+/// The benchmark dataset is held in memory whole (it is timed in passes):
+/// this is the most read, far beyond SST-2 dev's 100 KB.
+const MAX_DATASET_BYTES: u64 = 256 << 20;
+
+fn read_dataset(path: &Path) -> Result<String> {
+    let context = || format!("cannot read {}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_DATASET_BYTES + 1).read_to_string(&mut text))
+        .with_context(context)?;
+    if text.len() as u64 > MAX_DATASET_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_DATASET_BYTES} bytes; bench a sample of it"),
+        ))
+        .with_context(context);
+    }
+    Ok(text)
 }
