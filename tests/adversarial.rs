@@ -324,6 +324,13 @@ fn batch_refuses_to_write_over_its_own_input() {
         );
         assert_eq!(std::fs::read_to_string(&input).unwrap(), content);
     }
+    // `sentiment batch -o same.jsonl < same.jsonl`: the input is stdin.
+    let output = sentiment_command(&["-m", "bundled", "batch", "-o", input_arg])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert_clean_exit(&output, 2);
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), content);
 }
 
 // 9. Result fields never overwrite an input field, and a user's `error`
@@ -609,4 +616,33 @@ fn a_pickle_claiming_a_huge_tensor_is_refused_before_allocating() {
         "{}",
         stderr(&output)
     );
+}
+
+// --resume with an input shorter than the output already is: not the same
+// run, so it is refused rather than "finishing" with nothing done.
+#[test]
+fn resume_with_a_shorter_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, "{\"text\":\"a\"}\n").unwrap();
+    std::fs::write(&output, "{}\n{}\n{}\n").unwrap();
+    let run_output = run(
+        &[
+            "-m",
+            &tiny(),
+            "batch",
+            "-o",
+            output.to_str().unwrap(),
+            "--resume",
+            input.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_clean_exit(&run_output, 2);
+    assert!(
+        stderr(&run_output).contains("--resume"),
+        "{}",
+        stderr(&run_output)
+    );
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "{}\n{}\n{}\n");
 }

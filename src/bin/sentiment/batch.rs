@@ -28,8 +28,8 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     // Open the input before loading the model or touching --output: a typo
     // in a path costs nothing, and a bad input never truncates an output.
     let (input, input_len) = open_input(args.input.as_deref())?;
-    if let (Some(input), Some(output)) = (&args.input, &args.output_file) {
-        refuse_same_file(input, output)?;
+    if let Some(output) = &args.output_file {
+        refuse_same_file(args.input.as_deref(), output)?;
     }
     // Load the model before touching --output: a broken model must not
     // truncate the results of an earlier run.
@@ -73,6 +73,16 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     progress.finish_and_clear();
     if let Some(err) = lines.take_error() {
         return Err(err).context("cannot read input");
+    }
+    if !summary.cancelled && lines.lines_read() < skip {
+        // --resume with another (or a shortened) input: its results would
+        // not line up with the output's.
+        return Err(UsageError(format!(
+            "--resume: the output already holds {skip} lines but the input has only {}; \
+             resume with the input of the interrupted run",
+            lines.lines_read()
+        ))
+        .into());
     }
     if summary.cancelled {
         let written = skip + summary.delivered;
@@ -125,16 +135,23 @@ fn open_input(path: Option<&Path>) -> Result<(Box<dyn BufRead + Send>, Option<u6
 }
 
 /// Refuses an output that is the input itself (by path, hard link or
-/// symlink): writing it would destroy the input before it is read.
-fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+/// symlink, or as stdin redirected from it): writing it would destroy the
+/// input before it is read.
+fn refuse_same_file(input: Option<&Path>, output: &Path) -> Result<()> {
     #[cfg(unix)]
     {
+        use std::os::fd::AsFd;
         use std::os::unix::fs::MetadataExt;
-        if input.as_os_str() == "-" {
-            return Ok(());
-        }
-        if let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) {
-            if i.dev() == o.dev() && i.ino() == o.ino() {
+        let input = match input {
+            Some(path) if path.as_os_str() != "-" => std::fs::metadata(path).ok(),
+            _ => std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .and_then(|fd| File::from(fd).metadata().ok()),
+        };
+        if let (Some(i), Ok(o)) = (input, std::fs::metadata(output)) {
+            if i.is_file() && i.dev() == o.dev() && i.ino() == o.ino() {
                 return Err(UsageError(format!(
                     "--output {} is the input file itself; write the results elsewhere",
                     output.display()

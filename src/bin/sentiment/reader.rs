@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -33,6 +35,8 @@ pub struct LineOptions {
 pub struct LineFeed {
     lines: Receiver<std::io::Result<Line>>,
     error: RefCell<Option<std::io::Error>>,
+    /// Lines read so far, skipped ones included.
+    read: Arc<AtomicU64>,
 }
 
 /// Starts the reader thread over `input`; `progress` counts bytes read.
@@ -42,6 +46,8 @@ pub fn spawn(
     progress: ProgressBar,
 ) -> LineFeed {
     let (sender, receiver) = sync_channel(options.capacity.max(1));
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&read);
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let mut number = 0u64;
@@ -49,6 +55,7 @@ pub fn spawn(
             let line = match read_line_capped(&mut input, &mut buf, MAX_LINE_BYTES) {
                 Ok(Some(len)) => {
                     number += 1;
+                    counter.store(number, Ordering::SeqCst);
                     progress.inc(len as u64 + 1);
                     if number <= options.skip {
                         continue;
@@ -74,10 +81,17 @@ pub fn spawn(
     LineFeed {
         lines: receiver,
         error: RefCell::default(),
+        read,
     }
 }
 
 impl LineFeed {
+    /// Lines read so far, skipped ones included (all of them once the feed
+    /// has ended).
+    pub fn lines_read(&self) -> u64 {
+        self.read.load(Ordering::SeqCst)
+    }
+
     /// The read error that ended the feed, if one did.
     pub fn take_error(&self) -> Option<std::io::Error> {
         self.error.borrow_mut().take()
