@@ -38,6 +38,7 @@ pub const WINDOW_BYTES: usize = 64 << 20;
 /// Something with (maybe) a text to classify. Items without one (a line
 /// that failed to parse, say) keep their place in the output.
 pub trait Classifiable {
+    /// The text to classify, or None to deliver the item untouched.
     fn text(&self) -> Option<&str>;
 }
 
@@ -64,7 +65,9 @@ impl Classifiable for Line {
 /// slowly, where latency matters more than the fullest batches).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feed<T> {
+    /// An item for the current window.
     Item(T),
+    /// Classify and deliver what the window holds now.
     Flush,
 }
 
@@ -80,14 +83,17 @@ impl<T> From<T> for Feed<T> {
 pub struct CancelFlag(Arc<AtomicBool>);
 
 impl CancelFlag {
+    /// A flag that is not set.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Sets the flag: every run sharing it stops at its next check.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
+    /// Whether [`CancelFlag::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
@@ -147,11 +153,13 @@ impl<'a> Batcher<'a> {
         self
     }
 
+    /// Stops runs between batches once `cancel` is set.
     pub fn with_cancel(mut self, cancel: CancelFlag) -> Self {
         self.cancel = Some(cancel);
         self
     }
 
+    /// Sequences per forward pass.
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
@@ -376,6 +384,7 @@ impl<'a> Batcher<'a> {
 
 /// Where [`Batcher::run_into`] delivers results.
 pub trait Sink<T> {
+    /// What a failed delivery returns (and the run with it).
     type Error;
 
     /// One item and its result (`None`: the item had no text), in input order.

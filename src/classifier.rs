@@ -29,6 +29,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// "f32" or "int8", as reports and the CLI name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -66,11 +67,13 @@ pub struct ClassifyOptions {
 }
 
 impl ClassifyOptions {
+    /// These options with another long-text policy.
     pub fn with_long_text(mut self, long_text: LongText) -> Self {
         self.long_text = long_text;
         self
     }
 
+    /// These options keeping only the `top_k` best labels (all if None).
     pub fn with_top_k(mut self, top_k: Option<usize>) -> Self {
         self.top_k = top_k;
         self
@@ -101,6 +104,7 @@ impl ClassifierBuilder {
         self
     }
 
+    /// The precision the encoder runs in (default: f32).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
@@ -153,6 +157,7 @@ impl std::fmt::Debug for Classifier {
 }
 
 impl Classifier {
+    /// A builder for the bundled model on the CPU in f32; see [`ClassifierBuilder`].
     pub fn builder() -> ClassifierBuilder {
         ClassifierBuilder::default()
     }
@@ -236,14 +241,17 @@ impl Classifier {
         self.postprocessor.labels()
     }
 
+    /// The model's config.json, as read.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// The precision the encoder runs in.
     pub fn precision(&self) -> Precision {
         self.precision
     }

@@ -12,9 +12,12 @@ use crate::error::{Error, Result};
 /// A device as named on the command line: `cpu`, `cuda`, `cuda:N`, `metal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
+    /// The CPU (always built in).
     #[default]
     Cpu,
+    /// A CUDA GPU by ordinal (cargo feature `cuda`).
     Cuda(usize),
+    /// A Metal GPU by ordinal (cargo feature `metal`, macOS).
     Metal(usize),
 }
 
@@ -53,6 +56,7 @@ impl fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// Opens the device: [`Error::Device`] if it was not built in or cannot be opened.
     pub fn open(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// Any error the library's own dependencies raise, kept as a source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Why a library call failed. Each variant names the stage; `source()` gives the cause.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -63,13 +64,10 @@ pub enum Error {
     /// another (a stride wider than the window, a second thread count).
     #[error("{0}")]
     InvalidOption(String),
-
-    /// The run was cancelled through its [`CancelFlag`](crate::CancelFlag).
-    #[error("cancelled")]
-    Cancelled,
 }
 
 impl Error {
+    /// A model error about the file at `path`.
     pub fn model(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
         Self::Model {
             path: path.into(),
@@ -96,6 +94,7 @@ impl Error {
         }
     }
 
+    /// An I/O error, with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
@@ -103,6 +102,7 @@ impl Error {
         }
     }
 
+    /// A device error.
     pub fn device(message: impl Into<String>, source: Option<BoxError>) -> Self {
         Self::Device {
             message: message.into(),
@@ -110,6 +110,7 @@ impl Error {
         }
     }
 
+    /// A model that cannot be found or fetched.
     pub fn unavailable(message: impl Into<String>, source: Option<BoxError>) -> Self {
         Self::ModelUnavailable {
             message: message.into(),
@@ -154,4 +155,5 @@ pub(crate) fn without_backtrace(err: candle_core::Error) -> candle_core::Error {
     }
 }
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -78,6 +78,7 @@ pub enum ParsedLine {
 }
 
 impl ParsedLine {
+    /// The text to classify.
     pub fn text(&self) -> &str {
         match self {
             Self::Record { text, .. } | Self::Text(text) => text,
@@ -190,7 +191,9 @@ pub fn read_line_capped(
 /// message for its error record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
+    /// The line's number in the input, from 1.
     pub number: u64,
+    /// The parsed line, or the message for its error record.
     pub parsed: Result<ParsedLine, String>,
 }
 

@@ -10,7 +10,10 @@ use crate::model::ProblemType;
 /// One label and its score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabelScore {
+    /// The label's name (from `id2label`, or HF's `LABEL_<i>`).
     pub label: String,
+    /// Its score: a probability (softmax or sigmoid) or, for regression,
+    /// the raw value.
     #[serde(serialize_with = "as_f64")]
     pub score: f32,
 }
@@ -103,6 +106,7 @@ pub struct Scored {
 }
 
 impl Postprocessor {
+    /// Labels in class order, and how their scores are computed.
     pub fn new(labels: Vec<String>, problem_type: ProblemType) -> Self {
         Self {
             labels,
@@ -110,6 +114,7 @@ impl Postprocessor {
         }
     }
 
+    /// Label names in class order.
     pub fn labels(&self) -> &[String] {
         &self.labels
     }

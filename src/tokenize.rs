@@ -22,15 +22,18 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// Tokens, special tokens included.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether the tokenizer produced no token at all.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 }
 
+/// Why a tokenizer.json cannot be used, or a text not encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// The `tokenizers` crate failed (a malformed tokenizer.json, or a text
@@ -48,6 +51,7 @@ impl From<tokenizers::Error> for TokenizerError {
     }
 }
 
+/// A model's tokenizer, set to truncate to the model's limit and never pad.
 #[derive(Clone)]
 pub struct TextTokenizer {
     /// Truncates to `max_tokens` and adds the special tokens.
@@ -279,6 +283,7 @@ pub struct PaddedBatch {
     pub seq_len: usize,
 }
 
+/// Pads `items` on the right with `pad_token_id` (mask 0) to the longest.
 pub fn pad_batch(items: &[&Encoded], pad_token_id: u32) -> PaddedBatch {
     let seq_len = items.iter().map(|e| e.len()).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(items.len() * seq_len);

@@ -130,7 +130,9 @@ pub fn is_revision(revision: &str) -> bool {
 /// came from, for error messages.
 #[derive(Debug, Clone)]
 pub struct FileBytes {
+    /// Where the bytes came from (a path, or `<bundled>/...`).
     pub origin: PathBuf,
+    /// The file's contents.
     pub bytes: std::borrow::Cow<'static, [u8]>,
 }
 
@@ -163,6 +165,7 @@ impl FileBytes {
 /// Where the weights live. Safetensors files are memory-mapped.
 #[derive(Debug, Clone)]
 pub enum Weights {
+    /// A `model.safetensors` file, memory-mapped.
     Safetensors(PathBuf),
     /// A PyTorch `pytorch_model.bin`, for checkpoints without safetensors.
     Pytorch(PathBuf),
@@ -174,6 +177,7 @@ pub enum Weights {
 }
 
 impl Weights {
+    /// Where the weights came from, for messages.
     pub fn origin(&self) -> &std::path::Path {
         match self {
             Self::Safetensors(path) | Self::Pytorch(path) => path,
@@ -187,8 +191,11 @@ impl Weights {
 pub struct ModelFiles {
     /// A short name for the model, shown in bench reports.
     pub name: String,
+    /// config.json.
     pub config: FileBytes,
+    /// tokenizer.json.
     pub tokenizer: FileBytes,
+    /// The weights.
     pub weights: Weights,
 }
 

@@ -43,7 +43,6 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 sentiment::Error::Device { .. } => DEVICE,
                 sentiment::Error::Io { .. } => IO,
                 sentiment::Error::InvalidOption(_) => USAGE,
-                sentiment::Error::Cancelled => INTERRUPTED,
                 _ => INFERENCE,
             };
         }
