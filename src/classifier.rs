@@ -82,12 +82,27 @@ impl ClassifyOptions {
 
 /// Everything a [`Classifier`] is loaded from, set one piece at a time:
 /// the model, the device, the precision and the CPU threads.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct ClassifierBuilder {
     model: ModelSpec,
     device: DeviceSpec,
     precision: Precision,
     threads: Option<usize>,
+    progress: Option<Box<DownloadProgress>>,
+}
+
+/// Called as a hub download goes: (file, bytes so far, total bytes).
+pub type DownloadProgress = dyn FnMut(&str, u64, u64) + Send;
+
+impl std::fmt::Debug for ClassifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassifierBuilder")
+            .field("model", &self.model)
+            .field("device", &self.device)
+            .field("precision", &self.precision)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClassifierBuilder {
@@ -117,12 +132,24 @@ impl ClassifierBuilder {
         self
     }
 
+    /// Reports a hub download's progress (nothing is printed otherwise).
+    pub fn download_progress(
+        mut self,
+        progress: impl FnMut(&str, u64, u64) + Send + 'static,
+    ) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
     /// Sets the threads, opens the device, finds the model's files
     /// (downloading them if need be) and loads it.
-    pub fn build(self) -> Result<Classifier> {
+    pub fn build(mut self) -> Result<Classifier> {
         configure_threads(self.threads)?;
         let device = self.device.open()?;
-        let files = self.model.resolve()?;
+        let files = match self.progress.as_mut() {
+            Some(progress) => self.model.resolve_with_progress(&mut **progress)?,
+            None => self.model.resolve()?,
+        };
         Classifier::from_files(&files, &device, self.precision)
     }
 }

@@ -1,13 +1,20 @@
-//! Models from the HuggingFace hub, through `hf-hub` and its standard cache.
+//! Models from the HuggingFace hub, in its standard cache.
 //!
-//! The cache is read first and, when it holds the model, the network is
-//! never touched. HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE mean what they
-//! mean to the Python `huggingface_hub` library; HF_ENDPOINT picks a mirror.
+//! The cache is read first (through `hf-hub`) and, when it holds the model,
+//! the network is never touched. HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE
+//! mean what they mean to the Python `huggingface_hub` library; HF_ENDPOINT
+//! picks a mirror.
+//!
+//! Downloads speak the hub's file protocol themselves, with ureq: hf-hub
+//! 0.4.3's client has no timeouts (a server that never answers hangs it
+//! forever) and checks neither size nor sha256. Here a connection and each
+//! read time out (10 s and 30 s, see [`CONNECT_TIMEOUT_ENV`]), a file is
+//! written to `blobs/<etag>.part` and becomes `blobs/<etag>` only once its
+//! size and (for LFS files) sha256 match what the hub announced, and an
+//! interrupted download resumes from its `.part` on the next run.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 
 use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
@@ -36,8 +43,9 @@ fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The model's files from the cache or, failing that, downloaded into it.
-pub fn fetch(repo_id: &str, revision: &str) -> Result<ModelFiles> {
+/// The model's files from the cache or, failing that, downloaded into it,
+/// reporting each file's progress.
+pub fn fetch(repo_id: &str, revision: &str, progress: Progress) -> Result<ModelFiles> {
     let cache_dir = cache_dir();
     if let Some(files) = from_cache(&cache_dir, repo_id, revision)? {
         return Ok(files);
@@ -53,7 +61,7 @@ pub fn fetch(repo_id: &str, revision: &str) -> Result<ModelFiles> {
             None,
         ));
     }
-    download(&cache_dir, repo_id, revision)
+    download(&cache_dir, repo_id, revision, progress)
 }
 
 /// The cached snapshot, if it holds a config, a tokenizer and weights.
@@ -87,41 +95,289 @@ pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Opt
     }))
 }
 
-fn download(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<ModelFiles> {
-    let mut builder = ApiBuilder::from_cache(Cache::new(cache_dir.to_path_buf()))
-        .with_progress(std::io::stderr().is_terminal());
-    if let Some(endpoint) = non_empty_env("HF_ENDPOINT") {
-        builder = builder.with_endpoint(endpoint);
-    }
-    let unavailable = |what: String, err: hf_hub::api::sync::ApiError| {
-        Error::unavailable(
-            format!(
-                "{what} (check the network or HF_ENDPOINT, use a model that is already \
-                 in the HF cache at {}, or pass --model <folder>)",
-                cache_dir.display()
-            ),
-            Some(err.into()),
-        )
-    };
-    let api = builder
+/// Seconds to wait for a connection to the hub, and for each read from it
+/// (a server that accepts and never answers fails after this), unless
+/// these environment variables say otherwise.
+pub const CONNECT_TIMEOUT_ENV: &str = "SENTIMENT_HUB_CONNECT_TIMEOUT";
+/// See [`CONNECT_TIMEOUT_ENV`].
+pub const READ_TIMEOUT_ENV: &str = "SENTIMENT_HUB_READ_TIMEOUT";
+const DEFAULT_CONNECT_TIMEOUT_S: u64 = 10;
+const DEFAULT_READ_TIMEOUT_S: u64 = 30;
+
+/// Progress of one file's download: its name, bytes so far, total bytes.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+
+/// Why a file could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    #[error("not found on the hub (HTTP 404)")]
+    NotFound,
+    #[error("{0}")]
+    Http(Box<ureq::Error>),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the hub's answer lacks {0}")]
+    Protocol(&'static str),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// The hub's description of one file at a revision.
+#[derive(Debug)]
+struct Remote {
+    /// Where the bytes are (after the hub's redirects).
+    url: String,
+    commit: String,
+    /// The blob's name in the cache: the git sha1 of a small file, the
+    /// sha256 of an LFS file.
+    etag: String,
+    size: u64,
+}
+
+fn timeout(var: &str, default: u64) -> std::time::Duration {
+    let seconds = non_empty_env(var)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(default);
+    std::time::Duration::from_secs(seconds)
+}
+
+/// A ureq agent with timeouts (hf-hub 0.4.3 builds its agents without any
+/// and offers no way in, so the download is ours; the cache layout is the
+/// same one hf-hub and huggingface_hub read).
+fn agent(redirects: u32) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .try_proxy_from_env(true)
+        .timeout_connect(timeout(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S))
+        .timeout_read(timeout(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_S))
+        .timeout_write(timeout(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_S))
+        .redirects(redirects)
+        .user_agent(concat!("sentiment/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|err| unavailable("cannot start the hub client".into(), err))?;
-    let repo = api.repo(Repo::with_revision(
-        repo_id.to_string(),
-        RepoType::Model,
-        revision.to_string(),
-    ));
-    let get = |name: &str| {
-        repo.get(name).map_err(|err| {
-            let not_found = matches!(&err, hf_hub::api::sync::ApiError::RequestError(e)
-                if matches!(**e, ureq::Error::Status(404, _)));
-            (
-                not_found,
-                unavailable(
-                    format!("cannot download {name} of {repo_id}@{revision}"),
-                    err,
+}
+
+fn call(request: ureq::Request) -> std::result::Result<ureq::Response, DownloadError> {
+    match request.call() {
+        Ok(response) => Ok(response),
+        Err(ureq::Error::Status(404, _)) => Err(DownloadError::NotFound),
+        Err(err) => Err(DownloadError::Http(Box::new(err))),
+    }
+}
+
+/// A redirect's target: absolute, or relative to the server of `base`.
+fn join(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_string();
+    }
+    let origin_end = base
+        .find("://")
+        .and_then(|scheme| base[scheme + 3..].find('/').map(|p| scheme + 3 + p))
+        .unwrap_or(base.len());
+    format!(
+        "{}/{}",
+        &base[..origin_end],
+        location.trim_start_matches('/')
+    )
+}
+
+/// Asks for the first byte, as huggingface_hub does, to learn the commit,
+/// etag and size, following the hub's redirects (to a CDN for LFS files).
+fn remote(url: &str) -> std::result::Result<Remote, DownloadError> {
+    let agent = agent(0);
+    let (mut url, mut commit, mut etag, mut linked_size) = (url.to_string(), None, None, None);
+    for _ in 0..10 {
+        let response = call(agent.get(&url).set("Range", "bytes=0-0"))?;
+        let header = |name: &str| {
+            response
+                .header(name)
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        commit = commit.or_else(|| header("x-repo-commit"));
+        etag = etag
+            .or_else(|| header("x-linked-etag"))
+            .or_else(|| header("etag"));
+        linked_size = linked_size.or_else(|| header("x-linked-size").and_then(|s| s.parse().ok()));
+        if (300..400).contains(&response.status()) {
+            let location =
+                header("location").ok_or(DownloadError::Protocol("a redirect's location"))?;
+            url = join(&url, &location);
+            continue;
+        }
+        let size = header("content-range")
+            .and_then(|range| {
+                range
+                    .rsplit('/')
+                    .next()
+                    .and_then(|total| total.parse().ok())
+            })
+            .or(linked_size)
+            .ok_or(DownloadError::Protocol("content-range"))?;
+        return Ok(Remote {
+            url,
+            commit: commit.ok_or(DownloadError::Protocol("x-repo-commit"))?,
+            etag: etag.ok_or(DownloadError::Protocol("an etag"))?,
+            size,
+        });
+    }
+    Err(DownloadError::Protocol("an end to its redirects"))
+}
+
+/// An etag usable as a file name in the cache.
+fn valid_etag(etag: &str) -> bool {
+    !etag.is_empty()
+        && etag.len() <= 128
+        && etag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Downloads `remote` into `blob`, resuming a `.part` file an interrupted
+/// run left, and checks its size (and sha256, for an LFS file) before the
+/// blob exists: the cache never holds a file that is not exactly the
+/// hub's.
+fn fetch_blob(
+    remote: &Remote,
+    blob: &Path,
+    name: &str,
+    progress: Progress,
+) -> std::result::Result<(), DownloadError> {
+    use std::io::{Read, Seek, Write};
+    let part = blob.with_file_name(format!("{}.part", remote.etag));
+    let lock_path = blob.with_file_name(format!("{}.lock", remote.etag));
+    let lock = std::fs::File::create(&lock_path)?;
+    lock.lock()?;
+    if blob.is_file() {
+        return Ok(()); // Another process finished it while we waited.
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&part)?;
+    let mut start = file.metadata()?.len();
+    if start > remote.size {
+        file.set_len(0)?;
+        start = 0;
+    }
+    if start < remote.size {
+        let mut request = agent(10).get(&remote.url);
+        if start > 0 {
+            request = request.set("Range", &format!("bytes={start}-"));
+        }
+        let response = call(request)?;
+        if start > 0 && response.status() != 206 {
+            // The server sent the whole file, not the rest.
+            file.set_len(0)?;
+            start = 0;
+        }
+        let mut reader = response.into_reader().take(remote.size - start + 1);
+        let mut done = start;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])?;
+            done += n as u64;
+            progress(name, done.min(remote.size), remote.size);
+        }
+        file.flush()?;
+    }
+    let got = file.metadata()?.len();
+    if got != remote.size {
+        if got > remote.size {
+            std::fs::remove_file(&part)?;
+        }
+        // A short file stays as .part, for the next run to resume.
+        return Err(DownloadError::Corrupt(format!(
+            "{name}: received {got} of {} bytes; run again to resume",
+            remote.size
+        )));
+    }
+    if remote.etag.len() == 64 && remote.etag.chars().all(|c| c.is_ascii_hexdigit()) {
+        use sha2::Digest;
+        file.rewind()?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if !digest.eq_ignore_ascii_case(&remote.etag) {
+            std::fs::remove_file(&part)?;
+            return Err(DownloadError::Corrupt(format!(
+                "{name}: its sha256 is {digest}, not the {} the hub announced; nothing was cached",
+                remote.etag
+            )));
+        }
+    }
+    drop(file);
+    std::fs::rename(&part, blob)?;
+    let _ = std::fs::remove_file(&lock_path);
+    Ok(())
+}
+
+/// One file of the repo into the cache: blob, snapshot link and ref.
+fn download_file(
+    cache_dir: &Path,
+    repo: &Repo,
+    name: &str,
+    progress: Progress,
+) -> std::result::Result<PathBuf, DownloadError> {
+    let endpoint = non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
+    let url = format!(
+        "{}/{}/resolve/{}/{name}",
+        endpoint.trim_end_matches('/'),
+        repo.url(),
+        repo.url_revision()
+    );
+    let remote = remote(&url)?;
+    if !valid_etag(&remote.etag) || !super::is_revision(&remote.commit) {
+        return Err(DownloadError::Protocol("a usable etag and commit"));
+    }
+    let repo_dir = cache_dir.join(repo.folder_name());
+    let blob = repo_dir.join("blobs").join(&remote.etag);
+    std::fs::create_dir_all(blob.parent().unwrap_or(&repo_dir))?;
+    if !blob.is_file() {
+        fetch_blob(&remote, &blob, name, progress)?;
+    }
+    let snapshot = repo_dir.join("snapshots").join(&remote.commit);
+    std::fs::create_dir_all(&snapshot)?;
+    let pointer = snapshot.join(name);
+    let _ = std::fs::remove_file(&pointer);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(Path::new("../../blobs").join(&remote.etag), &pointer)?;
+    #[cfg(not(unix))]
+    std::fs::copy(&blob, &pointer)?;
+    if repo.revision() != remote.commit {
+        Cache::new(cache_dir.to_path_buf())
+            .repo(repo.clone())
+            .create_ref(&remote.commit)?;
+    }
+    Ok(pointer)
+}
+
+fn download(
+    cache_dir: &Path,
+    repo_id: &str,
+    revision: &str,
+    progress: Progress,
+) -> Result<ModelFiles> {
+    let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
+    let mut get = |name: &str| {
+        download_file(cache_dir, &repo, name, &mut *progress).map_err(|err| {
+            let not_found = matches!(err, DownloadError::NotFound);
+            let error = Error::unavailable(
+                format!(
+                    "cannot download {name} of {repo_id}@{revision} from {} (check the \
+                     network or HF_ENDPOINT, use a model that is already in the HF cache \
+                     at {}, or pass --model <folder>)",
+                    non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()),
+                    cache_dir.display()
                 ),
-            )
+                Some(err.into()),
+            );
+            (not_found, error)
         })
     };
     let config = get(CONFIG_FILE).map_err(|(_, err)| err)?;

@@ -71,16 +71,28 @@ impl ModelSpec {
     /// The model's files: from the binary, the folder, or the HF cache
     /// (downloading them if need be).
     pub fn resolve(&self) -> Result<ModelFiles> {
+        self.resolve_with_progress(&mut |_, _, _| {})
+    }
+
+    /// [`ModelSpec::resolve`], reporting a download's progress as (file,
+    /// bytes so far, total bytes).
+    pub fn resolve_with_progress(
+        &self,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<ModelFiles> {
         match self {
             Self::Bundled => Ok(bundled::files()),
             Self::Local(dir) => local::files_in(dir),
             #[cfg(feature = "hub")]
-            Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision),
+            Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision, progress),
             #[cfg(not(feature = "hub"))]
-            Self::Hub { repo_id, .. } => Err(Error::unavailable(
+            Self::Hub { repo_id, .. } => Err({
+                let _ = progress;
+                Error::unavailable(
                 format!("{repo_id} is a hub id, but this build has no hub support (cargo feature `hub`)"),
                 None,
-            )),
+            )
+            }),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Loading the model the global options name, for `predict` and `batch`.
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use sentiment::{Classifier, ClassifyOptions, DeviceSpec};
 
 use crate::args::ModelArgs;
@@ -29,6 +32,9 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
         warn_oversubscribed(threads);
         builder = builder.threads(usize::from(threads));
     }
+    if std::io::stderr().is_terminal() {
+        builder = builder.download_progress(download_bar());
+    }
     let classifier = builder.build()?;
     classifier.check_options(options).context("--stride")?;
     Ok(classifier)
@@ -43,5 +49,27 @@ pub fn warn_oversubscribed(threads: u16) {
             "warning: --threads {threads} is more than the {cores} CPUs this process may use; \
              expect it to run slower, not faster"
         ));
+    }
+}
+
+/// A progress bar on stderr per downloaded file (only on a terminal).
+pub fn download_bar() -> impl FnMut(&str, u64, u64) + Send {
+    let mut current: Option<(String, ProgressBar)> = None;
+    move |file, done, total| {
+        if current.as_ref().is_none_or(|(name, _)| name != file) {
+            let bar = ProgressBar::new(total).with_message(file.to_string());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg:>20} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            ) {
+                bar.set_style(style);
+            }
+            current = Some((file.to_string(), bar));
+        }
+        if let Some((_, bar)) = &current {
+            bar.set_position(done);
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
     }
 }
