@@ -197,6 +197,16 @@ fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u64>, 
         return respond(&mut stream, "404 Not Found", &[], b"");
     }
     let repo_id = format!("{}/{}", parts[0], parts[1]);
+    if repo_id == "renamed/tiny" {
+        // A renamed repo: the hub answers with a relative redirect.
+        let location = format!("/owner/tiny/resolve/{}/{}", parts[3], parts[4]);
+        return respond(
+            &mut stream,
+            "307 Temporary Redirect",
+            &[("location".into(), location)],
+            b"",
+        );
+    }
     let Some(revisions) = repos.get(&repo_id) else {
         return respond(
             &mut stream,
@@ -393,6 +403,23 @@ fn revisions_by_branch_and_by_commit() {
 }
 
 #[test]
+fn a_renamed_repo_follows_the_hubs_relative_redirect() {
+    let hub = MockHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let output = predict("renamed/tiny", &[], &hub.address, home.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        local_prediction()
+    );
+    let snapshot = home
+        .path()
+        .join("hub/models--renamed--tiny/snapshots")
+        .join(COMMIT_MAIN);
+    assert!(snapshot.join("model.safetensors").is_file());
+}
+
+#[test]
 fn a_repo_with_only_pytorch_weights_takes_the_fallback() {
     let hub = MockHub::start(repos());
     let home = tempfile::tempdir().unwrap();
@@ -526,4 +553,77 @@ fn progress_is_reported_per_file_up_to_its_size() {
             .len();
         assert_eq!(seen.get(file), Some(&(size, size)), "{file}");
     }
+}
+
+/// A pseudo-terminal for the binary's stderr: (our end, its end).
+fn pseudo_terminal() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt has no preconditions; the result is checked.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(master >= 0, "no pseudo-terminal");
+    let mut name = [0 as libc::c_char; 256];
+    // SAFETY: `master` is an open pty master; `name` is a writable buffer of
+    // the length passed, which ptsname_r NUL-terminates on success.
+    unsafe {
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: `master` is an open descriptor that nothing else owns.
+    let master = unsafe { std::fs::File::from_raw_fd(master) };
+    (master, slave)
+}
+
+/// On a terminal, a download draws a progress bar on stderr, and stdout
+/// still carries exactly the results.
+#[test]
+fn a_terminal_shows_download_progress_and_stdout_stays_clean() {
+    use std::io::Read;
+    let hub = MockHub::start(repos());
+    let home = tempfile::tempdir().unwrap();
+    let (mut master, slave) = pseudo_terminal();
+    let mut command = sentiment_command(&["-m", "owner/tiny", "predict", "--json", "a good film"]);
+    command
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HOME", home.path())
+        .env("HF_ENDPOINT", &hub.address)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(slave);
+    let child = command.spawn().unwrap();
+    drop(command); // Our copy of the terminal's end, so reads end with the child.
+    let terminal = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the child's end closes.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        local_prediction()
+    );
+    let drawn = String::from_utf8_lossy(&terminal.join().unwrap()).into_owned();
+    assert!(
+        drawn.contains("model.safetensors"),
+        "terminal saw: {drawn:?}"
+    );
 }
