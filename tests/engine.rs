@@ -175,3 +175,39 @@ fn a_flush_delivers_the_partial_window_before_reading_on() {
         ]
     );
 }
+
+/// A text's scores do not depend on the batch it lands in: with the
+/// AVX-512 kernels every output is computed in the same order whatever the
+/// batch (the portable path stays within rounding). Spark partitions and
+/// resumed runs rely on this to reproduce one run's output exactly.
+#[test]
+fn a_texts_logits_do_not_depend_on_its_batch() {
+    let classifier = load(&tiny_model_dir());
+    let texts = texts(40);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let exact = std::arch::is_x86_feature_detected!("avx512f");
+    let runs: Vec<Vec<Vec<f32>>> = [1, 3, 7, 32]
+        .iter()
+        .map(|&batch_size| {
+            let mut logits = Vec::new();
+            classifier
+                .batcher(ClassifyOptions::default())
+                .with_batch_size(batch_size)
+                .run(refs.iter().copied(), |_: &str, result| {
+                    logits.push(result.unwrap().unwrap().logits);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            logits
+        })
+        .collect();
+    for run in &runs[1..] {
+        for (a, b) in runs[0].iter().zip(run) {
+            if exact {
+                assert_eq!(a, b);
+            } else {
+                assert!(max_abs_diff(a, b) <= 1e-5);
+            }
+        }
+    }
+}

@@ -232,6 +232,11 @@ pub struct BatchArgs {
     #[arg(long, requires = "output_file")]
     pub resume: bool,
 
+    /// Exit 0 when the only failures are lines that became error records
+    /// (for Spark's pipe and other callers that treat exit 1 as a crash).
+    #[arg(long)]
+    pub errors_ok: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
 

@@ -102,7 +102,9 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
             "{failed} of {} lines could not be classified (see their \"error\" records)",
             skip + summary.delivered
         ));
-        return Ok(exit::LINES_FAILED);
+        if !args.errors_ok {
+            return Ok(exit::LINES_FAILED);
+        }
     }
     Ok(exit::SUCCESS)
 }
