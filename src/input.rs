@@ -95,12 +95,7 @@ pub fn parse_line(
     format: InputFormat,
     field: &str,
 ) -> Result<ParsedLine, String> {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let raw = if first {
-        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-    } else {
-        raw
-    };
+    let raw = strip_line_ends(raw, first);
     let line = std::str::from_utf8(raw).map_err(|err| {
         format!(
             "line is not valid UTF-8 (invalid byte at offset {})",
@@ -136,6 +131,16 @@ pub fn parse_line(
             };
             Ok(ParsedLine::Record { fields, text })
         }
+    }
+}
+
+/// A line without its `\r` and, on line 1, its UTF-8 byte-order mark.
+fn strip_line_ends(raw: &[u8], first: bool) -> &[u8] {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if first {
+        raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+    } else {
+        raw
     }
 }
 
@@ -195,6 +200,9 @@ pub struct Line {
     pub number: u64,
     /// The parsed line, or the message for its error record.
     pub parsed: Result<ParsedLine, String>,
+    /// A JSON object whose text could not be used (missing, not a string)
+    /// still has fields: kept here for its error record.
+    pub failed_fields: Option<RawFields>,
 }
 
 impl Line {
@@ -215,7 +223,26 @@ impl Line {
         } else {
             parse_line(raw, number == 1, format, field)
         };
-        Self { number, parsed }
+        let failed_fields = match (&parsed, format) {
+            (Err(_), InputFormat::Jsonl) if len <= max => {
+                serde_json::from_slice(strip_line_ends(raw, number == 1)).ok()
+            }
+            _ => None,
+        };
+        Self {
+            number,
+            parsed,
+            failed_fields,
+        }
+    }
+
+    /// A line with its text already in hand (`predict`'s arguments).
+    pub fn text(number: u64, text: String) -> Self {
+        Self {
+            number,
+            parsed: Ok(ParsedLine::Text(text)),
+            failed_fields: None,
+        }
     }
 }
 

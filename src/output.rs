@@ -11,20 +11,25 @@
 use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::input::{Line, ParsedLine};
+use crate::input::{Line, ParsedLine, RawFields};
 use crate::postprocess::Prediction;
 
 /// What became of one input line once the engine delivered it: its parsed
-/// form and prediction, or the message for its error record.
+/// form and prediction, or the message and (for a JSON object) the fields
+/// for its error record.
 pub fn line_outcome(
     line: Line,
     result: Option<Result<Prediction>>,
-) -> std::result::Result<(ParsedLine, Prediction), String> {
+) -> std::result::Result<(ParsedLine, Prediction), (String, Option<RawFields>)> {
+    let fields_of = |parsed: ParsedLine| match parsed {
+        ParsedLine::Record { fields, .. } => Some(fields),
+        ParsedLine::Text(_) => None,
+    };
     match (line.parsed, result) {
         (Ok(parsed), Some(Ok(prediction))) => Ok((parsed, prediction)),
-        (Err(message), _) => Err(message),
-        (Ok(_), Some(Err(err))) => Err(err.chain_message()),
-        (Ok(_), None) => Err("the line was not classified".into()),
+        (Err(message), _) => Err((message, line.failed_fields)),
+        (Ok(parsed), Some(Err(err))) => Err((err.chain_message(), fields_of(parsed))),
+        (Ok(parsed), None) => Err(("the line was not classified".into(), fields_of(parsed))),
     }
 }
 
@@ -51,54 +56,75 @@ const RESERVED: [&str; 1] = ["error"];
 /// Prefix for an input field whose name a result field takes.
 pub const RENAMED_PREFIX: &str = "input_";
 
+/// A JSON object written a field at a time, values as raw JSON text.
+struct Object(String);
+
+impl Object {
+    fn new() -> Self {
+        Self(String::from("{"))
+    }
+
+    fn push(&mut self, key: &str, raw: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push_str(&Value::String(key.to_string()).to_string());
+        self.0.push(':');
+        self.0.push_str(raw);
+    }
+
+    /// The input's fields in order, values as read; a field whose name is
+    /// `reserved` goes under `input_<name>` (prefixed until free).
+    fn push_passthrough(&mut self, fields: &RawFields, reserved: impl Fn(&str) -> bool) {
+        let taken = |name: &str| reserved(name) || fields.0.iter().any(|(key, _)| key == name);
+        for (key, value) in &fields.0 {
+            let mut name = key.clone();
+            if reserved(key) {
+                name = format!("{RENAMED_PREFIX}{name}");
+                while taken(&name) {
+                    name = format!("{RENAMED_PREFIX}{name}");
+                }
+            }
+            self.push(&name, value.get());
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
 /// A classified input line, as one JSON line (without the newline): its
 /// fields passed through as read (a plain-text line becomes `{"text": ...}`),
 /// then the prediction's fields (see the module docs for name collisions).
 pub fn line_record(parsed: ParsedLine, prediction: &Prediction) -> String {
     let results = prediction_fields(prediction);
-    let mut out = String::from("{");
-    let push = |out: &mut String, key: &str, value: &str| {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(key.to_string()).to_string());
-        out.push(':');
-        out.push_str(value);
-    };
+    let mut out = Object::new();
     match parsed {
-        ParsedLine::Record { fields, .. } => {
-            let taken = |name: &str| {
-                results.contains_key(name)
-                    || RESERVED.contains(&name)
-                    || fields.0.iter().any(|(key, _)| key == name)
-            };
-            for (key, value) in &fields.0 {
-                let mut name = key.clone();
-                if results.contains_key(key) || RESERVED.contains(&key.as_str()) {
-                    name = format!("{RENAMED_PREFIX}{name}");
-                    while taken(&name) {
-                        name = format!("{RENAMED_PREFIX}{name}");
-                    }
-                }
-                push(&mut out, &name, value.get());
-            }
-        }
-        ParsedLine::Text(text) => push(&mut out, "text", &Value::String(text).to_string()),
+        ParsedLine::Record { fields, .. } => out.push_passthrough(&fields, |name| {
+            results.contains_key(name) || RESERVED.contains(&name)
+        }),
+        ParsedLine::Text(text) => out.push("text", &Value::String(text).to_string()),
     }
     for (key, value) in &results {
-        push(&mut out, key, &value.to_string());
+        out.push(key, &value.to_string());
     }
-    out.push('}');
-    out
+    out.finish()
 }
 
-/// `{"line": N, "error": "..."}`: what stands in for a line that could not
-/// be classified.
-pub fn error_record(line: u64, message: &str) -> Value {
-    Value::Object(Map::from_iter([
-        ("line".to_string(), Value::from(line)),
-        ("error".to_string(), Value::String(message.to_string())),
-    ]))
+/// What stands in for a line that could not be classified, as one JSON
+/// line: `{"line": N, "error": "...", ...}`, followed by the line's fields
+/// when it was a JSON object (an input `line` or `error` field is kept as
+/// `input_line` / `input_error`), so an id survives a bad text.
+pub fn error_record(line: u64, message: &str, fields: Option<&RawFields>) -> String {
+    let mut out = Object::new();
+    out.push("line", &line.to_string());
+    out.push("error", &Value::String(message.to_string()).to_string());
+    if let Some(fields) = fields {
+        out.push_passthrough(fields, |name| name == "line" || name == "error");
+    }
+    out.finish()
 }
 
 /// `POSITIVE  0.9998  POSITIVE=0.9998 NEGATIVE=0.0002  the text`

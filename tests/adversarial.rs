@@ -646,3 +646,42 @@ fn resume_with_a_shorter_input_is_refused() {
     );
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "{}\n{}\n{}\n");
 }
+
+// An error record keeps the line's fields when the line was a JSON object,
+// so an id survives a bad text; the input's own `line` and `error` fields
+// are renamed, so the record still reads as an error record.
+#[test]
+fn error_records_keep_the_lines_fields() {
+    let input = concat!(
+        "{\"id\":17,\"text\":5,\"n\":1.50}\n",
+        "{\"id\":18,\"line\":\"mine\",\"error\":\"mine too\"}\n",
+        "not json\n",
+    );
+    let output = run(&["-m", &tiny(), "batch"], input.as_bytes());
+    assert_clean_exit(&output, 1);
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"line":1,"error":"field \"text\" must be a string, found a number","id":17,"text":5,"n":1.50}"#
+    );
+    let second: Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(second["line"], 2);
+    assert!(second["error"].as_str().unwrap().contains("missing"));
+    assert_eq!(
+        (
+            second["input_line"].as_str(),
+            second["input_error"].as_str()
+        ),
+        (Some("mine"), Some("mine too"))
+    );
+    assert_eq!(second["id"], 18);
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[2])
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
+}

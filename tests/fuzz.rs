@@ -46,7 +46,7 @@ fn classify_stream(input: &[u8], batch_size: usize) -> (Vec<u8>, u64) {
             let number = line.number;
             let record = match line_outcome(line, result) {
                 Ok((parsed, prediction)) => line_record(parsed, &prediction),
-                Err(message) => error_record(number, &message).to_string(),
+                Err((message, fields)) => error_record(number, &message, fields.as_ref()),
             };
             out.extend_from_slice(record.to_string().as_bytes());
             out.push(b'\n');

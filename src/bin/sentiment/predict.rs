@@ -5,7 +5,7 @@
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use sentiment::input::{InputFormat, Line, ParsedLine};
+use sentiment::input::{InputFormat, Line};
 use sentiment::output::{error_record, human_line, line_outcome, text_record};
 use sentiment::{ClassifyOptions, Prediction, Sink};
 
@@ -46,10 +46,11 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
         }
         summary
     } else {
-        let texts = args.texts.iter().enumerate().map(|(i, text)| Line {
-            number: i as u64 + 1,
-            parsed: Ok(ParsedLine::Text(text.clone())),
-        });
+        let texts = args
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Line::text(i as u64 + 1, text.clone()));
         batcher.run_into(texts, &mut printer)
     }
     .and_then(|summary| printer.out.flush().map(|()| summary))
@@ -84,8 +85,8 @@ impl<W: Write> Sink<Line> for Printer<W> {
         let printed = match (line_outcome(line, result), self.json) {
             (Ok((parsed, prediction)), true) => text_record(parsed.text(), &prediction).to_string(),
             (Ok((parsed, prediction)), false) => human_line(parsed.text(), &prediction),
-            (Err(message), true) => error_record(number, &message).to_string(),
-            (Err(message), false) => format!("ERROR     line {number}: {message}"),
+            (Err((message, _)), true) => error_record(number, &message, None),
+            (Err((message, _)), false) => format!("ERROR     line {number}: {message}"),
         };
         self.out.write_all(printed.as_bytes())?;
         self.out.write_all(b"\n")

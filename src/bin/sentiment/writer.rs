@@ -73,7 +73,7 @@ impl<W: Write> Sink<Line> for RecordWriter<W> {
         let number = line.number;
         let record = match line_outcome(line, result) {
             Ok((parsed, prediction)) => line_record(parsed, &prediction),
-            Err(message) => error_record(number, &message).to_string(),
+            Err((message, fields)) => error_record(number, &message, fields.as_ref()),
         };
         self.out.write_all(record.as_bytes())?;
         self.out.write_all(b"\n")
