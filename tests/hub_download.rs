@@ -297,7 +297,9 @@ fn repos() -> Repos {
 
 /// `sentiment -m <model> predict --json "a good film"` against `endpoint`
 /// with `home` as HF_HOME.
-fn predict(model: &str, extra: &[&str], endpoint: &str, home: &Path) -> Output {
+/// `sentiment -m <model> [extra] predict --json "a good film"` against
+/// `endpoint` with `home` as HF_HOME, online, with 3 s timeouts.
+fn hub_command(model: &str, extra: &[&str], endpoint: &str, home: &Path) -> std::process::Command {
     let mut args = vec!["-m", model];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["predict", "--json", "a good film"]);
@@ -309,7 +311,11 @@ fn predict(model: &str, extra: &[&str], endpoint: &str, home: &Path) -> Output {
         .env("HF_ENDPOINT", endpoint)
         .env("SENTIMENT_HUB_READ_TIMEOUT", "3")
         .env("SENTIMENT_HUB_CONNECT_TIMEOUT", "3");
-    run_with_stdin(command, b"")
+    command
+}
+
+fn predict(model: &str, extra: &[&str], endpoint: &str, home: &Path) -> Output {
+    run_with_stdin(hub_command(model, extra, endpoint, home), b"")
 }
 
 fn stderr(output: &Output) -> String {
@@ -592,12 +598,8 @@ fn a_terminal_shows_download_progress_and_stdout_stays_clean() {
     let hub = MockHub::start(repos());
     let home = tempfile::tempdir().unwrap();
     let (mut master, slave) = pseudo_terminal();
-    let mut command = sentiment_command(&["-m", "owner/tiny", "predict", "--json", "a good film"]);
+    let mut command = hub_command("owner/tiny", &[], &hub.address, home.path());
     command
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env("HF_HOME", home.path())
-        .env("HF_ENDPOINT", &hub.address)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(slave);

@@ -39,6 +39,11 @@ pub fn offline() -> bool {
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
+/// The hub's address: HF_ENDPOINT (a mirror), else huggingface.co.
+fn endpoint() -> String {
+    non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into())
+}
+
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -324,7 +329,7 @@ fn download_file(
     name: &str,
     progress: Progress,
 ) -> std::result::Result<PathBuf, DownloadError> {
-    let endpoint = non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
+    let endpoint = endpoint();
     let url = format!(
         "{}/{}/resolve/{}/{name}",
         endpoint.trim_end_matches('/'),
@@ -372,7 +377,7 @@ fn download(
                     "cannot download {name} of {repo_id}@{revision} from {} (check the \
                      network or HF_ENDPOINT, use a model that is already in the HF cache \
                      at {}, or pass --model <folder>)",
-                    non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()),
+                    endpoint(),
                     cache_dir.display()
                 ),
                 Some(err.into()),
