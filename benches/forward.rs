@@ -10,12 +10,12 @@ use std::hint::black_box;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sentiment::model::{Config, DistilBertForSequenceClassification};
+use sentiment::model::{Config, SequenceClassifier};
 use sentiment::tokenize::TextTokenizer;
 
 fn config(dim: usize, hidden_dim: usize) -> Config {
     let json = format!(
-        r#"{{"dim": {dim}, "hidden_dim": {hidden_dim}, "n_heads": 12, "n_layers": 6,
+        r#"{{"model_type": "distilbert", "dim": {dim}, "hidden_dim": {hidden_dim}, "n_heads": 12, "n_layers": 6,
             "vocab_size": 30522, "max_position_embeddings": 512}}"#
     );
     Config::from_json(json.as_bytes()).unwrap()
@@ -29,7 +29,7 @@ fn forward(c: &mut Criterion) {
         let cfg = config(dim, hidden_dim);
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = DistilBertForSequenceClassification::load(vb, &cfg, 2).unwrap();
+        let model = SequenceClassifier::load(vb, &cfg, 2).unwrap();
         let mut int8 = model.clone();
         int8.quantize_int8().unwrap();
         for (precision, model) in [("f32", &model), ("int8", &int8)] {

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::device::{configure_threads, DeviceSpec};
 use crate::error::{Error, Result};
-use crate::model::{Config, DistilBertForSequenceClassification};
+use crate::model::{Config, SequenceClassifier, WeightNames};
 use crate::postprocess::{Aggregate, Postprocessor, Prediction};
 use crate::source::{weights, ModelFiles, ModelSpec};
 use crate::tokenize::{pad_batch, Encoded, TextTokenizer};
@@ -157,7 +157,7 @@ impl ClassifierBuilder {
 /// A loaded model. `Send + Sync`: one instance can serve many threads,
 /// each call with its own [`ClassifyOptions`].
 pub struct Classifier {
-    model: DistilBertForSequenceClassification,
+    model: SequenceClassifier,
     tokenizer: TextTokenizer,
     config: Config,
     postprocessor: Postprocessor,
@@ -197,17 +197,32 @@ impl Classifier {
         let invalid_config = |err: crate::model::config::ConfigError| {
             Error::model_caused(config_path, "invalid config", err)
         };
-        let mut config = Config::from_json(&files.config.bytes)
-            .map_err(|err| Error::model_caused(config_path, "invalid config", err))?;
+        let mut config = Config::from_json(&files.config.bytes).map_err(invalid_config)?;
         config.validate().map_err(invalid_config)?;
 
         let weights_path = files.weights.origin();
-        let (vb, word_table) = weights::open(&files.weights, device)?;
+        let names = WeightNames::of(config.architecture);
+        let (vb, word_table) = weights::open(&files.weights, device, &names.word_embeddings())?;
         config.word_table = word_table;
+        // A file of another architecture (or a bare encoder) would fail on
+        // its first missing tensor, a name that tells the user nothing:
+        // check the two that identify a classifier of this architecture.
+        for tensor in [names.word_embeddings(), names.classifier()] {
+            if !vb.contains_tensor(&tensor) {
+                return Err(Error::model(
+                    weights_path,
+                    format!(
+                        "this is not a {} checkpoint: it has no tensor {tensor} \
+                         (config.json says model_type {:?})",
+                        config.class_name, config.model_type
+                    ),
+                ));
+            }
+        }
         let weight_error =
             |err: candle_core::Error| Error::model_caused(weights_path, "cannot load weights", err);
         let num_labels = vb
-            .get_unchecked("classifier.weight")
+            .get_unchecked(&names.classifier())
             .and_then(|w| w.dim(0))
             .map_err(weight_error)?;
         let labels = config.label_names(num_labels).map_err(invalid_config)?;
@@ -215,14 +230,14 @@ impl Classifier {
             return Err(Error::model(
                 config_path,
                 format!(
-                    "id2label has {} labels but classifier.weight in {} has {num_labels} rows",
+                    "id2label has {} labels but {} in {} has {num_labels} rows",
                     labels.len(),
+                    names.classifier(),
                     weights_path.display()
                 ),
             ));
         }
-        let mut model = DistilBertForSequenceClassification::load(vb, &config, num_labels)
-            .map_err(weight_error)?;
+        let mut model = SequenceClassifier::load(vb, &config, num_labels).map_err(weight_error)?;
         if precision == Precision::Int8 {
             model.quantize_int8()?;
         }
@@ -250,7 +265,7 @@ impl Classifier {
         Ok(Self {
             model,
             tokenizer,
-            postprocessor: Postprocessor::new(labels, config.problem_type()),
+            postprocessor: Postprocessor::new(labels, config.problem_type(num_labels)),
             config,
             device: device.clone(),
             name: files.name.clone(),

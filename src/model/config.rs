@@ -1,24 +1,38 @@
-//! `config.json` of a HuggingFace `DistilBertForSequenceClassification` checkpoint.
+//! `config.json` of a HuggingFace sequence-classification checkpoint, read
+//! into the one [`Config`] every architecture's network is built from.
+//!
+//! Each architecture file ([`super::distilbert`], [`super::bert`],
+//! [`super::roberta`]) has its own serde struct with HF's field names and
+//! defaults, and maps it here; this file picks the architecture and checks
+//! the sizes before any weight is read.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// The feed-forward activation. HF's "gelu" is the exact, erf-based GELU; the
-/// tanh approximation would move logits by ~1e-3 and break parity.
+/// An activation, as config.json's `hidden_act` (or DistilBERT's
+/// `activation`) names it. HF's "gelu" is the exact, erf-based GELU; the
+/// tanh approximation would move logits by ~1e-3 and break parity, so the
+/// two are distinct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Activation {
+    #[serde(rename = "gelu")]
     Gelu,
+    /// HF's `gelu_new`, `gelu_pytorch_tanh` and `gelu_fast`: one formula.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluTanh,
+    #[serde(rename = "relu")]
     Relu,
+    /// BERT's pooler and RoBERTa's head.
+    #[serde(rename = "tanh")]
+    Tanh,
 }
 
 /// How HF turns logits into the scores a user sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemType {
-    /// Softmax over the labels (HF's default when `problem_type` is absent).
-    #[default]
+    /// Softmax over the labels.
     SingleLabelClassification,
     /// An independent sigmoid per label.
     MultiLabelClassification,
@@ -26,67 +40,97 @@ pub enum ProblemType {
     Regression,
 }
 
-fn default_vocab_size() -> usize {
-    30522
-}
-fn default_dim() -> usize {
-    768
-}
-fn default_n_layers() -> usize {
-    6
-}
-fn default_n_heads() -> usize {
-    12
-}
-fn default_hidden_dim() -> usize {
-    3072
-}
-fn default_max_position_embeddings() -> usize {
-    512
-}
-fn default_activation() -> Activation {
-    Activation::Gelu
+/// The network families we build. RoBERTa, XLM-RoBERTa and CamemBERT share
+/// one network; they differ in their tokenizers and vocabularies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    DistilBert,
+    Bert,
+    Roberta,
 }
 
-/// The fields of `config.json` that change the computation. Defaults are
-/// HF's `DistilBertConfig` defaults, so a sparse config means what it means
-/// to transformers.
-#[derive(Debug, Clone, Deserialize)]
+/// The classifier classes we run, by config.json's `architectures` name,
+/// with the `model_type` HF writes beside each.
+pub const SUPPORTED: [(&str, &str, Architecture); 5] = [
+    (
+        "DistilBertForSequenceClassification",
+        "distilbert",
+        Architecture::DistilBert,
+    ),
+    ("BertForSequenceClassification", "bert", Architecture::Bert),
+    (
+        "RobertaForSequenceClassification",
+        "roberta",
+        Architecture::Roberta,
+    ),
+    (
+        "XLMRobertaForSequenceClassification",
+        "xlm-roberta",
+        Architecture::Roberta,
+    ),
+    (
+        "CamembertForSequenceClassification",
+        "camembert",
+        Architecture::Roberta,
+    ),
+];
+
+/// Where a network takes its position ids from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// 0, 1, 2, ... for every sequence (BERT, DistilBERT).
+    FromZero,
+    /// RoBERTa's `create_position_ids_from_input_ids`: non-pad tokens count
+    /// up from `padding_idx + 1`; pad tokens get `padding_idx`.
+    AfterPadding { padding_idx: usize },
+}
+
+/// What the network needs to know, in one vocabulary for every
+/// architecture (the names are BERT's).
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// HF's name for the architecture family: must be "distilbert".
-    #[serde(default)]
-    pub model_type: Option<String>,
-    /// The model classes the checkpoint was saved from, if listed.
-    #[serde(default)]
-    pub architectures: Option<Vec<String>>,
-    #[serde(default = "default_vocab_size")]
+    pub architecture: Architecture,
+    /// config.json's `model_type`, or the one its `architectures` implies.
+    pub model_type: String,
+    /// The class this checkpoint is run as (e.g. "BertForSequenceClassification").
+    pub class_name: String,
     pub vocab_size: usize,
-    #[serde(default = "default_dim")]
-    pub dim: usize,
-    #[serde(default = "default_n_layers")]
-    pub n_layers: usize,
-    #[serde(default = "default_n_heads")]
-    pub n_heads: usize,
-    #[serde(default = "default_hidden_dim")]
-    pub hidden_dim: usize,
-    #[serde(default = "default_activation")]
-    pub activation: Activation,
-    #[serde(default = "default_max_position_embeddings")]
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub layer_norm_eps: f64,
     pub max_position_embeddings: usize,
-    #[serde(default)]
+    /// Token-type rows (BERT 2, RoBERTa 1, DistilBERT none). Single texts
+    /// always use type 0.
+    pub type_vocab_size: usize,
     pub pad_token_id: usize,
-    #[serde(default)]
+    pub positions: Positions,
+    /// DistilBERT only: a sinusoidal position table (rebuilt if a file
+    /// leaves it out).
     pub sinusoidal_pos_embds: bool,
     /// Label names by class index. JSON object keys are strings ("0", "1").
+    pub id2label: Option<BTreeMap<String, String>>,
+    /// None: HF's default (see [`Config::problem_type`]).
+    pub problem_type: Option<ProblemType>,
+    /// Not in config.json: how the word-embedding table, the biggest
+    /// tensor, is held (see [`WordTable`]).
+    pub word_table: WordTable,
+}
+
+/// The fields every architecture's config.json shares.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Common {
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
     #[serde(default)]
     pub id2label: Option<BTreeMap<String, String>>,
     /// `null` in config.json means the default, as in HF.
     #[serde(default)]
     pub problem_type: Option<ProblemType>,
-    /// Not in config.json: how the word-embedding table, the biggest
-    /// tensor, is held (see [`WordTable`]).
-    #[serde(skip)]
-    pub word_table: WordTable,
 }
 
 /// How the word-embedding table is held. Rows are only ever looked up, so
@@ -109,29 +153,34 @@ pub enum WordTable {
 }
 
 /// The largest value each size in config.json may take: far beyond any
-/// real checkpoint (distilbert-base: dim 768, 6 layers, 30522 tokens), low
-/// enough that no config can ask for a table larger than memory before a
-/// weight is read.
-pub const SIZE_LIMITS: [(&str, usize); 6] = [
-    ("dim", 1 << 14),
-    ("n_layers", 256),
-    ("n_heads", 1 << 10),
-    ("hidden_dim", 1 << 16),
+/// real checkpoint (roberta-large: hidden 1024, 24 layers; XLM-R: 250,002
+/// tokens), low enough that no config can ask for a table larger than
+/// memory before a weight is read.
+pub const SIZE_LIMITS: [(&str, usize); 7] = [
+    ("hidden_size", 1 << 14),
+    ("num_hidden_layers", 256),
+    ("num_attention_heads", 1 << 10),
+    ("intermediate_size", 1 << 16),
     ("vocab_size", 1 << 22),
     ("max_position_embeddings", 1 << 16),
+    ("type_vocab_size", 1 << 10),
 ];
 
 /// A config that is well-formed JSON but describes a network we cannot build.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("model_type is {found:?}, not \"distilbert\": this is not a DistilBERT checkpoint")]
-    NotDistilBert { found: String },
-    #[error("config.json has no model_type (a HF checkpoint's config names its architecture)")]
-    NoModelType,
-    #[error("architectures lists {found:?}, not DistilBertForSequenceClassification")]
-    NotSequenceClassification { found: Vec<String> },
-    #[error("dim ({dim}) is not divisible by n_heads ({n_heads})")]
-    HeadsDoNotDivideDim { dim: usize, n_heads: usize },
+    #[error(
+        "config.json asks for {asked}, which sentiment does not run; supported: {}",
+        supported_list()
+    )]
+    Unsupported { asked: String },
+    #[error(
+        "config.json names no architecture (no model_type or architectures); supported: {}",
+        supported_list()
+    )]
+    NoArchitecture,
+    #[error("hidden size ({dim}) is not divisible by the attention heads ({heads})")]
+    HeadsDoNotDivideDim { dim: usize, heads: usize },
     #[error("{field} must be greater than 0")]
     Zero { field: &'static str },
     #[error("{field} is {value}, over the limit of {limit}")]
@@ -142,56 +191,105 @@ pub enum ConfigError {
     },
     #[error("pad_token_id ({pad}) is outside the vocabulary of {vocab_size} tokens")]
     PadOutsideVocab { pad: usize, vocab_size: usize },
+    #[error(
+        "max_position_embeddings ({positions}) leaves no room for a token after \
+         RoBERTa's offset of pad_token_id + 1 ({offset})"
+    )]
+    NoPositionsLeft { positions: usize, offset: usize },
+    #[error("layer_norm_eps ({0}) must be a finite number greater than 0")]
+    BadEpsilon(f64),
     #[error("id2label keys must be the class indices 0..{count}, found {key:?}")]
     BadLabelIndex { key: String, count: usize },
+    #[error("invalid {family} config: {source}")]
+    Fields {
+        family: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+fn supported_list() -> String {
+    SUPPORTED.map(|(class, _, _)| class).join(", ")
 }
 
 impl Config {
     /// Parses config.json, which must be a JSON object (serde would also
-    /// take an array as a struct, which HF never writes).
-    pub fn from_json(json: &[u8]) -> serde_json::Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(json)?;
+    /// take an array as a struct, which HF never writes), and reads it as
+    /// the architecture it names. An architecture we cannot build is an
+    /// error here, naming what the config asked for.
+    pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
+        let syntax = |source| ConfigError::Fields {
+            family: "JSON",
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(syntax)?;
         if !value.is_object() {
-            return Err(serde::de::Error::custom(format!(
+            return Err(syntax(serde::de::Error::custom(format!(
                 "expected a JSON object, found {}",
                 crate::input::json_kind(&value)
-            )));
+            ))));
         }
-        serde_json::from_value(value)
+        let common = Common::deserialize(&value).map_err(syntax)?;
+        let (class_name, model_type, architecture) = pick_architecture(&common)?;
+        let fields = |family| move |source| ConfigError::Fields { family, source };
+        let mut config = match architecture {
+            Architecture::DistilBert => super::distilbert::DistilBertConfig::deserialize(&value)
+                .map_err(fields("DistilBERT"))?
+                .into_config(),
+            Architecture::Bert => super::bert::BertConfig::deserialize(&value)
+                .map_err(fields("BERT"))?
+                .into_config(),
+            Architecture::Roberta => super::roberta::RobertaConfig::deserialize(&value)
+                .map_err(fields("RoBERTa"))?
+                .into_config(),
+        };
+        config.class_name = class_name.to_string();
+        config.model_type = model_type;
+        config.id2label = common.id2label;
+        config.problem_type = common.problem_type;
+        Ok(config)
     }
 
-    /// Checks that this is a DistilBERT classifier's config whose sizes are
-    /// sane, before any weight is read or any table allocated.
+    /// A config with an architecture's layout and every other field empty,
+    /// for the architecture files to fill.
+    pub(crate) fn blank(architecture: Architecture) -> Self {
+        Self {
+            architecture,
+            model_type: String::new(),
+            class_name: String::new(),
+            vocab_size: 0,
+            hidden_size: 0,
+            num_hidden_layers: 0,
+            num_attention_heads: 0,
+            intermediate_size: 0,
+            hidden_act: Activation::Gelu,
+            layer_norm_eps: 1e-12,
+            max_position_embeddings: 0,
+            type_vocab_size: 0,
+            pad_token_id: 0,
+            positions: Positions::FromZero,
+            sinusoidal_pos_embds: false,
+            id2label: None,
+            problem_type: None,
+            word_table: WordTable::F32,
+        }
+    }
+
+    /// Checks that the sizes are sane, before any weight is read or any
+    /// table allocated.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.model_type.as_deref() {
-            Some("distilbert") => {}
-            Some(other) => {
-                return Err(ConfigError::NotDistilBert {
-                    found: other.to_string(),
-                })
-            }
-            None => return Err(ConfigError::NoModelType),
-        }
-        if let Some(architectures) = &self.architectures {
-            let classifier = |a: &String| a == "DistilBertForSequenceClassification";
-            if !architectures.is_empty() && !architectures.iter().any(classifier) {
-                return Err(ConfigError::NotSequenceClassification {
-                    found: architectures.clone(),
-                });
-            }
-        }
         let sizes = [
-            self.dim,
-            self.n_layers,
-            self.n_heads,
-            self.hidden_dim,
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.intermediate_size,
             self.vocab_size,
             self.max_position_embeddings,
+            self.type_vocab_size,
         ];
         for ((field, limit), value) in SIZE_LIMITS.into_iter().zip(sizes) {
             if value > limit {
                 return Err(ConfigError::TooLarge {
-                    field,
+                    field: self.json_name(field),
                     value,
                     limit,
                 });
@@ -203,30 +301,55 @@ impl Config {
                 vocab_size: self.vocab_size,
             });
         }
-        for (field, value) in [
-            ("dim", self.dim),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
-            ("hidden_dim", self.hidden_dim),
-            ("vocab_size", self.vocab_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Zero { field });
+        // type_vocab_size may be 0 only where the network has no such table.
+        let needs_types = self.architecture != Architecture::DistilBert;
+        for ((field, _), value) in SIZE_LIMITS.into_iter().zip(sizes) {
+            if value == 0 && (field != "type_vocab_size" || needs_types) {
+                return Err(ConfigError::Zero {
+                    field: self.json_name(field),
+                });
             }
         }
-        if !self.dim.is_multiple_of(self.n_heads) {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ConfigError::HeadsDoNotDivideDim {
-                dim: self.dim,
-                n_heads: self.n_heads,
+                dim: self.hidden_size,
+                heads: self.num_attention_heads,
             });
+        }
+        if let Positions::AfterPadding { padding_idx } = self.positions {
+            if self.max_position_embeddings <= padding_idx + 1 {
+                return Err(ConfigError::NoPositionsLeft {
+                    positions: self.max_position_embeddings,
+                    offset: padding_idx + 1,
+                });
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(ConfigError::BadEpsilon(self.layer_norm_eps));
         }
         self.label_names(self.id2label.as_ref().map_or(2, BTreeMap::len))?;
         Ok(())
     }
 
-    pub fn problem_type(&self) -> ProblemType {
-        self.problem_type.unwrap_or_default()
+    /// What this architecture's config.json calls a field (DistilBERT has
+    /// its own names), so messages name what the user can find.
+    fn json_name(&self, field: &'static str) -> &'static str {
+        match self.architecture {
+            Architecture::DistilBert => super::distilbert::json_name(field),
+            Architecture::Bert | Architecture::Roberta => field,
+        }
+    }
+
+    /// The rule transformers' text-classification pipeline applies: raw
+    /// logits for regression; a sigmoid per label for multi-label models
+    /// and for models with a single label; softmax otherwise.
+    pub fn problem_type(&self, num_labels: usize) -> ProblemType {
+        match self.problem_type {
+            Some(ProblemType::Regression) => ProblemType::Regression,
+            Some(ProblemType::MultiLabelClassification) => ProblemType::MultiLabelClassification,
+            _ if num_labels == 1 => ProblemType::MultiLabelClassification,
+            _ => ProblemType::SingleLabelClassification,
+        }
     }
 
     /// Label names in class order. Without `id2label`, HF names classes
@@ -252,8 +375,49 @@ impl Config {
         Ok(names)
     }
 
-    /// The longest input the position table allows, capped at BERT's 512.
+    /// The longest input the position table allows, special tokens
+    /// included: the table's rows less RoBERTa's offset, capped at 512,
+    /// the limit every supported family was trained to.
     pub fn max_input_tokens(&self) -> usize {
-        self.max_position_embeddings.min(512)
+        let offset = match self.positions {
+            Positions::FromZero => 0,
+            Positions::AfterPadding { padding_idx } => padding_idx + 1,
+        };
+        self.max_position_embeddings.saturating_sub(offset).min(512)
+    }
+}
+
+/// The supported class this config asks for: from `model_type`, checked
+/// against `architectures` when both are present, or from `architectures`
+/// alone.
+fn pick_architecture(common: &Common) -> Result<(&'static str, String, Architecture), ConfigError> {
+    let listed = common.architectures.as_deref().unwrap_or_default();
+    let by_class = |class: &str| SUPPORTED.iter().find(|(name, _, _)| *name == class);
+    let asked = || match (&common.model_type, listed) {
+        (Some(model_type), []) => format!("model_type {model_type:?}"),
+        (Some(model_type), classes) => format!("{classes:?} (model_type {model_type:?})"),
+        (None, classes) => format!("{classes:?}"),
+    };
+    match &common.model_type {
+        Some(model_type) => {
+            let family = SUPPORTED
+                .iter()
+                .find(|(_, family, _)| family == model_type)
+                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
+            // A checkpoint saved from another head of the same family (a
+            // masked LM, say) has no classifier to run.
+            if !listed.is_empty() && !listed.iter().any(|class| class == family.0) {
+                return Err(ConfigError::Unsupported { asked: asked() });
+            }
+            Ok((family.0, model_type.clone(), family.2))
+        }
+        None if listed.is_empty() => Err(ConfigError::NoArchitecture),
+        None => {
+            let (class, model_type, architecture) = listed
+                .iter()
+                .find_map(|class| by_class(class))
+                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
+            Ok((class, model_type.to_string(), *architecture))
+        }
     }
 }

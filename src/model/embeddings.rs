@@ -1,87 +1,136 @@
-//! `distilbert.embeddings`: word + position embeddings, then LayerNorm.
-//! DistilBERT has no token-type embeddings.
+//! The embeddings: word + token type (BERT, RoBERTa) + position, then
+//! LayerNorm. DistilBERT has no token types; RoBERTa counts positions from
+//! after its padding index (see [`Positions`]).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
+use super::config::{Config, Positions, WordTable};
 use super::norm::LayerNorm;
-
-use super::config::{Config, WordTable};
-
-/// HF's `nn.LayerNorm(dim, eps=1e-12)`, used by every norm in DistilBERT.
-pub(crate) const LAYER_NORM_EPS: f64 = 1e-12;
+use super::WeightNames;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
     word_embeddings: WordEmbeddings,
+    /// Row 0 of `token_type_embeddings`: single texts are all type 0.
+    token_type: Option<Tensor>,
     position_embeddings: Embedding,
+    positions: Positions,
     layer_norm: LayerNorm,
 }
 
 impl Embeddings {
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    /// `vb` is the embeddings module (`bert.embeddings`, ...).
+    pub fn load(vb: VarBuilder, cfg: &Config, names: &WeightNames) -> Result<Self> {
+        let dim = cfg.hidden_size;
         let word_embeddings = match cfg.word_table {
-            WordTable::F32 => WordEmbeddings::Loaded(embedding(
-                cfg.vocab_size,
-                cfg.dim,
-                vb.pp("word_embeddings"),
-            )?),
+            WordTable::F32 => {
+                WordEmbeddings::Loaded(embedding(cfg.vocab_size, dim, vb.pp("word_embeddings"))?)
+            }
             WordTable::Half(dtype) => {
-                let shape = (cfg.vocab_size, cfg.dim);
+                let shape = (cfg.vocab_size, dim);
                 let table = vb.pp("word_embeddings").get_with_hints_dtype(
                     shape,
                     "weight",
                     Default::default(),
                     dtype,
                 )?;
-                WordEmbeddings::Loaded(Embedding::new(table, cfg.dim))
+                WordEmbeddings::Loaded(Embedding::new(table, dim))
             }
             WordTable::Static { dtype, bytes } => {
-                if bytes.len() != cfg.vocab_size * cfg.dim * 2 {
+                if bytes.len() != cfg.vocab_size * dim * 2 {
                     return Err(candle_core::Error::Msg(format!(
-                        "word_embeddings.weight holds {} bytes, not {} x {} half floats",
+                        "word_embeddings.weight holds {} bytes, not {} x {dim} half floats",
                         bytes.len(),
                         cfg.vocab_size,
-                        cfg.dim
                     )));
                 }
-                WordEmbeddings::Static {
-                    dtype,
-                    bytes,
-                    dim: cfg.dim,
-                }
+                WordEmbeddings::Static { dtype, bytes, dim }
             }
+        };
+        let token_type = match names.token_types {
+            true => Some(
+                vb.pp("token_type_embeddings")
+                    .get((cfg.type_vocab_size, dim), "weight")?
+                    .get(0)?,
+            ),
+            false => None,
         };
         let position_embeddings =
             if cfg.sinusoidal_pos_embds && !vb.contains_tensor("position_embeddings.weight") {
                 // HF saves the sinusoidal table as a weight, so checkpoints
                 // normally carry it; rebuild it only when a file left it out.
-                let table = sinusoidal_table(cfg.max_position_embeddings, cfg.dim, vb.device())?;
-                Embedding::new(table, cfg.dim)
+                let table = sinusoidal_table(cfg.max_position_embeddings, dim, vb.device())?;
+                Embedding::new(table, dim)
             } else {
                 embedding(
                     cfg.max_position_embeddings,
-                    cfg.dim,
+                    dim,
                     vb.pp("position_embeddings"),
                 )?
             };
-        let layer_norm = LayerNorm::load(cfg.dim, LAYER_NORM_EPS, vb.pp("LayerNorm"))?;
+        let layer_norm = LayerNorm::load(dim, cfg.layer_norm_eps, vb.pp("LayerNorm"))?;
         Ok(Self {
             word_embeddings,
+            token_type,
             position_embeddings,
+            positions: cfg.positions,
             layer_norm,
         })
     }
+
+    /// (batch, seq, dim) position rows, or (seq, dim) when every sequence
+    /// has the same positions.
+    fn position_rows(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        match self.positions {
+            Positions::FromZero => {
+                let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
+                self.position_embeddings.forward(&positions)
+            }
+            Positions::AfterPadding { padding_idx } => {
+                let positions = positions_after_padding(&input_ids.to_vec2()?, padding_idx);
+                let positions =
+                    Tensor::from_vec(positions.concat(), (batch, seq_len), input_ids.device())?;
+                self.position_embeddings.forward(&positions)
+            }
+        }
+    }
+}
+
+/// HF's `create_position_ids_from_input_ids`: each non-pad token's count
+/// of non-pad tokens so far, plus `padding_idx`; pad tokens get
+/// `padding_idx`. It looks at the ids, not the attention mask, so a pad
+/// token typed in the text is positioned as HF positions it.
+pub fn positions_after_padding(ids: &[Vec<u32>], padding_idx: usize) -> Vec<Vec<u32>> {
+    let pad = padding_idx as u32;
+    ids.iter()
+        .map(|row| {
+            let mut count = 0u32;
+            row.iter()
+                .map(|&id| match id == pad {
+                    true => pad,
+                    false => {
+                        count += 1;
+                        pad + count
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl Module for Embeddings {
-    /// `input_ids`: (batch, seq) u32. Returns (batch, seq, dim).
+    /// `input_ids`: (batch, seq) u32. Returns (batch, seq, dim): words +
+    /// token type, then + positions, in HF's order.
     fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (_batch, seq_len) = input_ids.dims2()?;
-        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
-        let words = self.word_embeddings.forward(input_ids)?;
-        let positions = self.position_embeddings.forward(&positions)?;
-        self.layer_norm.forward(&words.broadcast_add(&positions)?)
+        let mut embedded = self.word_embeddings.forward(input_ids)?;
+        if let Some(token_type) = &self.token_type {
+            embedded = embedded.broadcast_add(token_type)?;
+        }
+        let positions = self.position_rows(input_ids)?;
+        self.layer_norm
+            .forward(&embedded.broadcast_add(&positions)?)
     }
 }
 

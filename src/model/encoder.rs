@@ -1,34 +1,38 @@
-//! `distilbert.transformer`: a stack of post-LN transformer blocks, with
-//! DistilBERT's weight names (q_lin/k_lin/v_lin/out_lin, sa_layer_norm,
-//! ffn.lin1/lin2, output_layer_norm).
+//! The encoder every architecture shares: a stack of post-LN transformer
+//! blocks (attention, add & norm, feed-forward, add & norm). Each
+//! architecture names the modules ([`LayerNames`]): DistilBERT's q_lin ..
+//! output_layer_norm, BERT's and RoBERTa's attention.self.query ..
+//! output.LayerNorm.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
 use super::cpu;
-use super::embeddings::LAYER_NORM_EPS;
 use super::linear::Linear;
 use super::norm::LayerNorm;
+use super::LayerNames;
 
 #[derive(Debug, Clone)]
 pub struct MultiHeadSelfAttention {
-    /// q_lin, k_lin and v_lin stacked into one (3*dim, dim) projection, so a
+    /// The query, key and value projections stacked into one (3*dim, dim) projection, so a
     /// block does one large matmul instead of three small ones. The 1/sqrt(d)
-    /// query scaling HF applies after q_lin is folded into the q rows.
+    /// query scaling HF applies to the queries is folded into their rows.
     qkv: Linear,
-    out_lin: Linear,
+    output: Linear,
     n_heads: usize,
     head_dim: usize,
 }
 
 impl MultiHeadSelfAttention {
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        let head_dim = cfg.dim / cfg.n_heads;
-        let q_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("q_lin"))?;
-        let k_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("k_lin"))?;
-        let v_lin = candle_nn::linear(cfg.dim, cfg.dim, vb.pp("v_lin"))?;
-        let out_lin = Linear::load(cfg.dim, cfg.dim, vb.pp("out_lin"))?;
+    /// `vb` is the layer's root.
+    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+        let dim = cfg.hidden_size;
+        let head_dim = dim / cfg.num_attention_heads;
+        let q_lin = candle_nn::linear(dim, dim, vb.pp(names.query))?;
+        let k_lin = candle_nn::linear(dim, dim, vb.pp(names.key))?;
+        let v_lin = candle_nn::linear(dim, dim, vb.pp(names.value))?;
+        let output = Linear::load(dim, dim, vb.pp(names.attention_output))?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let weight = Tensor::cat(
             &[
@@ -48,22 +52,22 @@ impl MultiHeadSelfAttention {
         )?;
         Ok(Self {
             qkv: Linear::new(weight, Some(bias))?,
-            out_lin,
-            n_heads: cfg.n_heads,
+            output,
+            n_heads: cfg.num_attention_heads,
             head_dim,
         })
     }
 
     pub fn quantize_int8(&mut self) -> Result<()> {
         self.qkv = self.qkv.to_int8()?;
-        self.out_lin = self.out_lin.to_int8()?;
+        self.output = self.output.to_int8()?;
         Ok(())
     }
 
     /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq), 0 for tokens
     /// to attend to and f32::MIN for padding, as HF's masked_fill. Returns
     /// the attention output plus `xs`: the block's residual, fused into
-    /// out_lin.
+    /// the output projection.
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, dim) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
@@ -77,7 +81,7 @@ impl MultiHeadSelfAttention {
             Some(context) => Tensor::from_vec(context?, (batch, seq_len, dim), xs.device())?,
             None => self.generic_attention(&qkv, mask_bias)?,
         };
-        self.out_lin.forward_fused(&context, Some(xs), None)
+        self.output.forward_fused(&context, Some(xs), None)
     }
 
     /// Attention with candle's ops, for devices and dtypes without a fast path.
@@ -106,53 +110,55 @@ fn bias_of(layer: &candle_nn::Linear) -> Result<Tensor> {
 
 #[derive(Debug, Clone)]
 pub struct FeedForward {
-    lin1: Linear,
-    lin2: Linear,
+    intermediate: Linear,
+    output: Linear,
     activation: Activation,
 }
 
 impl FeedForward {
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    /// `vb` is the layer's root.
+    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+        let (dim, hidden) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            lin1: Linear::load(cfg.dim, cfg.hidden_dim, vb.pp("lin1"))?,
-            lin2: Linear::load(cfg.hidden_dim, cfg.dim, vb.pp("lin2"))?,
-            activation: cfg.activation,
+            intermediate: Linear::load(dim, hidden, vb.pp(names.intermediate))?,
+            output: Linear::load(hidden, dim, vb.pp(names.output))?,
+            activation: cfg.hidden_act,
         })
     }
 
     pub fn quantize_int8(&mut self) -> Result<()> {
-        self.lin1 = self.lin1.to_int8()?;
-        self.lin2 = self.lin2.to_int8()?;
+        self.intermediate = self.intermediate.to_int8()?;
+        self.output = self.output.to_int8()?;
         Ok(())
     }
 
-    /// lin2(activation(lin1(xs))) + xs: the residual is fused into lin2 and
-    /// the activation into lin1.
+    /// output(activation(intermediate(xs))) + xs: the residual is fused
+    /// into the output projection and the activation into the intermediate one.
     pub fn forward_with_residual(&self, xs: &Tensor) -> Result<Tensor> {
-        let hidden = self.lin1.forward_fused(xs, None, Some(self.activation))?;
-        self.lin2.forward_fused(&hidden, Some(xs), None)
+        let hidden = self
+            .intermediate
+            .forward_fused(xs, None, Some(self.activation))?;
+        self.output.forward_fused(&hidden, Some(xs), None)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct TransformerBlock {
     attention: MultiHeadSelfAttention,
-    sa_layer_norm: LayerNorm,
+    attention_norm: LayerNorm,
     ffn: FeedForward,
-    output_layer_norm: LayerNorm,
+    output_norm: LayerNorm,
 }
 
 impl TransformerBlock {
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    /// `vb` is the layer's root.
+    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+        let norm = |name| LayerNorm::load(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
         Ok(Self {
-            attention: MultiHeadSelfAttention::load(vb.pp("attention"), cfg)?,
-            sa_layer_norm: LayerNorm::load(cfg.dim, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
-            ffn: FeedForward::load(vb.pp("ffn"), cfg)?,
-            output_layer_norm: LayerNorm::load(
-                cfg.dim,
-                LAYER_NORM_EPS,
-                vb.pp("output_layer_norm"),
-            )?,
+            attention: MultiHeadSelfAttention::load(vb.clone(), cfg, names)?,
+            attention_norm: norm(names.attention_norm)?,
+            ffn: FeedForward::load(vb.clone(), cfg, names)?,
+            output_norm: norm(names.output_norm)?,
         })
     }
 
@@ -163,21 +169,22 @@ impl TransformerBlock {
 
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let attended = self.attention.forward(xs, mask_bias)?;
-        let xs = self.sa_layer_norm.forward(&attended)?;
+        let xs = self.attention_norm.forward(&attended)?;
         let transformed = self.ffn.forward_with_residual(&xs)?;
-        self.output_layer_norm.forward(&transformed)
+        self.output_norm.forward(&transformed)
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Transformer {
+pub struct Encoder {
     layers: Vec<TransformerBlock>,
 }
 
-impl Transformer {
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        let layers = (0..cfg.n_layers)
-            .map(|i| TransformerBlock::load(vb.pp(format!("layer.{i}")), cfg))
+impl Encoder {
+    /// `vb` holds the layers, numbered from 0.
+    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| TransformerBlock::load(vb.pp(i.to_string()), cfg, names))
             .collect::<Result<_>>()?;
         Ok(Self { layers })
     }

@@ -1,5 +1,8 @@
-//! The sequence-classification head: the `[CLS]` vector -> `pre_classifier`
-//! -> ReLU -> `classifier`.
+//! The sequence-classification head on the first token (`[CLS]` or `<s>`):
+//! `out_proj(activation(dense(x)))`. DistilBERT's `pre_classifier` + ReLU +
+//! `classifier`, BERT's pooler (dense + tanh) + `classifier` and RoBERTa's
+//! `classifier.dense` + tanh + `classifier.out_proj` are all this shape;
+//! [`HeadNames`] says which.
 //!
 //! Its layers are ours ([`Linear`], packed for the CPU kernel) rather than
 //! candle_nn's: candle's matmul blocks the product by the batch size, so a
@@ -12,19 +15,29 @@ use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
 use super::linear::Linear;
+use super::HeadNames;
 
 #[derive(Debug, Clone)]
 pub struct ClassificationHead {
-    pre_classifier: Linear,
-    classifier: Linear,
+    dense: Linear,
+    activation: Activation,
+    out_proj: Linear,
 }
 
 impl ClassificationHead {
-    /// `num_labels` is the classifier's row count, read from the weights.
-    pub fn load(vb: VarBuilder, cfg: &Config, num_labels: usize) -> Result<Self> {
+    /// `vb` is the checkpoint's root; `num_labels` is the classifier's row
+    /// count, read from the weights.
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &HeadNames,
+        num_labels: usize,
+    ) -> Result<Self> {
+        let dim = cfg.hidden_size;
         Ok(Self {
-            pre_classifier: Linear::load(cfg.dim, cfg.dim, vb.pp("pre_classifier"))?,
-            classifier: Linear::load(cfg.dim, num_labels, vb.pp("classifier"))?,
+            dense: Linear::load(dim, dim, vb.pp(names.dense))?,
+            activation: names.activation,
+            out_proj: Linear::load(dim, num_labels, vb.pp(names.out_proj))?,
         })
     }
 }
@@ -32,10 +45,10 @@ impl ClassificationHead {
 impl Module for ClassificationHead {
     /// `hidden`: (batch, seq, dim). Returns logits (batch, num_labels).
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = self
-            .pre_classifier
-            .forward_fused(&cls, None, Some(Activation::Relu))?;
-        self.classifier.forward(&pooled)
+            .dense
+            .forward_fused(&first, None, Some(self.activation))?;
+        self.out_proj.forward(&pooled)
     }
 }

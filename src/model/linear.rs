@@ -142,7 +142,9 @@ impl Linear {
         }
         match activation {
             Some(Activation::Gelu) => out.gelu_erf(),
+            Some(Activation::GeluTanh) => out.gelu(),
             Some(Activation::Relu) => out.relu(),
+            Some(Activation::Tanh) => out.tanh(),
             None => Ok(out),
         }
     }

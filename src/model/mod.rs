@@ -1,38 +1,108 @@
-//! DistilBERT for sequence classification, as candle modules that mirror
-//! HF transformers' `DistilBertForSequenceClassification` weight for weight.
+//! Sequence classifiers as candle modules that mirror HF transformers'
+//! `*ForSequenceClassification` weight for weight.
+//!
+//! One encoder ([`encoder`]) and one set of kernels ([`cpu`]) serve every
+//! architecture. Each architecture is a small file ([`distilbert`],
+//! [`bert`], [`roberta`]) that reads its config.json fields and names its
+//! weights ([`WeightNames`]); the embeddings and the head differ only in
+//! what those names and the [`Config`] say.
 
+pub mod bert;
 pub mod config;
 pub(crate) mod cpu;
+pub mod distilbert;
 pub mod embeddings;
 pub mod encoder;
 pub mod head;
 pub mod linear;
 pub mod norm;
+pub mod roberta;
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-pub use config::{Activation, Config, ProblemType, WordTable};
+pub use config::{Activation, Architecture, Config, ProblemType, WordTable};
 use embeddings::Embeddings;
-use encoder::Transformer;
+use encoder::Encoder;
 use head::ClassificationHead;
 
+/// Where an architecture keeps its weights: HF's names, relative to the
+/// checkpoint's root.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightNames {
+    /// The embeddings module; its tables are `word_embeddings`,
+    /// `position_embeddings`, `token_type_embeddings` and `LayerNorm` in
+    /// every family.
+    pub embeddings: &'static str,
+    /// Whether there is a `token_type_embeddings` table.
+    pub token_types: bool,
+    /// The encoder's layers, each under `{layers}.{index}`.
+    pub layers: &'static str,
+    pub layer: LayerNames,
+    pub head: HeadNames,
+}
+
+/// One encoder layer's modules, relative to the layer.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNames {
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attention_output: &'static str,
+    pub attention_norm: &'static str,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_norm: &'static str,
+}
+
+/// The classification head on the first token: `out_proj(activation(dense(x)))`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadNames {
+    pub dense: &'static str,
+    pub activation: Activation,
+    pub out_proj: &'static str,
+}
+
+impl WeightNames {
+    /// The names `architecture`'s checkpoints use.
+    pub fn of(architecture: Architecture) -> &'static Self {
+        match architecture {
+            Architecture::DistilBert => &distilbert::WEIGHTS,
+            Architecture::Bert => &bert::WEIGHTS,
+            Architecture::Roberta => &roberta::WEIGHTS,
+        }
+    }
+
+    /// The word-embedding table: the largest tensor, and the one that says
+    /// whether a file holds this architecture at all.
+    pub fn word_embeddings(&self) -> String {
+        format!("{}.word_embeddings.weight", self.embeddings)
+    }
+
+    /// The head's last layer, whose rows are the labels.
+    pub fn classifier(&self) -> String {
+        format!("{}.weight", self.head.out_proj)
+    }
+}
+
+/// Any supported `*ForSequenceClassification`: embeddings, encoder, head.
 #[derive(Debug, Clone)]
-pub struct DistilBertForSequenceClassification {
+pub struct SequenceClassifier {
     embeddings: Embeddings,
-    transformer: Transformer,
+    encoder: Encoder,
     head: ClassificationHead,
 }
 
-impl DistilBertForSequenceClassification {
-    /// `vb` is rooted at the checkpoint's top level (where `distilbert.*`,
-    /// `pre_classifier.*` and `classifier.*` live).
+impl SequenceClassifier {
+    /// `vb` is rooted at the checkpoint's top level (where `bert.*` or
+    /// `distilbert.*` and the head live); `num_labels` is the classifier's
+    /// row count, read from the weights.
     pub fn load(vb: VarBuilder, cfg: &Config, num_labels: usize) -> Result<Self> {
-        let encoder = vb.pp("distilbert");
+        let names = WeightNames::of(cfg.architecture);
         Ok(Self {
-            embeddings: Embeddings::load(encoder.pp("embeddings"), cfg)?,
-            transformer: Transformer::load(encoder.pp("transformer"), cfg)?,
-            head: ClassificationHead::load(vb, cfg, num_labels)?,
+            embeddings: Embeddings::load(vb.pp(names.embeddings), cfg, names)?,
+            encoder: Encoder::load(vb.pp(names.layers), cfg, &names.layer)?,
+            head: ClassificationHead::load(vb, cfg, &names.head, num_labels)?,
         })
     }
 
@@ -40,14 +110,14 @@ impl DistilBertForSequenceClassification {
     /// [`linear::Linear::to_int8`]). Embeddings, norms and the small
     /// classification head stay f32.
     pub fn quantize_int8(&mut self) -> Result<()> {
-        self.transformer.quantize_int8()
+        self.encoder.quantize_int8()
     }
 
     /// `input_ids` and `attention_mask`: (batch, seq) u32. Returns logits
     /// (batch, num_labels) in f32.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let embedded = self.embeddings.forward(input_ids)?;
-        let hidden = self.transformer.forward(&embedded, attention_mask)?;
+        let hidden = self.encoder.forward(&embedded, attention_mask)?;
         self.head.forward(&hidden)
     }
 }

@@ -19,10 +19,16 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Old BERT checkpoints name the affine parameters `gamma` and `beta`;
+    /// transformers renames them on load, and so do we.
     pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let (weight, bias) = match vb.contains_tensor("weight") || !vb.contains_tensor("gamma") {
+            true => ("weight", "bias"),
+            false => ("gamma", "beta"),
+        };
         Ok(Self {
-            weight: vb.get(dim, "weight")?,
-            bias: vb.get(dim, "bias")?,
+            weight: vb.get(dim, weight)?,
+            bias: vb.get(dim, bias)?,
             eps,
         })
     }

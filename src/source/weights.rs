@@ -16,13 +16,17 @@ use super::Weights;
 use crate::error::{Error, Result};
 use crate::model::WordTable;
 
-const WORD_EMBEDDINGS: &str = "distilbert.embeddings.word_embeddings.weight";
-
 /// The weights as a VarBuilder, and how to hold the word-embedding table
 /// (see [`WordTable`]), read from the same parsed safetensors header: in
 /// place when the image is compiled in and the device is the CPU, in its
 /// stored half dtype when it has one, else as f32.
-pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, WordTable)> {
+///
+/// `word_embeddings` names the table in the architecture's checkpoints.
+pub fn open(
+    weights: &Weights,
+    device: &Device,
+    word_embeddings: &str,
+) -> Result<(VarBuilder<'static>, WordTable)> {
     let path = weights.origin();
     let cannot_read =
         |err: candle_core::Error| Error::model_caused(path, "cannot read weights", err);
@@ -49,7 +53,7 @@ pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, 
             // it is not modified while mapped, as every mmap-based loader must.
             let tensors = unsafe { MmapedSafetensors::new(path) }.map_err(cannot_read)?;
             let table = match tensors
-                .get(WORD_EMBEDDINGS)
+                .get(word_embeddings)
                 .ok()
                 .and_then(|v| half(v.dtype()))
             {
@@ -61,7 +65,7 @@ pub fn open(weights: &Weights, device: &Device) -> Result<(VarBuilder<'static>, 
         Weights::Embedded { bytes, .. } => {
             let bytes: &'static [u8] = bytes;
             let tensors = SliceSafetensors::new(bytes).map_err(cannot_read)?;
-            let table = match tensors.get(WORD_EMBEDDINGS) {
+            let table = match tensors.get(word_embeddings) {
                 Ok(view) => match half(view.dtype()) {
                     Some(dtype) if device.is_cpu() => {
                         // The view borrows `tensors`; its bytes lie in the

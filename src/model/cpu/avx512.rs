@@ -328,7 +328,9 @@ pub(super) unsafe fn finish(
         }
         match at.activation {
             Some(Activation::Gelu) => gelu(lane),
+            Some(Activation::GeluTanh) => gelu_tanh(lane),
             Some(Activation::Relu) => _mm512_max_ps(lane, _mm512_setzero_ps()),
+            Some(Activation::Tanh) => tanh(lane),
             None => lane,
         }
     }
@@ -343,6 +345,30 @@ fn gelu(x: __m512) -> __m512 {
         _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
     ));
     _mm512_fmadd_ps(half_x, erf, half_x)
+}
+
+/// [`super::gelu_tanh`] on sixteen lanes, with [`tanh`].
+#[target_feature(enable = "avx512f")]
+fn gelu_tanh(x: __m512) -> __m512 {
+    use super::{GELU_CUBIC, SQRT_2_OVER_PI};
+    let cubic = _mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(GELU_CUBIC));
+    let inner = _mm512_mul_ps(_mm512_fmadd_ps(x, cubic, x), _mm512_set1_ps(SQRT_2_OVER_PI));
+    let half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
+    _mm512_fmadd_ps(half_x, tanh(inner), half_x)
+}
+
+/// tanh on sixteen lanes: sign(x) · (1 − t)/(1 + t) with t = e^(−2|x|),
+/// from [`exp`] (which wants x <= 0). Absolute error ~1e-7: near 0 the
+/// difference 1 − t carries exp's absolute, not relative, error.
+#[target_feature(enable = "avx512f")]
+fn tanh(x: __m512) -> __m512 {
+    let magnitude = _mm512_abs_ps(x);
+    let t = exp(_mm512_mul_ps(magnitude, _mm512_set1_ps(-2.0)));
+    let one = _mm512_set1_ps(1.0);
+    let positive = _mm512_div_ps(_mm512_sub_ps(one, t), _mm512_add_ps(one, t));
+    // Copy x's sign bit onto the non-negative result.
+    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(positive), sign))
 }
 
 /// Sixteen lanes of [`super::erf`]: the same coefficients, the same order

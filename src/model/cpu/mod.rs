@@ -279,10 +279,8 @@ fn linear_portable(
     if let Some(residual) = epilogue.residual {
         out.iter_mut().zip(residual).for_each(|(o, r)| *o += r);
     }
-    match epilogue.activation {
-        Some(Activation::Gelu) => out.iter_mut().for_each(|v| *v = gelu(*v)),
-        Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-        None => {}
+    if let Some(activation) = epilogue.activation {
+        out.iter_mut().for_each(|v| *v = activate(activation, *v));
     }
     Ok(out)
 }
@@ -395,6 +393,28 @@ fn check_linear_operands(
         expect_len("residual", residual.len(), &[rows, out_dim])?;
     }
     Ok(())
+}
+
+/// One value through an activation, as the portable kernels apply it.
+pub fn activate(activation: Activation, x: f32) -> f32 {
+    match activation {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_tanh(x),
+        Activation::Relu => x.max(0.0),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// √(2/π), the tanh GELU's inner scale.
+pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The tanh GELU's cubic coefficient.
+pub(crate) const GELU_CUBIC: f32 = 0.044_715;
+
+/// GELU's tanh approximation, HF's "gelu_new" / "gelu_pytorch_tanh":
+/// x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+pub fn gelu_tanh(x: f32) -> f32 {
+    let inner = SQRT_2_OVER_PI * x.mul_add(GELU_CUBIC * x * x, x);
+    0.5 * x * (1.0 + inner.tanh())
 }
 
 /// GELU(x) = x/2 · (1 + erf(x/√2)), HF's "gelu".
@@ -718,7 +738,13 @@ mod tests {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
             assert_eq!(packed.unpack(), w);
-            for activation in [None, Some(Activation::Gelu), Some(Activation::Relu)] {
+            for activation in [
+                None,
+                Some(Activation::Gelu),
+                Some(Activation::GeluTanh),
+                Some(Activation::Relu),
+                Some(Activation::Tanh),
+            ] {
                 let epilogue = Epilogue {
                     residual: Some(&residual),
                     activation,
@@ -736,9 +762,17 @@ mod tests {
                         .map(|k| x[r * in_dim + k] as f64 * w[o * in_dim + k] as f64)
                         .sum();
                     let pre = (dot + bias[o] as f64 + residual[r * out_dim + o] as f64) as f32;
+                    // The reference: f64 formulas, not the kernels' own.
+                    let p = pre as f64;
                     let want = match activation {
                         Some(Activation::Gelu) => gelu(pre),
+                        Some(Activation::GeluTanh) => {
+                            let inner =
+                                (2.0 / std::f64::consts::PI).sqrt() * (p + 0.044715 * p * p * p);
+                            (0.5 * p * (1.0 + inner.tanh())) as f32
+                        }
                         Some(Activation::Relu) => pre.max(0.0),
+                        Some(Activation::Tanh) => p.tanh() as f32,
                         None => pre,
                     };
                     let got = got[r * out_dim + o];
