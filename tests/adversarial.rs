@@ -455,21 +455,36 @@ fn predict_on_stdin_gives_a_bad_line_its_own_error() {
     assert_eq!(lines[2]["text"], "bad");
 }
 
-// Wrong or misleading: configs of the wrong kind.
+// Wrong or misleading: configs of the wrong kind, and a config of one
+// architecture over another's weights.
 #[test]
-fn configs_that_are_not_distilbert_classifiers_name_config_json() {
-    let bert = json!({"model_type": "bert", "architectures": ["BertForSequenceClassification"],
-                      "hidden_size": 16});
-    for config in [json!([]), json!({}), bert] {
+fn configs_we_cannot_run_name_config_json_and_what_is_supported() {
+    let gpt2 = json!({"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]});
+    for config in [json!([]), json!({}), gpt2] {
         let model = tiny_copy(|c| *c = config.clone(), |_| {});
         let output = run(&["-m", model.path().to_str().unwrap(), "predict", "x"], b"");
         assert_clean_exit(&output, 3);
-        assert!(
-            stderr(&output).contains("config.json"),
-            "{config}: {}",
-            stderr(&output)
-        );
+        let stderr = stderr(&output);
+        assert!(stderr.contains("config.json"), "{config}: {stderr}");
+        if config.get("model_type").is_some() {
+            assert!(
+                stderr.contains("GPT2ForSequenceClassification")
+                    && stderr.contains("supported: DistilBertForSequenceClassification"),
+                "{stderr}"
+            );
+        }
     }
+    let bert = json!({"model_type": "bert", "architectures": ["BertForSequenceClassification"],
+                      "hidden_size": 16, "num_attention_heads": 4});
+    let model = tiny_copy(|c| *c = bert.clone(), |_| {});
+    let output = run(&["-m", model.path().to_str().unwrap(), "predict", "x"], b"");
+    assert_clean_exit(&output, 3);
+    assert!(
+        stderr(&output).contains("model.safetensors")
+            && stderr(&output).contains("not a BertForSequenceClassification checkpoint"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 // Security: a revision may not walk out of the HF cache.

