@@ -15,7 +15,11 @@ Tooling only. From a clean checkout:
 
 Models: the bundled model (models/minilm-l6-sst2, dim 384) and a random
 model with distilbert-base's exact shape (dim 768, 6 layers, FFN 3072),
-written to target/peer-models/ with the same tokenizer.
+written to target/peer-models/ with the same tokenizer. With --real-shapes,
+instead: random models with the exact configs of two hub sentiment models
+(tests/fixtures/real-shape: a RoBERTa-base and a BERT-base-multilingual),
+HF's own initialisation, and a tokenizer of each family from the tiny
+fixtures.
 Output: bench_results/peers.{md,json}.
 """
 
@@ -77,6 +81,36 @@ def distilbert_base_random(model_dir: Path, like: Path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (model_dir / name).write_bytes((like / name).read_bytes())
     return model_dir
+
+
+def real_shape_random(model_dir: Path, config_file: Path, tokenizer_dir: Path):
+    """A random model with a hub model's exact config (HF's init)."""
+    from transformers import AutoConfig
+    if (model_dir / "model.safetensors").exists():
+        return model_dir
+    torch.manual_seed(0)
+    cfg = AutoConfig.from_pretrained(config_file)
+    model = AutoModelForSequenceClassification.from_config(cfg).eval()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model_dir / name).write_bytes((tokenizer_dir / name).read_bytes())
+    return model_dir
+
+
+def real_shape_models():
+    fixtures = ROOT / "tests" / "fixtures"
+    work = ROOT / "target" / "peer-models"
+    return {
+        "RoBERTa-base (twitter-roberta-base-sentiment-latest)": real_shape_random(
+            work / "roberta-base-random",
+            fixtures / "real-shape" / "twitter-roberta-base-sentiment-latest.json",
+            fixtures / "tiny-roberta"),
+        "BERT-base multilingual (bert-base-multilingual-uncased-sentiment)": real_shape_random(
+            work / "bert-base-multilingual-random",
+            fixtures / "real-shape" / "bert-base-multilingual-uncased-sentiment.json",
+            fixtures / "tiny-distilbert"),
+    }
 
 
 class Peer:
@@ -163,7 +197,9 @@ class OrtPeer(Peer):
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tok.enable_truncation(512)
-        self.tok.enable_padding()
+        config = json.loads((self.model_dir / "config.json").read_text())
+        pad_id = config.get("pad_token_id") or 0
+        self.tok.enable_padding(pad_id=pad_id, pad_token=self.tok.id_to_token(pad_id))
         return time.perf_counter() - started
 
     def encode(self, texts):
@@ -250,6 +286,10 @@ def main():
                     default=[1, 8, 32])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--int8", action="store_true", help="also bench sentiment --quantize int8")
+    ap.add_argument("--real-shapes", action="store_true",
+                    help="bench random models of two hub models' shapes instead")
+    ap.add_argument("--peers", default="all",
+                    help="comma-separated subset: torch,pipeline,ort,ort-int8")
     ap.add_argument("--out", default="peers",
                     help="report name: writes bench_results/NAME.{md,json}")
     args = ap.parse_args()
@@ -260,7 +300,12 @@ def main():
     bundled = ROOT / "models" / "minilm-l6-sst2"
     base = distilbert_base_random(ROOT / "target" / "peer-models" / "distilbert-base-random", bundled)
     models = {"bundled (dim 384)": bundled, "distilbert-base shape (dim 768)": base}
-    peers = [TorchPeer, PipelinePeer, OrtPeer, OrtInt8Peer]
+    if args.real_shapes:
+        models = real_shape_models()
+    by_name = {"torch": TorchPeer, "pipeline": PipelinePeer, "ort": OrtPeer,
+               "ort-int8": OrtInt8Peer}
+    peers = list(by_name.values()) if args.peers == "all" else [
+        by_name[name] for name in args.peers.split(",")]
     results = {"machine": {"cpu": platform.processor() or platform.machine(),
                            "python": platform.python_version(), "torch": torch.__version__,
                            "transformers": transformers.__version__,
@@ -302,8 +347,8 @@ def markdown(results):
     for label, entry in results["models"].items():
         keys = ["sentiment"] + (["sentiment int8"] if "sentiment int8" in entry else [])
         mine = {k: ours(entry, k) for k in keys}
-        lengths = [row["tokens"] for row in entry["PyTorch"]["latency"]]
-        batches = [row["batch_size"] for row in entry["PyTorch"]["throughput"]]
+        lengths = [row["tokens"] for row in entry["sentiment"]["devices"][0]["latency"]]
+        batches = [row["batch_size"] for row in entry["sentiment"]["devices"][0]["throughput"]]
         lines.append(f"#### {label}")
         lines.append("")
         head = ["runtime", "load ms"] + [f"{n} tok ms" for n in lengths] + \
@@ -318,6 +363,8 @@ def markdown(results):
             lines.append("| " + " | ".join(row) + " |")
         lat0, thr0 = mine["sentiment"]
         for name in ["PyTorch", "transformers pipeline", "ONNX Runtime fp32", "ONNX Runtime int8"]:
+            if name not in entry:
+                continue
             p = entry[name]
             plat = {r["tokens"]: r["total"]["p50_ms"] for r in p["latency"]}
             pthr = {r["batch_size"]: r["sentences_per_s"] for r in p["throughput"]}
