@@ -113,12 +113,44 @@ pub struct RunSummary {
     pub cancelled: bool,
 }
 
+/// One text, tokenized for a [`Batcher`]: its sequence, or each of its
+/// windows. Made by [`Batcher::encode`], on any thread, so that a server
+/// can tokenize off the thread that runs the model.
+#[derive(Debug, Clone)]
+pub struct EncodedText {
+    sequences: Vec<Encoded>,
+}
+
+impl EncodedText {
+    /// Tokens over every sequence, special tokens included.
+    pub fn tokens(&self) -> usize {
+        self.sequences.iter().map(Encoded::len).sum()
+    }
+
+    /// Sequences (1, or the number of windows).
+    pub fn sequences(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// The longest sequence's tokens: what it pads a batch to.
+    pub fn longest(&self) -> usize {
+        self.sequences.iter().map(Encoded::len).max().unwrap_or(0)
+    }
+
+    /// Whether the text was cut to the model's limit.
+    pub fn truncated(&self) -> bool {
+        self.sequences.iter().any(|e| e.truncated)
+    }
+}
+
 /// The batching engine over one loaded model (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Batcher<'a> {
     classifier: &'a Classifier,
     options: ClassifyOptions,
     batch_size: usize,
+    /// At most this many padded tokens (longest × count) per forward pass.
+    max_batch_tokens: Option<usize>,
     window_items: usize,
     window_bytes: usize,
     cancel: Option<CancelFlag>,
@@ -132,10 +164,19 @@ impl<'a> Batcher<'a> {
             classifier,
             options,
             batch_size,
+            max_batch_tokens: None,
             window_items: batch_size * WINDOW_BATCHES,
             window_bytes: WINDOW_BYTES,
             cancel: None,
         }
+    }
+
+    /// Also caps each forward pass at `tokens` padded tokens (the longest
+    /// sequence's length times the sequences), as TEI's `--max-batch-tokens`
+    /// counts them. A sequence longer than the cap still runs, alone.
+    pub fn with_max_batch_tokens(mut self, tokens: usize) -> Self {
+        self.max_batch_tokens = Some(tokens.max(1));
+        self
     }
 
     /// Sequences per forward pass (clamped to 1..=[`MAX_BATCH_SIZE`]); the
@@ -255,28 +296,84 @@ impl<'a> Batcher<'a> {
         &self,
         items: &[T],
     ) -> Option<Vec<Option<Result<Prediction>>>> {
-        let classifier = self.classifier;
-        let post = classifier.postprocessor();
+        let with_text: Vec<&str> = items.iter().filter_map(Classifiable::text).collect();
+        let mut results = self
+            .classify_encoded(self.encode_all(&with_text))?
+            .into_iter();
+        Some(
+            items
+                .iter()
+                .map(|item| item.text().and_then(|_| results.next()))
+                .collect(),
+        )
+    }
+
+    /// One text's sequences under this batcher's options (truncated, or
+    /// every window). Any thread may call this.
+    pub fn encode(&self, text: &str) -> Result<EncodedText> {
+        let sequences = self.classifier.encode_text(text, self.options.long_text)?;
+        if sequences.is_empty() || sequences.iter().any(Encoded::is_empty) {
+            return Err(Error::tokenize(
+                "the tokenizer produced no tokens for the text",
+            ));
+        }
+        Ok(EncodedText { sequences })
+    }
+
+    /// [`Batcher::encode`] for many texts. Truncation encodes them in one
+    /// call (the tokenizer parallelises it) and retries text by text only
+    /// if that call fails, so only the offending texts fail.
+    pub fn encode_all(&self, texts: &[&str]) -> Vec<Result<EncodedText>> {
+        let batch = match self.options.long_text {
+            LongText::Truncate => self.classifier.encode_batch(texts).ok(),
+            LongText::Window { .. } => None,
+        };
+        match batch {
+            Some(encoded) => encoded
+                .into_iter()
+                .map(|e| match e.is_empty() {
+                    true => Err(Error::tokenize(
+                        "the tokenizer produced no tokens for the text",
+                    )),
+                    false => Ok(EncodedText { sequences: vec![e] }),
+                })
+                .collect(),
+            None => texts.iter().map(|text| self.encode(text)).collect(),
+        }
+    }
+
+    /// Classifies already-encoded texts (a tokenization error stays that
+    /// text's result): every sequence sorted by length, run in batches of
+    /// at most the batch size and the token cap, and folded back into its
+    /// text's prediction. `None` when the run was cancelled first.
+    pub fn classify_encoded(
+        &self,
+        texts: Vec<Result<EncodedText>>,
+    ) -> Option<Vec<Result<Prediction>>> {
+        let post = self.classifier.postprocessor();
         let (windowed, aggregate) = match self.options.long_text {
             LongText::Truncate => (false, Aggregate::Mean),
             LongText::Window { aggregate, .. } => (true, aggregate),
         };
-        let mut states: Vec<State> = items
-            .iter()
-            .map(|item| match item.text() {
-                Some(_) => State::Pending(None),
-                None => State::NoText,
-            })
-            .collect();
-        let encoded = self.encode(items, &mut states);
+        let mut states: Vec<State> = Vec::with_capacity(texts.len());
+        let mut encoded: Vec<(usize, EncodedText)> = Vec::with_capacity(texts.len());
+        for (i, text) in texts.into_iter().enumerate() {
+            match text {
+                Ok(text) => {
+                    states.push(State::Pending(None));
+                    encoded.push((i, text));
+                }
+                Err(err) => states.push(State::Failed(err)),
+            }
+        }
 
         // Every sequence of every text, sorted by length so batches pad little.
         let mut order: Vec<(usize, &Encoded)> = encoded
             .iter()
-            .flat_map(|(i, sequences)| sequences.iter().map(move |e| (*i, e)))
+            .flat_map(|(i, text)| text.sequences.iter().map(move |e| (*i, e)))
             .collect();
         order.sort_by_key(|(_, e)| e.len());
-        for chunk in order.chunks(self.batch_size) {
+        for chunk in self.chunks(&order) {
             if self.cancelled() {
                 return None;
             }
@@ -297,61 +394,37 @@ impl<'a> Batcher<'a> {
             states
                 .into_iter()
                 .map(|state| match state {
-                    State::NoText => None,
-                    State::Failed(err) => Some(Err(err)),
-                    State::Pending(Some(scored)) => Some(Ok(post.finish(
-                        scored,
-                        aggregate,
-                        windowed,
-                        self.options.top_k,
-                    ))),
-                    State::Pending(None) => Some(Err(Error::tokenize(
+                    State::Failed(err) => Err(err),
+                    State::Pending(Some(scored)) => {
+                        Ok(post.finish(scored, aggregate, windowed, self.options.top_k))
+                    }
+                    State::Pending(None) => Err(Error::tokenize(
                         "the tokenizer produced no sequence for the text",
-                    ))),
+                    )),
                 })
                 .collect(),
         )
     }
 
-    /// Tokenizes the items with a text, keyed by index; a text that fails
-    /// marks its state failed. Truncation encodes the window in one call
-    /// (the tokenizer parallelises it) and retries text by text only if
-    /// that call fails, so only the offending texts fail.
-    fn encode<T: Classifiable>(
-        &self,
-        items: &[T],
-        states: &mut [State],
-    ) -> Vec<(usize, Vec<Encoded>)> {
-        let classifier = self.classifier;
-        let (indices, texts): (Vec<usize>, Vec<&str>) = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| item.text().map(|t| (i, t)))
-            .unzip();
-        let batch = match self.options.long_text {
-            LongText::Truncate => classifier.encode_batch(&texts).ok(),
-            LongText::Window { .. } => None,
-        };
-        let per_text: Vec<Result<Vec<Encoded>>> = match batch {
-            Some(encoded) => encoded.into_iter().map(|e| Ok(vec![e])).collect(),
-            None => texts
-                .iter()
-                .map(|text| classifier.encode_text(text, self.options.long_text))
-                .collect(),
-        };
-        let mut encoded = Vec::with_capacity(indices.len());
-        for (i, result) in indices.into_iter().zip(per_text) {
-            match result {
-                Ok(sequences) if sequences.iter().any(Encoded::is_empty) => {
-                    states[i] = State::Failed(Error::tokenize(
-                        "the tokenizer produced no tokens for the text",
-                    ));
+    /// Consecutive runs of the length-sorted sequences, each at most the
+    /// batch size and (when set) the padded-token cap.
+    fn chunks<'o, 'e>(&self, order: &'o [(usize, &'e Encoded)]) -> Vec<&'o [(usize, &'e Encoded)]> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && end - start < self.batch_size {
+                // Sorted ascending: the newest sequence is the longest.
+                let padded = (end - start + 1) * order[end].1.len();
+                if self.max_batch_tokens.is_some_and(|cap| padded > cap) {
+                    break;
                 }
-                Ok(sequences) => encoded.push((i, sequences)),
-                Err(err) => states[i] = State::Failed(err),
+                end += 1;
             }
+            chunks.push(&order[start..end]);
+            start = end;
         }
-        encoded
+        chunks
     }
 
     /// Logits for each (item, sequence) of a batch. If the batch fails as a
@@ -416,7 +489,6 @@ type SequenceLogits<'e> = (usize, Result<(Vec<f32>, &'e Encoded)>);
 
 /// Where one item of a window stands.
 enum State {
-    NoText,
     /// Scored so far (None until its first sequence is back).
     Pending(Option<Scored>),
     Failed(Error),

@@ -48,10 +48,12 @@ pub mod input;
 pub mod model;
 pub mod output;
 pub mod postprocess;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod tokenize;
 
-pub use batch::{Batcher, CancelFlag, Classifiable, Feed, RunSummary, Sink};
+pub use batch::{Batcher, CancelFlag, Classifiable, EncodedText, Feed, RunSummary, Sink};
 pub use classifier::{Classifier, ClassifierBuilder, ClassifyOptions, LongText, Precision};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};

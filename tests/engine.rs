@@ -211,3 +211,30 @@ fn a_texts_logits_do_not_depend_on_its_batch() {
         }
     }
 }
+
+/// Texts tokenized apart from the run (as a server does, off the model
+/// thread) and run under a padded-token cap get exactly the predictions of
+/// an ordinary run; a tokenization failure stays its own text's result.
+#[test]
+fn pre_encoded_texts_under_a_token_cap_match_an_ordinary_run() {
+    let classifier = load(&tiny_model_dir());
+    let texts = texts(40);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ordinary = predict(&classifier, &refs);
+    for cap in [1, 64, 200, 100_000] {
+        let batcher = classifier
+            .batcher(ClassifyOptions::default())
+            .with_max_batch_tokens(cap);
+        let encoded = batcher.encode_all(&refs);
+        assert!(encoded.iter().all(|e| e.as_ref().unwrap().sequences() == 1));
+        let results = batcher.classify_encoded(encoded).unwrap();
+        for (got, want) in results.iter().zip(&ordinary) {
+            assert_eq!(got.as_ref().unwrap().logits, want.logits, "cap {cap}");
+        }
+    }
+    let batcher = classifier.batcher(ClassifyOptions::default());
+    let mut encoded = batcher.encode_all(&refs[..3]);
+    encoded[1] = Err(sentiment::Error::InvalidOption("bad".into()));
+    let results = batcher.classify_encoded(encoded).unwrap();
+    assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+}

@@ -18,7 +18,10 @@ use sentiment::{Classifier, ClassifyOptions, ModelSpec, Precision};
 /// (config under tests/fixtures/real-shape, a tokenizer of its family).
 const MODELS: [(&str, &str); 2] = [
     ("twitter-roberta-base-sentiment-latest.json", "tiny-roberta"),
-    ("bert-base-multilingual-uncased-sentiment.json", "tiny-distilbert"),
+    (
+        "bert-base-multilingual-uncased-sentiment.json",
+        "tiny-distilbert",
+    ),
 ];
 
 /// A deterministic normal(0, std) stream (xorshift + Box-Muller): the
@@ -117,10 +120,12 @@ fn sst2_dev() -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["text"]
-            .as_str()
-            .unwrap()
-            .to_string())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -193,7 +198,10 @@ fn real_shape_models_load_classify_bench_and_agree_in_int8() {
             .zip(&int8_logits)
             .filter(|(a, b)| argmax(a) == argmax(b))
             .count();
-        assert!(raw as f64 >= 0.99 * texts.len() as f64, "{config_file}: raw {raw}");
+        assert!(
+            raw as f64 >= 0.99 * texts.len() as f64,
+            "{config_file}: raw {raw}"
+        );
         // Centred labels hinge on differences between texts far smaller than
         // a trained model's margins, so int8's rounding flips some (97.0%
         // RoBERTa, 90.0% BERT with 5 classes, measured 2026-11-23; the
@@ -205,13 +213,22 @@ fn real_shape_models_load_classify_bench_and_agree_in_int8() {
             .map(|(a, b)| max_abs_diff(a, b))
             .fold(0f32, f32::max);
         eprintln!("{config_file}: int8 max |Δlogit| {worst:e}");
-        assert!(worst > 0.0 && worst < 0.05, "{config_file}: int8 |Δlogit| {worst}");
+        assert!(
+            worst > 0.0 && worst < 0.05,
+            "{config_file}: int8 |Δlogit| {worst}"
+        );
 
         let output = std::process::Command::new(binary())
             .args(["-m", dir.path().to_str().unwrap(), "bench"])
             .args(["--runs", "2", "--warmup", "1", "--lengths", "16,128"])
             .args(["--batch-sizes", "8", "--format", "json"])
-            .args(["--dataset", fixture("real-shape").join("dataset.jsonl").to_str().unwrap()])
+            .args([
+                "--dataset",
+                fixture("real-shape")
+                    .join("dataset.jsonl")
+                    .to_str()
+                    .unwrap(),
+            ])
             .output()
             .unwrap();
         assert_eq!(

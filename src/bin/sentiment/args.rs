@@ -95,6 +95,9 @@ pub enum Command {
     Batch(BatchArgs),
     /// Measure load time, latency, throughput and accuracy.
     Bench(BenchArgs),
+    /// Serve the model over HTTP (TEI-compatible /predict, /classify,
+    /// /health, /info, /metrics) with dynamic batching.
+    Serve(ServeArgs),
     /// Print a shell completion script to stdout.
     Completions {
         #[arg(value_enum)]
@@ -170,6 +173,60 @@ impl LongTextArgs {
             }),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default: expose it deliberately).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0: any free port; the ready line says which).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Padded tokens per forward pass (the longest sequence times the
+    /// sequences, as TEI counts them).
+    #[arg(long, default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_batch_tokens: u32,
+
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
+    pub max_batch_requests: u32,
+
+    /// Requests handled at once; more are answered 429 at once.
+    #[arg(long, default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
+    pub max_concurrent_requests: u32,
+
+    /// Texts in one request; more are answered 413.
+    #[arg(long, default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
+    pub max_client_batch_size: u32,
+
+    /// Request body limit in bytes; larger bodies are answered 413.
+    #[arg(long, default_value_t = 2_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub payload_limit: u64,
+
+    /// Seconds before a request that has not been answered gets 408.
+    #[arg(long, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub request_timeout: u64,
+
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(
+        long,
+        env = "SENTIMENT_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    #[command(flatten)]
+    pub long_text: LongTextArgs,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod exit;
 mod load;
 mod predict;
 mod reader;
+mod serve;
 mod writer;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(&cli.model, args),
         Command::Batch(args) => batch::run(&cli.model, args),
         Command::Bench(args) => bench::run(&cli.model, args),
+        Command::Serve(args) => serve::run(&cli.model, args),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man => docs::man(),
     };

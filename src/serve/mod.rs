@@ -1,0 +1,132 @@
+//! `sentiment serve`: an HTTP service over one loaded [`Classifier`],
+//! compatible with text-embeddings-inference's classification API
+//! (`POST /predict`), with our richer `POST /classify`, `GET /health`,
+//! `GET /info` and Prometheus `GET /metrics` (feature `serve`).
+//!
+//! Requests are tokenized on tokio's blocking pool, queued, and batched by
+//! one model thread ([`queue`]). Past `max_concurrent_requests` a request
+//! gets 429 at once; nothing queues without bound.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sentiment::serve::{Server, ServerConfig};
+//!
+//! let classifier = Arc::new(sentiment::Classifier::builder().build()?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! Server::new(classifier, ServerConfig::default())
+//!     .run(listener, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+pub mod metrics;
+pub mod queue;
+pub mod request;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::classifier::{Classifier, ClassifyOptions};
+use metrics::Metrics;
+use queue::{BatchLimits, Queue};
+
+/// The server's limits and settings (TEI's names where TEI has one).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// What a request without `"truncate"` gets: truncation (the default)
+    /// or windows.
+    pub options: ClassifyOptions,
+    /// Padded tokens per forward pass.
+    pub max_batch_tokens: usize,
+    /// Sequences per forward pass.
+    pub max_batch_requests: usize,
+    /// Requests handled at once; more get 429.
+    pub max_concurrent_requests: usize,
+    /// Texts in one request; more get 413.
+    pub max_client_batch_size: usize,
+    /// Request body bytes; more get 413.
+    pub payload_limit: usize,
+    /// A request not answered by then gets 408.
+    pub request_timeout: Duration,
+    /// Required as `Authorization: Bearer <key>` on every route but /health.
+    pub api_key: Option<String>,
+    /// The model's name in /info.
+    pub model_id: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            options: ClassifyOptions::default(),
+            max_batch_tokens: 16_384,
+            max_batch_requests: 64,
+            max_concurrent_requests: 512,
+            max_client_batch_size: 32,
+            payload_limit: 2_000_000,
+            request_timeout: Duration::from_secs(60),
+            api_key: None,
+            model_id: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// These settings with another model name for /info.
+    pub fn with_model_id(mut self, model_id: impl Into<String>) -> Self {
+        self.model_id = model_id.into();
+        self
+    }
+}
+
+/// A configured server over one model.
+pub struct Server {
+    classifier: Arc<Classifier>,
+    config: ServerConfig,
+}
+
+impl Server {
+    pub fn new(classifier: Arc<Classifier>, config: ServerConfig) -> Self {
+        Self { classifier, config }
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops
+    /// accepting, answers every request already in, and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let metrics = Arc::new(Metrics::new());
+        let queue = Queue::new();
+        let limits = BatchLimits {
+            max_batch_tokens: self.config.max_batch_tokens.max(1),
+            max_batch_requests: self.config.max_batch_requests.max(1),
+        };
+        let worker = {
+            let (classifier, queue, metrics) =
+                (self.classifier.clone(), queue.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("sentiment-model".into())
+                .spawn(move || queue::run_worker(classifier, queue, limits, metrics))?
+        };
+        let app = routes::router(routes::AppState::new(
+            self.classifier,
+            self.config,
+            queue.clone(),
+            metrics,
+        ));
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        // Every handler has returned: nothing more will be queued.
+        queue.close();
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        served
+    }
+}

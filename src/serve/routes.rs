@@ -1,0 +1,435 @@
+//! The routes, their middleware (API key, concurrency limit, metrics) and
+//! the JSON shapes of their answers and errors.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::metrics::{Metrics, RequestLabels};
+use super::queue::{Job, Queue};
+use super::request::{Inputs, PredictRequest};
+use super::ServerConfig;
+use crate::batch::EncodedText;
+use crate::classifier::{Classifier, ClassifyOptions, LongText};
+use crate::error::Result;
+use crate::postprocess::Prediction;
+
+#[derive(Clone)]
+pub struct AppState {
+    classifier: Arc<Classifier>,
+    config: Arc<ServerConfig>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(
+        classifier: Arc<Classifier>,
+        config: ServerConfig,
+        queue: Arc<Queue>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+        Self {
+            classifier,
+            config: Arc::new(config),
+            queue,
+            metrics,
+            permits,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let inference = Router::new()
+        .route("/predict", post(predict))
+        .route("/classify", post(classify))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_concurrency,
+        ));
+    let protected = Router::new()
+        .merge(inference)
+        .route("/info", get(info))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(protected)
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.payload_limit,
+        ))
+        .with_state(state)
+}
+
+/// An error answer in TEI's shape: `{"error": ..., "error_type": ...}`.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.message, "error_type": self.kind}));
+        (self.status, body).into_response()
+    }
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    state.metrics.in_flight.inc();
+    let response = next.run(request).await;
+    state.metrics.in_flight.dec();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { route, status })
+        .inc();
+    response
+}
+
+async fn limit_concurrency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        drain(request, state.config.payload_limit).await;
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!(
+                "the server is handling {} requests, its limit; retry later",
+                state.config.max_concurrent_requests
+            ),
+        )
+        .into_response();
+    };
+    next.run(request).await
+}
+
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = bearer(request.headers());
+        if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), key.as_bytes())) {
+            drain(request, state.config.payload_limit).await;
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid \"Authorization: Bearer <key>\" header is required",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Reads and drops a refused request's body (up to `limit` bytes): a
+/// client still sending it would otherwise see its connection reset
+/// instead of the answer.
+async fn drain(request: Request, limit: usize) {
+    let _ = axum::body::to_bytes(request.into_body(), limit).await;
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell an attacker how much of a guessed key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route: try POST /predict, POST /classify, GET /health, GET /info or GET /metrics",
+    )
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let classifier = &state.classifier;
+    let config = classifier.config();
+    let id2label: serde_json::Map<String, serde_json::Value> = classifier
+        .labels()
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (i.to_string(), json!(label)))
+        .collect();
+    Json(json!({
+        "model_id": state.config.model_id,
+        "model_type": {"classifier": {"id2label": id2label}},
+        "architecture": config.class_name,
+        "labels": classifier.labels(),
+        "precision": classifier.precision().as_str(),
+        "max_input_length": classifier.max_input_tokens(),
+        "max_batch_tokens": state.config.max_batch_tokens,
+        "max_batch_requests": state.config.max_batch_requests,
+        "max_concurrent_requests": state.config.max_concurrent_requests,
+        "max_client_batch_size": state.config.max_client_batch_size,
+        "long_text": match state.config.options.long_text {
+            LongText::Truncate => "truncate",
+            LongText::Window { .. } => "window",
+        },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// TEI's answer: every label with its score, best first.
+#[derive(Serialize)]
+struct LabelScore {
+    label: String,
+    score: f32,
+}
+
+async fn predict(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let (request, predictions) = match run(&state, body).await {
+        Ok(done) => done,
+        Err(err) => return err.into_response(),
+    };
+    let labels = state.classifier.labels();
+    let shape = |prediction: Prediction| -> Vec<LabelScore> {
+        let mut scores: Vec<LabelScore> = match request.raw_scores {
+            true => labels
+                .iter()
+                .zip(prediction.logits)
+                .map(|(label, score)| LabelScore {
+                    label: label.clone(),
+                    score,
+                })
+                .collect(),
+            false => prediction
+                .scores
+                .into_iter()
+                .map(|s| LabelScore {
+                    label: s.label,
+                    score: s.score,
+                })
+                .collect(),
+        };
+        scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+        scores
+    };
+    let mut shaped: Vec<Vec<LabelScore>> = predictions.into_iter().map(shape).collect();
+    match request.inputs {
+        Inputs::One(_) => Json(shaped.pop().unwrap_or_default()).into_response(),
+        Inputs::Many(_) => Json(shaped).into_response(),
+    }
+}
+
+async fn classify(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match run(&state, body).await {
+        Ok((request, mut predictions)) => match request.inputs {
+            Inputs::One(_) => Json(predictions.pop()).into_response(),
+            Inputs::Many(_) => Json(predictions).into_response(),
+        },
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Parses, validates, tokenizes (off the async threads), queues, and waits
+/// for the model thread's answer.
+async fn run(
+    state: &AppState,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(PredictRequest, Vec<Prediction>), ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload",
+            _ => "validation",
+        };
+        ApiError::new(
+            status,
+            kind,
+            match status {
+                StatusCode::PAYLOAD_TOO_LARGE => format!(
+                    "the body is over the {} byte limit",
+                    state.config.payload_limit
+                ),
+                _ => rejection.body_text(),
+            },
+        )
+    })?;
+    let request = PredictRequest::parse(&body).map_err(|err| ApiError::validation(err.0))?;
+    let count = request.inputs.len();
+    if count == 0 {
+        return Err(ApiError::validation("\"inputs\" is an empty list"));
+    }
+    if count > state.config.max_client_batch_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "validation",
+            format!(
+                "{count} inputs in one request, over the limit of {}",
+                state.config.max_client_batch_size
+            ),
+        ));
+    }
+    let options = match request.truncate {
+        Some(true) => state.config.options.with_long_text(LongText::Truncate),
+        _ => state.config.options,
+    };
+    let refuse_long = request.truncate == Some(false);
+    let texts: Vec<String> = request
+        .inputs
+        .texts()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let classifier = state.classifier.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        classifier.batcher(options).encode_all(&refs)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tokenizer",
+            "tokenization failed",
+        )
+    })?;
+    check_encoded(
+        &encoded,
+        refuse_long,
+        state.classifier.max_input_tokens(),
+        &options,
+    )?;
+
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        texts: encoded,
+        options,
+        enqueued: Instant::now(),
+        reply,
+    };
+    if !state.queue.push(job) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "the server is shutting down",
+        ));
+    }
+    let results = answer.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "backend",
+            "the model thread stopped",
+        )
+    })?;
+    let mut predictions = Vec::with_capacity(results.len());
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(prediction) => predictions.push(prediction),
+            Err(err) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "backend",
+                    format!("inputs[{index}]: {}", err.chain_message()),
+                ))
+            }
+        }
+    }
+    Ok((request, predictions))
+}
+
+/// A text that cannot be tokenized is the client's error (422); one over
+/// the limit with `"truncate": false` is too (413, as TEI answers).
+fn check_encoded(
+    encoded: &[Result<EncodedText>],
+    refuse_long: bool,
+    limit: usize,
+    options: &ClassifyOptions,
+) -> Result<(), ApiError> {
+    for (index, text) in encoded.iter().enumerate() {
+        match text {
+            Err(err) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "tokenizer",
+                    format!("inputs[{index}]: {}", err.chain_message()),
+                ))
+            }
+            Ok(text) if refuse_long && options.long_text == LongText::Truncate && text.truncated() => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "validation",
+                    format!(
+                        "inputs[{index}] is longer than the model's {limit} tokens and \"truncate\" is false"
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}

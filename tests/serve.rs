@@ -1,0 +1,456 @@
+//! `sentiment serve` end to end: the real binary on an ephemeral port with
+//! the tiny fixture model, spoken to over HTTP with ureq.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A running server; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        Self::start_with(extra, |_| {})
+    }
+
+    // The child is waited for in Drop (or at once if it never gets ready).
+    #[allow(clippy::zombie_processes)]
+    fn start_with(extra: &[&str], configure: impl FnOnce(&mut std::process::Command)) -> Self {
+        let mut command = sentiment_command(&["-m", tiny_model_dir().to_str().unwrap(), "serve"]);
+        command
+            .args(["--port", "0"])
+            .args(extra)
+            .env_remove("SENTIMENT_API_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("start sentiment serve");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait();
+                panic!("the server exited before it was ready: {status:?}");
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let base = rest.split_whitespace().next().unwrap().to_string();
+                // Keep draining stderr so the server never blocks on it.
+                std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                return Self { child, base };
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        send(
+            ureq::post(&self.url(path)).set("Content-Type", "application/json"),
+            Some(body),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let response = match ureq::get(&self.url(path)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(err) => panic!("GET {path}: {err}"),
+        };
+        (response.status(), response.into_string().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a request; any status comes back with its JSON body.
+fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value) {
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(err) => panic!("request failed: {err}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn long_text() -> String {
+    "the movie was fine but long ".repeat(200)
+}
+
+#[test]
+fn predict_answers_in_teis_shape_with_the_librarys_scores() {
+    let server = Server::start(&[]);
+    let classifier = load(&tiny_model_dir());
+    let (status, one) = server.post("/predict", r#"{"inputs": "I love this movie"}"#);
+    assert_eq!(status, 200, "{one}");
+    let expected = &predict(&classifier, &["I love this movie"])[0];
+    let scores = one.as_array().unwrap();
+    assert_eq!(scores.len(), 3);
+    for (got, want) in scores.iter().zip(&expected.scores) {
+        assert_eq!(got["label"], want.label.as_str());
+        assert!((got["score"].as_f64().unwrap() as f32 - want.score).abs() < 1e-6);
+    }
+    let descending = scores
+        .windows(2)
+        .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64());
+    assert!(descending, "{one}");
+
+    let (status, many) = server.post("/predict", r#"{"inputs": ["good", "bad", ""]}"#);
+    assert_eq!(status, 200, "{many}");
+    assert_eq!(many.as_array().unwrap().len(), 3);
+    assert!(many[0].is_array() && many[0][0]["label"].is_string());
+
+    // raw_scores: the logits, still best first.
+    let (status, raw) = server.post("/predict", r#"{"inputs": "great", "raw_scores": true}"#);
+    assert_eq!(status, 200);
+    let logits = &predict(&classifier, &["great"])[0].logits;
+    let mut best_first = logits.clone();
+    best_first.sort_by(|a, b| b.total_cmp(a));
+    for (got, want) in raw.as_array().unwrap().iter().zip(best_first) {
+        assert!((got["score"].as_f64().unwrap() as f32 - want).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn classify_answers_with_predicts_json_fields() {
+    let server = Server::start(&[]);
+    let (status, one) = server.post("/classify", r#"{"inputs": "I love this movie"}"#);
+    assert_eq!(status, 200, "{one}");
+    for field in ["label", "score", "scores", "truncated"] {
+        assert!(one.get(field).is_some(), "{field} in {one}");
+    }
+    let body = json!({"inputs": [long_text(), "short"]}).to_string();
+    let (status, many) = server.post("/classify", &body);
+    assert_eq!(status, 200, "{many}");
+    assert_eq!(many[0]["truncated"], true);
+    assert_eq!(many[1]["truncated"], false);
+}
+
+#[test]
+fn health_info_and_metrics() {
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/health").0, 200);
+    let (status, info) = server.get("/info");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["architecture"], "DistilBertForSequenceClassification");
+    assert_eq!(info["labels"], json!(["NEGATIVE", "NEUTRAL", "POSITIVE"]));
+    assert_eq!(info["max_input_length"], 512);
+    assert_eq!(info["precision"], "f32");
+    assert!(info["version"].is_string());
+    server.post("/predict", r#"{"inputs": ["a", "b"]}"#);
+    server.post("/predict", "not json");
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "sentiment_requests_total{route=\"/predict\",status=\"200\"} 1",
+        "sentiment_requests_total{route=\"/predict\",status=\"422\"} 1",
+        "sentiment_queue_duration_seconds_bucket",
+        "sentiment_inference_duration_seconds_count 1",
+        "sentiment_batch_size_sum 2",
+        "sentiment_tokens_total 6",
+        "sentiment_requests_in_flight",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+}
+
+#[test]
+fn bad_requests_get_their_status_and_a_message() {
+    let server = Server::start(&["--payload-limit", "8192", "--max-client-batch-size", "4"]);
+    let long = json!({"inputs": long_text(), "truncate": false}).to_string();
+    let many = json!({"inputs": ["a", "b", "c", "d", "e"]}).to_string();
+    let huge = json!({"inputs": "x".repeat(10_000)}).to_string();
+    for (body, status, says) in [
+        ("not json", 422, "not valid JSON"),
+        ("[1, 2]", 422, "JSON object"),
+        (r#"{"text": "hi"}"#, 422, "no \"inputs\""),
+        (r#"{"inputs": 42}"#, 422, "string or a list"),
+        (r#"{"inputs": ["ok", 7]}"#, 422, "inputs[1]"),
+        (r#"{"inputs": [["a", "b"]]}"#, 422, "pairs"),
+        (r#"{"inputs": []}"#, 422, "empty"),
+        (
+            r#"{"inputs": "a", "truncate": "yes"}"#,
+            422,
+            "true or false",
+        ),
+        (r#"{"inputs": "a", "extra": 1}"#, 422, "unknown field"),
+        (
+            r#"{"inputs": "a", "truncation_direction": "Left"}"#,
+            422,
+            "Right",
+        ),
+        (long.as_str(), 413, "truncate"),
+        (many.as_str(), 413, "limit of 4"),
+        (huge.as_str(), 413, "8192 byte limit"),
+    ] {
+        let (got, answer) = server.post("/predict", body);
+        assert_eq!(got, status, "{body:.60}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body:.60}: {answer}");
+        assert!(answer["error_type"].is_string(), "{answer}");
+    }
+    // The same long text is fine when truncation is asked for.
+    let body = json!({"inputs": long_text(), "truncate": true}).to_string();
+    assert_eq!(server.post("/predict", &body).0, 200);
+    assert_eq!(server.get("/nowhere").0, 404);
+    // A wrong method on a route.
+    assert_eq!(server.get("/predict").0, 405);
+}
+
+#[test]
+fn the_api_key_guards_every_route_but_health() {
+    let server = Server::start_with(&[], |c| {
+        c.env("SENTIMENT_API_KEY", "s3cret");
+    });
+    let body = Some(r#"{"inputs": "hi"}"#);
+    let post = || ureq::post(&server.url("/predict"));
+    assert_eq!(send(post(), body).0, 401);
+    assert_eq!(
+        send(post().set("Authorization", "Bearer wrong"), body).0,
+        401
+    );
+    assert_eq!(send(post().set("Authorization", "s3cret"), body).0, 401);
+    assert_eq!(
+        send(post().set("Authorization", "Bearer s3cret"), body).0,
+        200
+    );
+    assert_eq!(send(ureq::get(&server.url("/info")), None).0, 401);
+    assert_eq!(send(ureq::get(&server.url("/metrics")), None).0, 401);
+    assert_eq!(server.get("/health").0, 200);
+}
+
+/// Runs `clients` threads, each sending its own body once; returns each
+/// thread's (status, answer) in thread order.
+fn concurrently(server: &Server, bodies: Vec<String>) -> Vec<(u16, Value)> {
+    let url = Arc::new(server.url("/predict"));
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let url = url.clone();
+            std::thread::spawn(move || send(ureq::post(&url), Some(&body)))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn fifty_concurrent_clients_each_get_their_own_answer() {
+    let server = Server::start(&[]);
+    let classifier = load(&tiny_model_dir());
+    let texts: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "review {i}: {}",
+                "good ".repeat(i % 7) + &"bad ".repeat(i % 5)
+            )
+        })
+        .collect();
+    let bodies = texts
+        .iter()
+        .map(|t| json!({"inputs": t}).to_string())
+        .collect();
+    let answers = concurrently(&server, bodies);
+    for (text, (status, answer)) in texts.iter().zip(answers) {
+        assert_eq!(status, 200, "{answer}");
+        let want = &predict(&classifier, &[text.as_str()])[0];
+        assert_eq!(answer[0]["label"], want.label.as_str(), "{text}");
+        let score = answer[0]["score"].as_f64().unwrap() as f32;
+        assert!(
+            (score - want.score).abs() < 1e-6,
+            "{text}: {score} vs {}",
+            want.score
+        );
+    }
+    // They were batched: fewer forward rounds than requests.
+    let metrics = server.get("/metrics").1;
+    let rounds: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sentiment_batch_size_count "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rounds < 50, "{rounds} rounds for 50 requests");
+}
+
+#[test]
+fn a_flood_over_the_concurrency_limit_gets_429_and_nothing_else_fails() {
+    let server = Server::start(&["--max-concurrent-requests", "2", "--long-text", "window"]);
+    let body = json!({"inputs": vec![long_text(); 8]}).to_string();
+    let answers = concurrently(&server, vec![body; 24]);
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let overloaded = answers.iter().find(|(s, _)| *s == 429).unwrap();
+    assert_eq!(overloaded.1["error_type"], "overloaded");
+}
+
+/// SIGTERM with requests in flight: each of them is answered, then the
+/// server exits 0.
+#[test]
+#[cfg(unix)]
+fn sigterm_finishes_the_requests_in_flight_then_exits_zero() {
+    let mut server = Server::start(&["--long-text", "window"]);
+    let body = json!({"inputs": vec![long_text(); 16]}).to_string();
+    let url = Arc::new(server.url("/predict"));
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || send(ureq::post(&url), Some(&body)))
+        })
+        .collect();
+    // Wait until every client is in (the /metrics request is one more).
+    let started = Instant::now();
+    loop {
+        let metrics = server.get("/metrics").1;
+        let in_flight: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sentiment_requests_in_flight "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if in_flight > 12 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "clients never got in"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) with the child's pid, which has not been reaped.
+    let sent = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    for client in clients {
+        let (status, answer) = client.join().unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer.as_array().unwrap().len(), 16);
+    }
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The body parser never panics, and a well-formed body parses to what it says.
+mod parser {
+    use proptest::prelude::*;
+    use sentiment::serve::request::{Inputs, PredictRequest};
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = PredictRequest::parse(&body);
+        }
+
+        #[test]
+        fn near_valid_bodies_parse_or_are_refused(
+            inputs in prop_oneof![
+                any::<String>().prop_map(serde_json::Value::from),
+                proptest::collection::vec(any::<String>(), 0..4).prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ],
+            truncate in prop_oneof![Just(None), any::<bool>().prop_map(Some), Just(Some(true))],
+            extra in proptest::option::of("[a-z_]{1,10}"),
+        ) {
+            let mut body = serde_json::json!({"inputs": inputs.clone()});
+            if let Some(truncate) = truncate {
+                body["truncate"] = truncate.into();
+            }
+            if let Some(extra) = &extra {
+                body[extra] = 1.into();
+            }
+            let parsed = PredictRequest::parse(body.to_string().as_bytes());
+            let known_extra = extra.as_deref().is_some_and(|e| {
+                ["inputs", "truncate", "raw_scores", "truncation_direction"].contains(&e)
+            });
+            match (&inputs, parsed) {
+                (serde_json::Value::String(text), Ok(request)) => {
+                    prop_assert_eq!(request.inputs, Inputs::One(text.clone()));
+                    if !known_extra {
+                        prop_assert_eq!(request.truncate, truncate);
+                    }
+                }
+                (serde_json::Value::Array(_), Ok(request)) => {
+                    prop_assert!(matches!(request.inputs, Inputs::Many(_)));
+                }
+                (_, Ok(request)) => prop_assert!(false, "accepted {:?}", request),
+                (serde_json::Value::String(_) | serde_json::Value::Array(_), Err(err)) => {
+                    prop_assert!(extra.is_some(), "refused a valid body: {}", err);
+                }
+                (_, Err(_)) => {}
+            }
+        }
+    }
+}
+
+/// A client that gives up while its request waits in the queue has its
+/// work dropped before it costs a forward pass.
+#[test]
+fn a_disconnected_clients_work_is_dropped_from_the_queue() {
+    let server = Server::start(&["--long-text", "window", "--payload-limit", "20000000"]);
+    // Keeps the model thread busy for a while.
+    let busy = json!({"inputs": vec!["a good film but long ".repeat(20_000); 4]}).to_string();
+    let url = server.url("/predict");
+    let first = std::thread::spawn(move || send(ureq::post(&url), Some(&busy)));
+    // Wait until the model thread has taken it (tokenizing comes first).
+    let started = Instant::now();
+    while !server
+        .get("/metrics")
+        .1
+        .contains("sentiment_queue_duration_seconds_count 1")
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let impatient = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(200))
+        .build();
+    let gave_up = impatient
+        .post(&server.url("/predict"))
+        .send_string(r#"{"inputs": "waiting in the queue"}"#);
+    assert!(
+        matches!(gave_up, Err(ureq::Error::Transport(_))),
+        "{gave_up:?}"
+    );
+    let (status, _) = first.join().unwrap();
+    assert_eq!(status, 200);
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics.contains("sentiment_requests_dropped_total 1"),
+        "{metrics}"
+    );
+    // Only the first request's texts reached the model.
+    assert!(
+        metrics.contains("sentiment_inference_duration_seconds_count 1"),
+        "{metrics}"
+    );
+}
