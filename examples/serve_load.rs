@@ -74,16 +74,37 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 struct Level {
     sentences_per_s: f64,
     p50: f64,
     p95: f64,
     p99: f64,
     errors: u64,
+    client_cpu: f64,
+    server_cpu: f64,
 }
 
 /// One pass over the dataset with `clients` threads.
-fn run_level(url: &str, texts: &Arc<Vec<String>>, clients: usize) -> Level {
+fn run_level(url: &str, texts: &Arc<Vec<String>>, clients: usize, server: u32) -> Level {
+    let (client0, server0) = (cpu_seconds("self"), cpu_seconds(&server.to_string()));
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(texts.len())));
@@ -140,6 +161,8 @@ fn run_level(url: &str, texts: &Arc<Vec<String>>, clients: usize) -> Level {
         p95: rank(0.95),
         p99: rank(0.99),
         errors: errors.load(Ordering::Relaxed),
+        client_cpu: cpu_seconds("self") - client0,
+        server_cpu: cpu_seconds(&server.to_string()) - server0,
     }
 }
 
@@ -151,13 +174,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn batch_sentences_per_s(args: &Args, count: usize) -> f64 {
     let started = Instant::now();
     let status = Command::new(&args.binary)
-        .args([
-            "--threads",
-            &args.threads,
-            "batch",
-            "--input",
-            &args.dataset,
-        ])
+        .args(["--threads", &args.threads, "batch"])
+        .stdin(std::fs::File::open(&args.dataset).expect("open the dataset"))
         .stdout(Stdio::null())
         .status()
         .expect("run sentiment batch");
@@ -192,9 +210,14 @@ fn main() {
     });
     let url = format!("{base}/predict");
     // Warm up, then take the idle RSS.
-    run_level(&url, &Arc::new(texts[..32.min(texts.len())].to_vec()), 4);
-    std::thread::sleep(Duration::from_millis(300));
     let pid = server.id();
+    run_level(
+        &url,
+        &Arc::new(texts[..32.min(texts.len())].to_vec()),
+        4,
+        pid,
+    );
+    std::thread::sleep(Duration::from_millis(300));
     let idle = rss_kib(pid);
     let peak = Arc::new(AtomicU64::new(idle));
     let sampling = Arc::new(AtomicBool::new(true));
@@ -208,12 +231,12 @@ fn main() {
         })
     };
     println!(
-        "| concurrency | sentences/s | vs batch | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|"
+        "| concurrency | sentences/s | vs batch | p50 ms | p95 ms | p99 ms | errors | CPU s: server / load generator |\n|---|---|---|---|---|---|---|---|"
     );
     let mut rows = Vec::new();
     for &clients in &args.concurrency {
         let levels: Vec<Level> = (0..args.repeats)
-            .map(|_| run_level(&url, &texts, clients))
+            .map(|_| run_level(&url, &texts, clients, pid))
             .collect();
         rows.push((clients, levels));
     }
@@ -230,12 +253,14 @@ fn main() {
         let pick = |f: fn(&Level) -> f64| median(levels.iter().map(f).collect());
         let rate = pick(|l| l.sentences_per_s);
         println!(
-            "| {clients} | {rate:.0} | {:.2}x | {:.2} | {:.2} | {:.2} | {} |",
+            "| {clients} | {rate:.0} | {:.2}x | {:.2} | {:.2} | {:.2} | {} | {:.1} / {:.1} |",
             rate / batch,
             pick(|l| l.p50),
             pick(|l| l.p95),
             pick(|l| l.p99),
-            levels.iter().map(|l| l.errors).sum::<u64>()
+            levels.iter().map(|l| l.errors).sum::<u64>(),
+            pick(|l| l.server_cpu),
+            pick(|l| l.client_cpu),
         );
     }
     println!(

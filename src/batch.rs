@@ -28,6 +28,11 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// tokens already takes gigabytes of activations.
 pub const MAX_BATCH_SIZE: usize = 4096;
 
+/// The fewest sequences a forward pass is cut to for padding's sake
+/// ([`Batcher::with_max_padding`]): smaller passes cost more per sequence
+/// than the padding they save.
+pub const MIN_SPLIT_BATCH: usize = 8;
+
 /// Batches per window: enough for length sorting to pay off, few enough
 /// to keep the window small.
 pub const WINDOW_BATCHES: usize = 16;
@@ -151,6 +156,9 @@ pub struct Batcher<'a> {
     batch_size: usize,
     /// At most this many padded tokens (longest × count) per forward pass.
     max_batch_tokens: Option<usize>,
+    /// Start a new forward pass rather than let padding exceed this
+    /// fraction of the real tokens (see [`Batcher::with_max_padding`]).
+    max_padding: Option<f32>,
     window_items: usize,
     window_bytes: usize,
     cancel: Option<CancelFlag>,
@@ -165,6 +173,7 @@ impl<'a> Batcher<'a> {
             options,
             batch_size,
             max_batch_tokens: None,
+            max_padding: None,
             window_items: batch_size * WINDOW_BATCHES,
             window_bytes: WINDOW_BYTES,
             cancel: None,
@@ -184,6 +193,16 @@ impl<'a> Batcher<'a> {
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.clamp(1, MAX_BATCH_SIZE);
         self.window_items = self.batch_size * WINDOW_BATCHES;
+        self
+    }
+
+    /// Splits a run's length-sorted sequences into more forward passes
+    /// rather than pad any pass by more than `fraction` of its real tokens
+    /// (once it holds [`MIN_SPLIT_BATCH`] sequences). For a server, whose
+    /// batches are whatever requests arrived together: 30 sentences of 5 to
+    /// 60 tokens padded to the longest cost twice their real tokens.
+    pub fn with_max_padding(mut self, fraction: f32) -> Self {
+        self.max_padding = Some(fraction.max(0.0));
         self
     }
 
@@ -413,10 +432,19 @@ impl<'a> Batcher<'a> {
         let mut start = 0;
         while start < order.len() {
             let mut end = start + 1;
+            let mut real = order[start].1.len();
             while end < order.len() && end - start < self.batch_size {
                 // Sorted ascending: the newest sequence is the longest.
-                let padded = (end - start + 1) * order[end].1.len();
+                let longest = order[end].1.len();
+                let padded = (end - start + 1) * longest;
                 if self.max_batch_tokens.is_some_and(|cap| padded > cap) {
+                    break;
+                }
+                real += longest;
+                let wasteful = self.max_padding.is_some_and(|fraction| {
+                    end - start >= MIN_SPLIT_BATCH && padded as f32 > (1.0 + fraction) * real as f32
+                });
+                if wasteful {
                     break;
                 }
                 end += 1;

@@ -17,6 +17,11 @@ use crate::classifier::{Classifier, ClassifyOptions};
 use crate::error::{Error, Result};
 use crate::postprocess::Prediction;
 
+/// Padding a forward pass may add, as a fraction of its real tokens,
+/// before its requests are split into another pass (see
+/// [`crate::Batcher::with_max_padding`]).
+const MAX_PADDING: f32 = 0.25;
+
 /// One request's texts, tokenized, waiting for the model.
 pub struct Job {
     pub texts: Vec<Result<EncodedText>>,
@@ -200,7 +205,8 @@ fn classify_group(
     let batcher = classifier
         .batcher(options)
         .with_batch_size(limits.max_batch_requests)
-        .with_max_batch_tokens(limits.max_batch_tokens);
+        .with_max_batch_tokens(limits.max_batch_tokens)
+        .with_max_padding(MAX_PADDING);
     let mut replies = Vec::with_capacity(group.len());
     let mut texts = Vec::new();
     for job in group {

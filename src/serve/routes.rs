@@ -24,6 +24,11 @@ use crate::classifier::{Classifier, ClassifyOptions, LongText};
 use crate::error::Result;
 use crate::postprocess::Prediction;
 
+/// Requests with at most this much text are tokenized on the async thread
+/// itself; larger ones on tokio's blocking pool, so that a long text never
+/// stalls the other connections.
+const INLINE_TOKENIZE_BYTES: usize = 8 << 10;
+
 #[derive(Clone)]
 pub struct AppState {
     classifier: Arc<Classifier>,
@@ -345,19 +350,29 @@ async fn run(
         .into_iter()
         .map(String::from)
         .collect();
-    let classifier = state.classifier.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        classifier.batcher(options).encode_all(&refs)
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "tokenizer",
-            "tokenization failed",
-        )
-    })?;
+    let encoded = if texts.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
+        // A few sentences tokenize in tens of microseconds: less than
+        // handing them to another thread would cost.
+        // One text at a time: `encode_all` would hand them to the
+        // tokenizer's rayon pool, whose wake-ups and spinning cost more
+        // than these texts and compete with the model's threads.
+        let batcher = state.classifier.batcher(options);
+        texts.iter().map(|text| batcher.encode(text)).collect()
+    } else {
+        let classifier = state.classifier.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            classifier.batcher(options).encode_all(&refs)
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "tokenizer",
+                "tokenization failed",
+            )
+        })?
+    };
     check_encoded(
         &encoded,
         refuse_long,

@@ -29,8 +29,11 @@ pub fn run(model: &ModelArgs, args: &ServeArgs) -> Result<u8> {
 
     // Two async threads are plenty: handlers only parse, queue and wait;
     // tokenization runs on the blocking pool and the model on its own thread.
+    // The blocking pool is capped too: each thread that allocates gets its
+    // own malloc arena, and hundreds of them doubled the RSS under load.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
