@@ -333,3 +333,32 @@ fn completions_into_a_closed_pipe_exit_quietly() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(output.stderr.is_empty(), "{}", stderr(&output));
 }
+
+/// `--precision` picks one precision outside `bench`, which compares a list;
+/// `--quantize int8` is its alias and may not contradict it.
+#[test]
+fn precision_lists_are_for_bench_only() {
+    let tiny = tiny_model_dir();
+    let tiny = tiny.to_str().unwrap();
+    for args in [
+        vec!["-m", tiny, "--precision", "f32,int8", "predict", "x"],
+        vec![
+            "-m",
+            tiny,
+            "--quantize",
+            "int8",
+            "--precision",
+            "f32",
+            "predict",
+            "x",
+        ],
+    ] {
+        let output = sentiment_command(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--precision"));
+    }
+    let output = sentiment_command(&["-m", tiny, "--precision", "int8", "predict", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+}

@@ -51,7 +51,7 @@ def stats_ms(samples):
     s = sorted(samples)
     n = len(s)
     rank = lambda q: s[min(max(int(np.ceil(q * n)), 1), n) - 1]  # noqa: E731
-    return {"mean_ms": statistics.fmean(s), "p50_ms": rank(.5), "p95_ms": rank(.95),
+    return {"mean_ms": statistics.fmean(s), "p5_ms": rank(.05), "p50_ms": rank(.5), "p95_ms": rank(.95),
             "p99_ms": rank(.99), "min_ms": s[0], "max_ms": s[-1],
             "stddev_ms": statistics.pstdev(s)}
 
@@ -81,6 +81,16 @@ def distilbert_base_random(model_dir: Path, like: Path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (model_dir / name).write_bytes((like / name).read_bytes())
     return model_dir
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def real_shape_random(model_dir: Path, config_file: Path, tokenizer_dir: Path):
@@ -290,6 +300,10 @@ def main():
                     help="bench random models of two hub models' shapes instead")
     ap.add_argument("--peers", default="all",
                     help="comma-separated subset: torch,pipeline,ort,ort-int8")
+    ap.add_argument("--plot", action="store_true",
+                    help="also draw bench_results/NAME.svg: latency by length and "
+                         "throughput by batch size, sentiment against each peer (matplotlib)")
+    ap.add_argument("--only-bundled", action="store_true", help="bench the bundled model only")
     ap.add_argument("--out", default="peers",
                     help="report name: writes bench_results/NAME.{md,json}")
     args = ap.parse_args()
@@ -302,11 +316,13 @@ def main():
     models = {"bundled (dim 384)": bundled, "distilbert-base shape (dim 768)": base}
     if args.real_shapes:
         models = real_shape_models()
+    if args.only_bundled:
+        models = {"bundled (dim 384)": bundled}
     by_name = {"torch": TorchPeer, "pipeline": PipelinePeer, "ort": OrtPeer,
                "ort-int8": OrtInt8Peer}
     peers = list(by_name.values()) if args.peers == "all" else [
         by_name[name] for name in args.peers.split(",")]
-    results = {"machine": {"cpu": platform.processor() or platform.machine(),
+    results = {"machine": {"cpu": cpu_model(),
                            "python": platform.python_version(), "torch": torch.__version__,
                            "transformers": transformers.__version__,
                            "onnxruntime": ort.__version__, "threads": args.threads,
@@ -328,7 +344,64 @@ def main():
     OUT.mkdir(exist_ok=True)
     (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1) + "\n")
     (OUT / f"{args.out}.md").write_text(markdown(results))
+    if args.plot:
+        plot(results, OUT / f"{args.out}.svg")
     print(markdown(results))
+
+
+def plot(results, path):
+    """The same two panels as `sentiment bench --plot`, one series per runtime:
+    batch-1 latency (p50, p5-p95 whiskers where known) by length, and
+    throughput by batch size. Markers as well as colours, white background."""
+    import matplotlib
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text
+    m = results["machine"]
+    lengths = results["args"]["lengths"]
+    markers = ["o", "^", "s", "x", "D", "v", "P"]
+    colours = ["#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+    for label, entry in results["models"].items():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6), facecolor="white")
+        runtimes = [k for k in entry if isinstance(entry[k], dict)]
+        for i, name in enumerate(runtimes):
+            data = entry[name]
+            if "devices" in data:  # sentiment's own report
+                dev = data["devices"][0]
+                lat = [(n, r["total"]) for n, r in zip(lengths, dev["latency"])]
+                thr = [(r["batch_size"], r["sentences_per_s"]) for r in dev["throughput"]]
+            else:
+                lat = [(n, r["total"]) for n, r in zip(lengths, data["latency"])]
+                thr = [(r["batch_size"], r["sentences_per_s"]) for r in data["throughput"]]
+            style = dict(marker=markers[i % len(markers)], color=colours[i % len(colours)],
+                         linewidth=2, markersize=7, label=name)
+            xs = [n for n, _ in lat]
+            p50 = [s["p50_ms"] for _, s in lat]
+            low = [s["p50_ms"] - s.get("p5_ms", s["min_ms"]) for _, s in lat]
+            high = [s["p95_ms"] - s["p50_ms"] for _, s in lat]
+            left.errorbar(xs, p50, yerr=[low, high], capsize=4, **style)
+            right.plot([b for b, _ in thr], [t for _, t in thr], **style)
+        for ax in (left, right):
+            ax.set_xscale("log")
+            ax.set_facecolor("white")
+            ax.grid(True, which="major", color="#dddddd")
+        left.set_yscale("log")
+        left.set_xlabel("input length (tokens, log scale)")
+        left.set_ylabel("batch-1 latency, ms (p50; whiskers p5/min–p95; log scale)")
+        left.set_title("Batch-1 latency by input length")
+        right.set_xlabel("batch size (texts per forward pass, log scale)")
+        right.set_ylabel("throughput, sentences/s (SST-2 dev, length-sorted)")
+        right.set_title("Throughput by batch size")
+        right.set_ylim(bottom=0)
+        left.legend(loc="upper left", framealpha=0.95)
+        fig.suptitle(f"{label}: sentiment against peers — {m['cpu']}, {m['threads']} threads; "
+                     f"torch {m['torch']}, onnxruntime {m['onnxruntime']}")
+        fig.tight_layout()
+        name = path if len(results["models"]) == 1 else path.with_name(
+            path.stem + "-" + label.split()[0] + path.suffix)
+        fig.savefig(name, facecolor="white")
+        plt.close(fig)
+        print(f"wrote {name}", file=sys.stderr)
 
 
 def ours(entry, key, lengths):
@@ -385,9 +458,11 @@ def markdown(results):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--render"]:  # re-render a saved report: --render NAME
+    if sys.argv[1:2] == ["--render"]:  # re-render a saved report: --render NAME [--plot]
         saved = json.loads((OUT / f"{sys.argv[2]}.json").read_text())
         (OUT / f"{sys.argv[2]}.md").write_text(markdown(saved))
+        if "--plot" in sys.argv:
+            plot(saved, OUT / f"{sys.argv[2]}.svg")
         print(markdown(saved))
     else:
         main()

@@ -5,6 +5,8 @@
 //! Warm-up runs are excluded from every figure. [`report`] renders the
 //! result as a console table, JSON, CSV or Markdown.
 
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod report;
 pub mod sysinfo;
 
@@ -41,6 +43,7 @@ pub struct BenchOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub mean_ms: f64,
+    pub p5_ms: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -60,6 +63,7 @@ impl Stats {
         let variance = sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
         Self {
             mean_ms: mean,
+            p5_ms: rank(0.05),
             p50_ms: rank(0.50),
             p95_ms: rank(0.95),
             p99_ms: rank(0.99),
@@ -92,6 +96,8 @@ pub struct ThroughputRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
     pub device: String,
+    /// "f32" or "int8": a report may compare precisions as well as devices.
+    pub precision: String,
     pub load_ms: f64,
     pub tokenizer_load_ms: f64,
     pub first_inference_ms: f64,
@@ -101,10 +107,17 @@ pub struct DeviceReport {
     pub accuracy: Option<f64>,
 }
 
+impl DeviceReport {
+    /// "cpu f32": the device and precision, one series of a comparison.
+    pub fn series(&self) -> String {
+        format!("{} {}", self.device, self.precision)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub model: String,
-    /// "f32" or "int8" (see [`Precision`]).
+    /// The precisions measured, comma-separated (see [`Precision`]).
     pub precision: String,
     pub dataset: String,
     pub threads: usize,
@@ -115,12 +128,13 @@ pub struct BenchReport {
     pub notes: Vec<String>,
 }
 
-/// Runs every measurement on every device, reporting each step to
-/// `progress` (a front end may show it; the library prints nothing).
+/// Runs every measurement on every device in every precision, reporting
+/// each step to `progress` (a front end may show it; the library prints
+/// nothing).
 pub fn run_bench(
     spec: &ModelSpec,
     devices: &[DeviceSpec],
-    precision: Precision,
+    precisions: &[Precision],
     options: &BenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
@@ -129,8 +143,12 @@ pub fn run_bench(
     let dataset = parse_dataset(&options.dataset)?;
     let mut reports = Vec::new();
     let mut notes = Vec::new();
-    for device_spec in devices {
-        progress(&format!("{device_spec}: loading"));
+    let series = devices
+        .iter()
+        .flat_map(|device| precisions.iter().map(move |precision| (device, *precision)));
+    for (device_spec, precision) in series {
+        let name = format!("{device_spec} {precision}");
+        progress(&format!("{name}: loading"));
         let device = device_spec.open()?;
         let started = Instant::now();
         let classifier = Classifier::from_files(&files, &device, precision)?;
@@ -161,12 +179,12 @@ pub fn run_bench(
 
         let mut latency = Vec::new();
         for &tokens in &options.lengths {
-            progress(&format!("{device_spec}: latency at {tokens} tokens"));
+            progress(&format!("{name}: latency at {tokens} tokens"));
             latency.push(measure_latency(&classifier, tokens, options)?);
         }
         let mut throughput = Vec::new();
         for &batch_size in &options.batch_sizes {
-            progress(&format!("{device_spec}: throughput at batch {batch_size}"));
+            progress(&format!("{name}: throughput at batch {batch_size}"));
             throughput.push(measure_throughput(
                 &classifier,
                 &dataset,
@@ -174,7 +192,7 @@ pub fn run_bench(
                 options,
             )?);
         }
-        progress(&format!("{device_spec}: accuracy"));
+        progress(&format!("{name}: accuracy"));
         let accuracy = match gold_classes(&dataset, classifier.labels()) {
             Ok(gold) => measure_accuracy(&classifier, &dataset, &gold)?,
             Err(note) => {
@@ -186,6 +204,7 @@ pub fn run_bench(
         };
         reports.push(DeviceReport {
             device: device_spec.to_string(),
+            precision: precision.to_string(),
             load_ms,
             tokenizer_load_ms,
             first_inference_ms,
@@ -196,7 +215,11 @@ pub fn run_bench(
     }
     Ok(BenchReport {
         model: files.name.clone(),
-        precision: precision.to_string(),
+        precision: precisions
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         dataset: options.dataset_name.clone(),
         threads,
         system: SystemInfo::collect(),

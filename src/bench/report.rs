@@ -38,7 +38,7 @@ fn render_csv(report: &BenchReport) -> String {
             ("tokenizer_load_ms", d.tokenizer_load_ms),
             ("first_inference_ms", d.first_inference_ms),
         ] {
-            row(&d.device, "load", "", metric, format!("{value:.3}"));
+            row(&d.series(), "load", "", metric, format!("{value:.3}"));
         }
         for l in &d.latency {
             let key = format!("tokens={}", l.tokens);
@@ -49,7 +49,7 @@ fn render_csv(report: &BenchReport) -> String {
             ] {
                 for (name, value) in stats_fields(stats) {
                     row(
-                        &d.device,
+                        &d.series(),
                         "latency",
                         &key,
                         &format!("{part}_{name}"),
@@ -65,12 +65,12 @@ fn render_csv(report: &BenchReport) -> String {
                 ("tokens_per_s", format!("{:.1}", t.tokens_per_s)),
                 ("seconds", format!("{:.4}", t.seconds)),
             ] {
-                row(&d.device, "throughput", &key, metric, value);
+                row(&d.series(), "throughput", &key, metric, value);
             }
         }
         if let Some(accuracy) = d.accuracy {
             row(
-                &d.device,
+                &d.series(),
                 "accuracy",
                 "",
                 "accuracy",
@@ -106,7 +106,7 @@ enum Style {
 type Column<R> = (&'static str, fn(&R) -> String);
 
 const LOAD_COLUMNS: &[Column<DeviceReport>] = &[
-    ("device", |d| d.device.clone()),
+    ("device", |d| d.series()),
     ("load ms", |d| format!("{:.1}", d.load_ms)),
     ("tokenizer load ms", |d| {
         format!("{:.1}", d.tokenizer_load_ms)
@@ -205,7 +205,7 @@ fn device_rows<R>(
         headers.extend(names);
         all.extend(
             rows.into_iter()
-                .map(|row| std::iter::once(device.device.clone()).chain(row).collect()),
+                .map(|row| std::iter::once(device.series()).chain(row).collect()),
         );
     }
     if report.devices.is_empty() {

@@ -55,8 +55,20 @@ pub struct ModelArgs {
 
     /// Run the encoder with int8 weights: faster, within half a point of
     /// f32 accuracy on SST-2, but no longer bit-for-bit HF's logits.
+    /// The same as `--precision int8`.
     #[arg(long, global = true, value_enum, value_name = "PRECISION")]
     pub quantize: Option<Quantize>,
+
+    /// The encoder's precision: f32 (HF's exact logits) or int8. `bench`
+    /// takes a comma-separated list to compare them [default: f32].
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "PRECISION",
+        value_delimiter = ','
+    )]
+    pub precision: Vec<PrecisionArg>,
 
     /// CPU threads for the model and tokenizer [default: physical cores].
     #[arg(long, global = true, value_name = "N",
@@ -72,12 +84,47 @@ impl ModelArgs {
         }
     }
 
-    pub fn precision(&self) -> Precision {
+    /// Every precision asked for (`bench` compares them), f32 if none.
+    pub fn precisions(&self) -> Result<Vec<Precision>, UsageError> {
+        let mut precisions: Vec<Precision> = self
+            .precision
+            .iter()
+            .map(|p| match p {
+                PrecisionArg::F32 => Precision::F32,
+                PrecisionArg::Int8 => Precision::Int8,
+            })
+            .collect();
         match self.quantize {
-            Some(Quantize::Int8) => Precision::Int8,
-            None => Precision::F32,
+            Some(Quantize::Int8) if precisions.iter().any(|p| *p != Precision::Int8) => {
+                return Err(UsageError(
+                    "--quantize int8 contradicts --precision; give one of them".into(),
+                ))
+            }
+            Some(Quantize::Int8) => precisions = vec![Precision::Int8],
+            None if precisions.is_empty() => precisions = vec![Precision::F32],
+            None => {}
+        }
+        precisions.dedup();
+        Ok(precisions)
+    }
+
+    /// The one precision `predict`, `batch` and `serve` run in.
+    pub fn precision(&self) -> Result<Precision, UsageError> {
+        match self.precisions()?.as_slice() {
+            [precision] => Ok(*precision),
+            _ => Err(UsageError(
+                "--precision takes one value here; only `bench` compares several".into(),
+            )),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 throughout: HF's logits within 1e-5.
+    F32,
+    /// int8 weights and activations in the encoder's linear layers.
+    Int8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -341,4 +388,10 @@ pub struct BenchArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormatArg::Console)]
     pub format: ReportFormatArg,
+
+    /// Also draw the report as an SVG chart into FILE: latency against
+    /// tokens and throughput against batch size, one series per device ×
+    /// precision.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }

@@ -39,7 +39,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
     let report = run_bench(
         &model.spec()?,
         &model.device,
-        model.precision(),
+        &model.precisions()?,
         &options,
         &mut |step| spinner.set_message(step.to_string()),
     )?;
@@ -50,11 +50,28 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         ReportFormatArg::Csv => ReportFormat::Csv,
         ReportFormatArg::Markdown => ReportFormat::Markdown,
     };
+    if let Some(path) = &args.plot {
+        write_plot(&report, path)?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", render(&report, format).trim_end())
         .and_then(|()| out.flush())
         .context("cannot write output")?;
     Ok(exit::SUCCESS)
+}
+
+#[cfg(feature = "plot")]
+fn write_plot(report: &sentiment::bench::BenchReport, path: &Path) -> Result<()> {
+    let svg = sentiment::bench::plot::render_svg(report)?;
+    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(not(feature = "plot"))]
+fn write_plot(_: &sentiment::bench::BenchReport, _: &Path) -> Result<()> {
+    Err(crate::exit::UsageError(
+        "--plot needs the `plot` feature, which this build left out".into(),
+    )
+    .into())
 }
 
 /// The benchmark dataset is held in memory whole (it is timed in passes):

@@ -27,7 +27,7 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
     let mut builder = Classifier::builder()
         .model(model.spec()?)
         .device(single_device(model)?)
-        .precision(model.precision());
+        .precision(model.precision()?);
     if let Some(threads) = model.threads {
         warn_oversubscribed(threads);
         builder = builder.threads(usize::from(threads));
