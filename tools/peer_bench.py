@@ -356,6 +356,7 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     plt.rcParams["svg.fonttype"] = "none"  # text stays text
     m = results["machine"]
     lengths = results["args"]["lengths"]
@@ -381,10 +382,18 @@ def plot(results, path):
             high = [s["p95_ms"] - s["p50_ms"] for _, s in lat]
             left.errorbar(xs, p50, yerr=[low, high], capsize=4, **style)
             right.plot([b for b, _ in thr], [t for _, t in thr], **style)
-        for ax in (left, right):
+        batch_sizes = sorted({b for name in runtimes for b, _ in (
+            [(r["batch_size"], 0) for r in entry[name]["devices"][0]["throughput"]]
+            if "devices" in entry[name] else
+            [(r["batch_size"], 0) for r in entry[name]["throughput"]])})
+        for ax, ticks in ((left, lengths), (right, batch_sizes)):
             ax.set_xscale("log")
             ax.set_facecolor("white")
             ax.grid(True, which="major", color="#dddddd")
+            # The measured values as plain numbers, not powers of ten.
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(t) for t in ticks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         left.set_yscale("log")
         left.set_xlabel("input length (tokens, log scale)")
         left.set_ylabel("batch-1 latency, ms (p50; whiskers p5/min–p95; log scale)")

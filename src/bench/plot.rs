@@ -204,6 +204,8 @@ fn throughput_panel(
         .configure_mesh()
         // A log axis's minor lines crowd into a grey band over 1..40.
         .light_line_style(TRANSPARENT)
+        // Fewer labels: a log axis's "8 9 10" ran into each other.
+        .x_labels(6)
         .x_desc("batch size (texts per forward pass, log scale)")
         .y_desc("throughput, sentences/s (length-sorted dataset)")
         .axis_desc_style(("sans-serif", 15))
