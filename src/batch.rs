@@ -127,6 +127,16 @@ pub struct EncodedText {
 }
 
 impl EncodedText {
+    /// A text's sequences; a text that gave no token at all cannot be run.
+    fn new(sequences: Vec<Encoded>) -> Result<Self> {
+        if sequences.is_empty() || sequences.iter().any(Encoded::is_empty) {
+            return Err(Error::tokenize(
+                "the tokenizer produced no tokens for the text",
+            ));
+        }
+        Ok(Self { sequences })
+    }
+
     /// Tokens over every sequence, special tokens included.
     pub fn tokens(&self) -> usize {
         self.sequences.iter().map(Encoded::len).sum()
@@ -330,13 +340,7 @@ impl<'a> Batcher<'a> {
     /// One text's sequences under this batcher's options (truncated, or
     /// every window). Any thread may call this.
     pub fn encode(&self, text: &str) -> Result<EncodedText> {
-        let sequences = self.classifier.encode_text(text, self.options.long_text)?;
-        if sequences.is_empty() || sequences.iter().any(Encoded::is_empty) {
-            return Err(Error::tokenize(
-                "the tokenizer produced no tokens for the text",
-            ));
-        }
-        Ok(EncodedText { sequences })
+        EncodedText::new(self.classifier.encode_text(text, self.options.long_text)?)
     }
 
     /// [`Batcher::encode`] for many texts. Truncation encodes them in one
@@ -350,12 +354,7 @@ impl<'a> Batcher<'a> {
         match batch {
             Some(encoded) => encoded
                 .into_iter()
-                .map(|e| match e.is_empty() {
-                    true => Err(Error::tokenize(
-                        "the tokenizer produced no tokens for the text",
-                    )),
-                    false => Ok(EncodedText { sequences: vec![e] }),
-                })
+                .map(|e| EncodedText::new(vec![e]))
                 .collect(),
             None => texts.iter().map(|text| self.encode(text)).collect(),
         }
