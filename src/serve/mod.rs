@@ -3,8 +3,9 @@
 //! (`POST /predict`), with our richer `POST /classify`, `GET /health`,
 //! `GET /info` and Prometheus `GET /metrics` (feature `serve`).
 //!
-//! Requests are tokenized on tokio's blocking pool, queued, and batched by
-//! one model thread ([`queue`]). Past `max_concurrent_requests` a request
+//! Requests are tokenized off the model thread (small ones inline, larger
+//! ones on tokio's blocking pool), queued, and batched by one model thread
+//! ([`queue`]). Past `max_concurrent_requests` a request
 //! gets 429 at once; nothing queues without bound.
 //!
 //! ```no_run

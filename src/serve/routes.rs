@@ -300,8 +300,9 @@ async fn classify(
     }
 }
 
-/// Parses, validates, tokenizes (off the async threads), queues, and waits
-/// for the model thread's answer.
+/// Parses, validates, tokenizes (off the model thread: inline when the
+/// request is small, else on tokio's blocking pool), queues, and waits for
+/// the model thread's answer.
 async fn run(
     state: &AppState,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
