@@ -261,6 +261,14 @@ fn unsupported_architectures_are_refused_by_name() {
             "{message}"
         );
     }
+    // A model_type and a listed classifier of the same network agree.
+    let config = Config::from_json(
+        br#"{"model_type": "roberta", "architectures": ["XLMRobertaForSequenceClassification"]}"#,
+    )
+    .unwrap();
+    assert_eq!(config.class_name, "XLMRobertaForSequenceClassification");
+    let mixed = br#"{"model_type": "bert", "architectures": ["RobertaForSequenceClassification"]}"#;
+    assert!(Config::from_json(mixed).is_err());
     // Without model_type, a supported class in `architectures` is enough.
     let config =
         Config::from_json(br#"{"architectures": ["CamembertForSequenceClassification"]}"#).unwrap();

@@ -404,12 +404,19 @@ fn pick_architecture(common: &Common) -> Result<(&'static str, String, Architect
                 .iter()
                 .find(|(_, family, _)| family == model_type)
                 .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
-            // A checkpoint saved from another head of the same family (a
-            // masked LM, say) has no classifier to run.
-            if !listed.is_empty() && !listed.iter().any(|class| class == family.0) {
-                return Err(ConfigError::Unsupported { asked: asked() });
+            if listed.is_empty() {
+                return Ok((family.0, model_type.clone(), family.2));
             }
-            Ok((family.0, model_type.clone(), family.2))
+            // The listed class must be a classifier of the same network (a
+            // RoBERTa model_type may name XLMRobertaForSequenceClassification);
+            // another head of the family (a masked LM, say) has no
+            // classifier to run.
+            let class = listed
+                .iter()
+                .filter_map(|class| by_class(class))
+                .find(|(_, _, architecture)| *architecture == family.2)
+                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
+            Ok((class.0, model_type.clone(), family.2))
         }
         None if listed.is_empty() => Err(ConfigError::NoArchitecture),
         None => {
