@@ -66,7 +66,7 @@ impl Default for ServerConfig {
         Self {
             options: ClassifyOptions::default(),
             max_batch_tokens: 16_384,
-            max_batch_requests: 64,
+            max_batch_requests: 32,
             max_concurrent_requests: 512,
             max_client_batch_size: 32,
             payload_limit: 2_000_000,
