@@ -93,6 +93,41 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// A panel with its caption and room for the axes' labels.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70);
+    builder
+}
+
+/// Series `index`'s marker at each point, over whatever is drawn already.
+fn draw_markers<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    points: &[(f64, f64)],
+    index: usize,
+) -> Result<(), PlotError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let colour = COLOURS[index % COLOURS.len()];
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|&(x, y)| EmptyElement::at((x, y)) + marker_shape(index, colour)),
+        )
+        .map_err(plot_error)?;
+    Ok(())
+}
+
 fn latency_panel(
     area: &DrawingArea<SVGBackend, Shift>,
     series: &[DeviceReport],
@@ -109,11 +144,7 @@ fn latency_panel(
     }));
     let x_range = (x_low / 1.25)..(x_high * 1.25);
     let y_range = (y_low / 1.3)..(y_high * 1.3);
-    let mut chart = ChartBuilder::on(area)
-        .caption("Batch-1 latency by input length", ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let mut chart = panel(area, "Batch-1 latency by input length")
         .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
         .map_err(plot_error)?;
     chart
@@ -160,13 +191,7 @@ fn latency_panel(
                 )
             }))
             .map_err(plot_error)?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&(x, y)| EmptyElement::at((x, y)) + marker_shape(index, colour)),
-            )
-            .map_err(plot_error)?;
+        draw_markers(&mut chart, &points, index)?;
     }
     chart
         .configure_series_labels()
@@ -193,11 +218,7 @@ fn throughput_panel(
             .flat_map(|d| d.throughput.iter().map(|r| r.sentences_per_s)),
     );
     let x_range = (x_low / 1.4)..(x_high * 1.4);
-    let mut chart = ChartBuilder::on(area)
-        .caption("Throughput by batch size", ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let mut chart = panel(area, "Throughput by batch size")
         .build_cartesian_2d(x_range.log_scale(), 0.0..y_high * 1.15)
         .map_err(plot_error)?;
     chart
@@ -224,13 +245,7 @@ fn throughput_panel(
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
             .map_err(plot_error)?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&(x, y)| EmptyElement::at((x, y)) + marker_shape(index, colour)),
-            )
-            .map_err(plot_error)?;
+        draw_markers(&mut chart, &points, index)?;
     }
     Ok(())
 }
