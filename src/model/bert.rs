@@ -8,11 +8,13 @@ use super::config::{Activation, Architecture, Config, Positions};
 use super::{HeadNames, LayerNames, WeightNames};
 
 /// HF's `BertConfig` fields, with its defaults. RoBERTa's config has the
-/// same fields (see [`super::roberta`]).
+/// same fields and differs only in two defaults (see [`super::roberta`]),
+/// so those two are None when config.json leaves them out.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
-    #[serde(default = "defaults::vocab_size")]
-    pub vocab_size: usize,
+    /// None: the family's default (BERT 30522).
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
     #[serde(default = "defaults::hidden_size")]
     pub hidden_size: usize,
     #[serde(default = "defaults::num_hidden_layers")]
@@ -29,15 +31,13 @@ pub struct BertConfig {
     pub type_vocab_size: usize,
     #[serde(default = "defaults::layer_norm_eps")]
     pub layer_norm_eps: f64,
+    /// None: the family's default (BERT 0).
     #[serde(default)]
-    pub pad_token_id: usize,
+    pub pad_token_id: Option<usize>,
 }
 
-pub(super) mod defaults {
+mod defaults {
     use super::Activation;
-    pub fn vocab_size() -> usize {
-        30522
-    }
     pub fn hidden_size() -> usize {
         768
     }
@@ -66,8 +66,20 @@ pub(super) mod defaults {
 
 impl BertConfig {
     pub fn into_config(self) -> Config {
+        self.network(Architecture::Bert, 30522, 0)
+    }
+
+    /// The fields as `architecture`'s [`Config`], with that family's
+    /// defaults for the vocabulary size and the padding id; positions from
+    /// 0 (RoBERTa sets its own).
+    pub(super) fn network(
+        self,
+        architecture: Architecture,
+        default_vocab_size: usize,
+        default_pad_token_id: usize,
+    ) -> Config {
         Config {
-            vocab_size: self.vocab_size,
+            vocab_size: self.vocab_size.unwrap_or(default_vocab_size),
             hidden_size: self.hidden_size,
             num_hidden_layers: self.num_hidden_layers,
             num_attention_heads: self.num_attention_heads,
@@ -76,9 +88,9 @@ impl BertConfig {
             layer_norm_eps: self.layer_norm_eps,
             max_position_embeddings: self.max_position_embeddings,
             type_vocab_size: self.type_vocab_size,
-            pad_token_id: self.pad_token_id,
+            pad_token_id: self.pad_token_id.unwrap_or(default_pad_token_id),
             positions: Positions::FromZero,
-            ..Config::blank(Architecture::Bert)
+            ..Config::blank(architecture)
         }
     }
 }

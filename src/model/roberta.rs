@@ -6,61 +6,24 @@
 
 use serde::Deserialize;
 
-use super::bert::defaults;
+use super::bert::BertConfig;
 use super::config::{Activation, Architecture, Config, Positions};
 use super::{HeadNames, WeightNames};
 
-/// HF's `RobertaConfig` (and `XLMRobertaConfig`, `CamembertConfig`)
-/// fields: BERT's, with RoBERTa's defaults where they differ.
+/// HF's `RobertaConfig` (and `XLMRobertaConfig`, `CamembertConfig`):
+/// BERT's fields, with RoBERTa's defaults where they differ (a vocabulary
+/// of 50265, padding id 1).
 #[derive(Debug, Clone, Deserialize)]
-pub struct RobertaConfig {
-    #[serde(default = "roberta_vocab_size")]
-    pub vocab_size: usize,
-    #[serde(default = "defaults::hidden_size")]
-    pub hidden_size: usize,
-    #[serde(default = "defaults::num_hidden_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "defaults::num_attention_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "defaults::intermediate_size")]
-    pub intermediate_size: usize,
-    #[serde(default = "defaults::hidden_act")]
-    pub hidden_act: Activation,
-    #[serde(default = "defaults::max_position_embeddings")]
-    pub max_position_embeddings: usize,
-    #[serde(default = "defaults::type_vocab_size")]
-    pub type_vocab_size: usize,
-    #[serde(default = "defaults::layer_norm_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "roberta_pad_token_id")]
-    pub pad_token_id: usize,
-}
-
-fn roberta_vocab_size() -> usize {
-    50265
-}
-fn roberta_pad_token_id() -> usize {
-    1
-}
+#[serde(transparent)]
+pub struct RobertaConfig(pub BertConfig);
 
 impl RobertaConfig {
     pub fn into_config(self) -> Config {
-        Config {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            intermediate_size: self.intermediate_size,
-            hidden_act: self.hidden_act,
-            layer_norm_eps: self.layer_norm_eps,
-            max_position_embeddings: self.max_position_embeddings,
-            type_vocab_size: self.type_vocab_size,
-            pad_token_id: self.pad_token_id,
-            positions: Positions::AfterPadding {
-                padding_idx: self.pad_token_id,
-            },
-            ..Config::blank(Architecture::Roberta)
-        }
+        let mut config = self.0.network(Architecture::Roberta, 50265, 1);
+        config.positions = Positions::AfterPadding {
+            padding_idx: config.pad_token_id,
+        };
+        config
     }
 }
 
