@@ -65,11 +65,7 @@ fn logits_match_hf_one_text_at_a_time() {
                 "{dir} {:?}: |Δlogit| {diff}",
                 case.text
             );
-            let probabilities: Vec<f32> = golden
-                .labels
-                .iter()
-                .map(|label| prediction.score_of(label).unwrap())
-                .collect();
+            let probabilities = scores_in_class_order(prediction, &golden.labels);
             assert!(max_abs_diff(&probabilities, &case.probabilities) <= 1e-5);
             worst = worst.max(diff);
         }

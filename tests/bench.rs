@@ -29,12 +29,7 @@ fn bench(format: &str) -> String {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit_code(&output, 0);
     String::from_utf8(output.stdout).unwrap()
 }
 

@@ -59,12 +59,7 @@ fn the_cli_loads_a_cached_hub_model_offline() {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit_code(&output, 0);
     // HF_HOME/hub is the fallback when HF_HUB_CACHE is unset.
     let home = tempfile::tempdir().unwrap();
     fake_cache(&home.path().join("hub"));

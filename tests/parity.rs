@@ -41,12 +41,7 @@ fn logits_match_hf_one_text_at_a_time() {
         let prediction = &predict(&classifier, &[case.text.as_str()])[0];
         let diff = max_abs_diff(&prediction.logits, &case.logits);
         assert!(diff <= LOGIT_TOLERANCE, "{:?}: |Δlogit| {diff}", case.text);
-        // `scores` is best first; HF's probabilities are in class order.
-        let probabilities: Vec<f32> = golden
-            .labels
-            .iter()
-            .map(|label| prediction.score_of(label).unwrap())
-            .collect();
+        let probabilities = scores_in_class_order(prediction, &golden.labels);
         assert!(max_abs_diff(&probabilities, &case.probabilities) <= 1e-5);
         worst = worst.max(diff);
     }

@@ -3,6 +3,8 @@
 //! entry, the series names and the axis labels. And a real `bench --plot`
 //! run on the tiny model writes a file.
 
+mod common;
+
 use sentiment::bench::plot::{render_svg, title};
 use sentiment::bench::sysinfo::SystemInfo;
 use sentiment::bench::{BenchReport, DeviceReport, LatencyRow, Stats, ThroughputRow};
@@ -123,6 +125,7 @@ fn the_chart_is_well_formed_svg_with_every_series_and_label() {
 #[cfg(feature = "cli")]
 #[test]
 fn bench_with_plot_writes_the_chart() {
+    use common::assert_exit_code;
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("chart.svg");
     let model =
@@ -149,12 +152,7 @@ fn bench_with_plot_writes_the_chart() {
         .env_remove("SENTIMENT_MODEL")
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit_code(&output, 0);
     let svg = std::fs::read_to_string(&chart).unwrap();
     roxmltree::Document::parse(&svg).expect("well-formed XML");
     assert!(svg.contains("cpu f32") && svg.contains("cpu int8"));

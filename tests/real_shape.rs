@@ -231,12 +231,7 @@ fn real_shape_models_load_classify_bench_and_agree_in_int8() {
             ])
             .output()
             .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_exit_code(&output, 0);
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let latency = &report["devices"][0]["latency"];
         assert_eq!(latency.as_array().unwrap().len(), 2, "{report}");

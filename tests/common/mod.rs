@@ -110,6 +110,26 @@ pub fn run_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> std::
     child.wait_with_output().unwrap()
 }
 
+/// Asserts that a finished command exited with `code`, showing its stderr
+/// when it did not.
+pub fn assert_exit_code(output: &std::process::Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A prediction's scores in class order (`scores` is best first), as HF's
+/// golden probabilities are.
+pub fn scores_in_class_order(prediction: &Prediction, labels: &[String]) -> Vec<f32> {
+    labels
+        .iter()
+        .map(|label| prediction.score_of(label).unwrap())
+        .collect()
+}
+
 /// Asserts the golden file's padded batches: each member's logits within
 /// [`LOGIT_TOLERANCE`] of HF's. Returns the largest difference seen.
 pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
