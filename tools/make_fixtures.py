@@ -25,6 +25,10 @@ way, each with a tokenizer of its family:
   template post-processor, as XLM-R's tokenizer.json.
 Both trained tokenizers also see the golden inputs, so their characters
 (CJK, emoji, accents) are in the vocabulary rather than all <unk>.
+The Unigram trainer is not reproducible (two runs, even with one thread,
+pick ~600 different pieces of 3000): rerunning `archs` writes a different
+but equally valid XLM-R tokenizer.json and golden pair, to be committed
+together. The BPE tokenizer and every model's weights are reproducible.
 """
 
 import json
@@ -290,22 +294,19 @@ def build_archs():
           "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
           "mask_token": "[MASK]"})
 
+    # RoBERTa and XLM-R: one network, the same sizes and special-token ids.
+    roberta_family = dict(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                          pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                          id2label=dict(enumerate(labels3)),
+                          label2id={l: i for i, l in enumerate(labels3)}, **common)
     tok = roberta_tokenizer()
-    roberta = RobertaConfig(vocab_size=tok.get_vocab_size(), max_position_embeddings=514,
-                            type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
-                            bos_token_id=0, eos_token_id=2,
-                            id2label=dict(enumerate(labels3)),
-                            label2id={l: i for i, l in enumerate(labels3)}, **common)
+    roberta = RobertaConfig(vocab_size=tok.get_vocab_size(), **roberta_family)
     save(randomise(RobertaForSequenceClassification(roberta).eval()), "tiny-roberta", tok,
          {"tokenizer_class": "RobertaTokenizer", "add_prefix_space": False,
           **ROBERTA_SPECIALS})
 
     tok = xlmr_tokenizer()
-    xlmr = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), max_position_embeddings=514,
-                            type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
-                            bos_token_id=0, eos_token_id=2,
-                            id2label=dict(enumerate(labels3)),
-                            label2id={l: i for i, l in enumerate(labels3)}, **common)
+    xlmr = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), **roberta_family)
     save(randomise(XLMRobertaForSequenceClassification(xlmr).eval()), "tiny-xlm-roberta", tok,
          {"tokenizer_class": "XLMRobertaTokenizer", **ROBERTA_SPECIALS})
 
