@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer,  # noqa: E402
-                          DistilBertConfig, DistilBertForSequenceClassification, pipeline)
+                          DistilBertConfig, pipeline)
 TORCH_IMPORT_S = time.perf_counter() - T_IMPORT
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -68,19 +68,25 @@ def text_of_length(tok, n):
     return text
 
 
-def distilbert_base_random(model_dir: Path, like: Path):
+def random_model(model_dir: Path, cfg, tokenizer_dir: Path):
+    """A classifier with random weights (HF's init, seed 0) for `cfg`, saved
+    with `tokenizer_dir`'s tokenizer; reused if already written."""
     if (model_dir / "model.safetensors").exists():
         return model_dir
     torch.manual_seed(0)
-    cfg = DistilBertConfig(dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
-                           id2label={0: "NEGATIVE", 1: "POSITIVE"},
-                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
-    model = DistilBertForSequenceClassification(cfg).eval()
+    model = AutoModelForSequenceClassification.from_config(cfg).eval()
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        (model_dir / name).write_bytes((like / name).read_bytes())
+        (model_dir / name).write_bytes((tokenizer_dir / name).read_bytes())
     return model_dir
+
+
+def distilbert_base_random(model_dir: Path, like: Path):
+    cfg = DistilBertConfig(dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
+                           id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    return random_model(model_dir, cfg, like)
 
 
 def cpu_model():
@@ -96,16 +102,7 @@ def cpu_model():
 def real_shape_random(model_dir: Path, config_file: Path, tokenizer_dir: Path):
     """A random model with a hub model's exact config (HF's init)."""
     from transformers import AutoConfig
-    if (model_dir / "model.safetensors").exists():
-        return model_dir
-    torch.manual_seed(0)
-    cfg = AutoConfig.from_pretrained(config_file)
-    model = AutoModelForSequenceClassification.from_config(cfg).eval()
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(model_dir, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (model_dir / name).write_bytes((tokenizer_dir / name).read_bytes())
-    return model_dir
+    return random_model(model_dir, AutoConfig.from_pretrained(config_file), tokenizer_dir)
 
 
 def real_shape_models():
