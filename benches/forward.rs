@@ -1,7 +1,7 @@
 //! Criterion benchmarks: the forward pass at a few shapes, for the bundled
 //! model's shape (dim 384) and distilbert-base's (dim 768), with random
-//! weights, in f32 and int8; the encoder's linear layers alone (f32 and
-//! int8 kernels); and tokenization with the uncased WordPiece tokenizer.
+//! weights, in f32, bf16 (where the CPU has a bf16 kernel) and int8; the
+//! encoder's linear layers alone (f32, bf16 and int8 kernels); and tokenization with the uncased WordPiece tokenizer.
 //!
 //!     cargo bench --bench forward
 
@@ -10,6 +10,7 @@ use std::hint::black_box;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sentiment::model::linear::Narrow;
 use sentiment::model::{Config, SequenceClassifier};
 use sentiment::tokenize::TextTokenizer;
 
@@ -31,8 +32,15 @@ fn forward(c: &mut Criterion) {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = SequenceClassifier::load(vb, &cfg, 2).unwrap();
         let mut int8 = model.clone();
-        int8.quantize_int8().unwrap();
-        for (precision, model) in [("f32", &model), ("int8", &int8)] {
+        int8.narrow(Narrow::Int8).unwrap();
+        let mut models = vec![("f32", model), ("int8", int8)];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = sentiment::unstable_kernels::bf16_kernel() {
+            let mut bf16 = models[0].1.clone();
+            bf16.narrow(Narrow::Bf16(kernel)).unwrap();
+            models.push(("bf16", bf16));
+        }
+        for (precision, model) in &models {
             let mut group = c.benchmark_group(format!("forward/{name}/{precision}"));
             group.sample_size(20);
             for (batch, seq) in [(1, 16), (1, 128), (1, 512), (32, 32)] {
@@ -80,6 +88,23 @@ fn linear(c: &mut Criterion) {
             group.bench_function(format!("int8/{shape}"), |b| {
                 b.iter(|| {
                     cpu::linear_int8(black_box(&x), &int8, None, rows, Epilogue::default()).unwrap()
+                })
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = cpu::bf16_kernel() {
+            let bf16 = cpu::bf16::PackedBf16::from_f32(&packed);
+            group.bench_function(format!("bf16-{kernel:?}/{shape}"), |b| {
+                b.iter(|| {
+                    cpu::linear_bf16(
+                        black_box(&x),
+                        &bf16,
+                        None,
+                        rows,
+                        Epilogue::default(),
+                        kernel,
+                    )
+                    .unwrap()
                 })
             });
         }

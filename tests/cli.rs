@@ -362,3 +362,48 @@ fn precision_lists_are_for_bench_only() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
 }
+
+/// `--precision bf16` on a CPU without AVX512_BF16 runs f32 (the same
+/// output, byte for byte) and says so on stderr; with it, it runs bf16
+/// quietly, with the same label here.
+#[test]
+fn bf16_without_a_bf16_kernel_says_so_and_runs_f32() {
+    let tiny = tiny_model_dir();
+    let tiny = tiny.to_str().unwrap();
+    let run = |precision: &str| {
+        let output = sentiment_command(&[
+            "-m",
+            tiny,
+            "--precision",
+            precision,
+            "predict",
+            "--json",
+            "a fine film",
+        ])
+        .env_remove("SENTIMENT_BF16")
+        .output()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        output
+    };
+    let (f32_run, bf16_run) = (run("f32"), run("bf16"));
+    #[cfg(target_arch = "x86_64")]
+    let native = std::arch::is_x86_feature_detected!("avx512bf16");
+    #[cfg(not(target_arch = "x86_64"))]
+    let native = false;
+    if native {
+        assert!(bf16_run.stderr.is_empty(), "{}", stderr(&bf16_run));
+        let label = |out: &std::process::Output| {
+            let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            line["label"].clone()
+        };
+        assert_eq!(label(&f32_run), label(&bf16_run));
+    } else {
+        assert_eq!(f32_run.stdout, bf16_run.stdout);
+        let warning = stderr(&bf16_run);
+        assert!(
+            warning.contains("AVX512_BF16") && warning.contains("running f32"),
+            "{warning}"
+        );
+    }
+}

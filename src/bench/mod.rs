@@ -96,7 +96,7 @@ pub struct ThroughputRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
     pub device: String,
-    /// "f32" or "int8": a report may compare precisions as well as devices.
+    /// "f32", "bf16" or "int8" (the one that ran): a report may compare precisions as well as devices.
     pub precision: String,
     pub load_ms: f64,
     pub tokenizer_load_ms: f64,
@@ -153,6 +153,13 @@ pub fn run_bench(
         let started = Instant::now();
         let classifier = Classifier::from_files(&files, &device, precision)?;
         let load_ms = ms_since(started);
+        if classifier.precision() != precision {
+            notes.push(format!(
+                "{name}: no {precision} kernel on this device (bf16 needs AVX512_BF16); \
+                 measured {} instead",
+                classifier.precision()
+            ));
+        }
         let started = Instant::now();
         TextTokenizer::from_json(&files.tokenizer.bytes, classifier.max_input_tokens()).map_err(
             |err| Error::model_caused(&files.tokenizer.origin, "invalid tokenizer", err),
@@ -204,7 +211,7 @@ pub fn run_bench(
         };
         reports.push(DeviceReport {
             device: device_spec.to_string(),
-            precision: precision.to_string(),
+            precision: classifier.precision().to_string(),
             load_ms,
             tokenizer_load_ms,
             first_inference_ms,

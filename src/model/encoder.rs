@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
 use super::cpu;
-use super::linear::Linear;
+use super::linear::{Linear, Narrow};
 use super::norm::LayerNorm;
 use super::LayerNames;
 
@@ -58,9 +58,9 @@ impl MultiHeadSelfAttention {
         })
     }
 
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.qkv = self.qkv.to_int8()?;
-        self.output = self.output.to_int8()?;
+    pub fn narrow(&mut self, to: Narrow) -> Result<()> {
+        self.qkv = self.qkv.narrowed(to)?;
+        self.output = self.output.narrowed(to)?;
         Ok(())
     }
 
@@ -126,9 +126,9 @@ impl FeedForward {
         })
     }
 
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.intermediate = self.intermediate.to_int8()?;
-        self.output = self.output.to_int8()?;
+    pub fn narrow(&mut self, to: Narrow) -> Result<()> {
+        self.intermediate = self.intermediate.narrowed(to)?;
+        self.output = self.output.narrowed(to)?;
         Ok(())
     }
 
@@ -162,9 +162,9 @@ impl TransformerBlock {
         })
     }
 
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.attention.quantize_int8()?;
-        self.ffn.quantize_int8()
+    pub fn narrow(&mut self, to: Narrow) -> Result<()> {
+        self.attention.narrow(to)?;
+        self.ffn.narrow(to)
     }
 
     pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
@@ -189,10 +189,10 @@ impl Encoder {
         Ok(Self { layers })
     }
 
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    pub fn narrow(&mut self, to: Narrow) -> Result<()> {
         self.layers
             .iter_mut()
-            .try_for_each(TransformerBlock::quantize_int8)
+            .try_for_each(|layer| layer.narrow(to))
     }
 
     /// `attention_mask`: (batch, seq) with 1 for real tokens and 0 for

@@ -1,5 +1,6 @@
-//! A linear layer that is either dense f32 (exact, the default) or int8
-//! (`--quantize int8`). int8 on CPUs with AVX-512 VNNI is our kernel
+//! A linear layer that is dense f32 (exact, the default), bf16
+//! (`--precision bf16`, [`cpu::bf16`], CPUs with AVX512_BF16) or int8
+//! (`--precision int8`). int8 on CPUs with AVX-512 VNNI is our kernel
 //! ([`cpu::int8`]: per-channel int8 weights, per-row uint8 activations, as
 //! ONNX Runtime's dynamic quantization); elsewhere candle's Q8_0 (blocks of
 //! 32 with an f16 scale) and its quantized matmul.
@@ -15,6 +16,14 @@ use super::cpu;
 
 /// Q8_0 quantizes rows in blocks of this many values.
 const Q8_BLOCK: usize = 32;
+
+/// A number type narrower than f32 for the encoder's linears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Narrow {
+    Int8,
+    #[cfg(target_arch = "x86_64")]
+    Bf16(cpu::bf16::Kernel),
+}
 
 #[derive(Debug, Clone)]
 pub enum Linear {
@@ -34,6 +43,13 @@ pub enum Linear {
     Vnni {
         weights: Arc<cpu::int8::PackedInt8>,
         bias: Option<Tensor>,
+    },
+    /// bf16 weights, packed for [`cpu::linear_bf16`].
+    #[cfg(target_arch = "x86_64")]
+    Bf16 {
+        weights: Arc<cpu::bf16::PackedBf16>,
+        bias: Option<Tensor>,
+        kernel: cpu::bf16::Kernel,
     },
     /// int8 elsewhere: candle's Q8_0.
     Int8 {
@@ -64,6 +80,23 @@ impl Linear {
         Ok(Self::Dense { weight_t, bias })
     }
 
+    /// This layer in a narrower number type.
+    pub fn narrowed(&self, to: Narrow) -> Result<Self> {
+        match to {
+            Narrow::Int8 => self.to_int8(),
+            #[cfg(target_arch = "x86_64")]
+            Narrow::Bf16(kernel) => Ok(match self {
+                Self::Packed { weights, bias } => Self::Bf16 {
+                    weights: Arc::new(cpu::bf16::PackedBf16::from_f32(weights)),
+                    bias: bias.clone(),
+                    kernel,
+                },
+                // Only packed CPU f32 layers have a bf16 kernel.
+                _ => self.clone(),
+            }),
+        }
+    }
+
     /// The int8 form of a dense layer: VNNI-packed on CPUs that have it;
     /// otherwise Q8_0, where layers whose input width is not a multiple of
     /// its 32-value block stay dense.
@@ -86,7 +119,7 @@ impl Linear {
             }
             Self::Int8 { .. } => return Ok(self.clone()),
             #[cfg(target_arch = "x86_64")]
-            Self::Vnni { .. } => return Ok(self.clone()),
+            Self::Vnni { .. } | Self::Bf16 { .. } => return Ok(self.clone()),
         };
         let (_, in_dim) = weight.dims2()?;
         if !in_dim.is_multiple_of(Q8_BLOCK) {
@@ -130,6 +163,17 @@ impl Linear {
                 out_dims[last] = weights.out_dim();
                 return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
                     cpu::linear_int8(x, weights, b, rows, e)
+                });
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Bf16 {
+                weights,
+                bias,
+                kernel,
+            } => {
+                out_dims[last] = weights.out_dim();
+                return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
+                    cpu::linear_bf16(x, weights, b, rows, e, *kernel)
                 });
             }
             Self::Dense { weight_t, bias } => with_bias(matrix.matmul(weight_t)?, bias.as_ref())?,

@@ -106,11 +106,11 @@ impl SequenceClassifier {
         })
     }
 
-    /// Quantizes the encoder's linear layers to int8 (see
-    /// [`linear::Linear::to_int8`]). Embeddings, norms and the small
-    /// classification head stay f32.
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.encoder.quantize_int8()
+    /// Narrows the encoder's linear layers to int8 or bf16 (see
+    /// [`linear::Linear::narrowed`]). Embeddings, norms, attention and the
+    /// small classification head stay f32.
+    pub fn narrow(&mut self, to: linear::Narrow) -> Result<()> {
+        self.encoder.narrow(to)
     }
 
     /// `input_ids` and `attention_mask`: (batch, seq) u32. Returns logits

@@ -59,8 +59,9 @@ pub struct ModelArgs {
     #[arg(long, global = true, value_enum, value_name = "PRECISION")]
     pub quantize: Option<Quantize>,
 
-    /// The encoder's precision: f32 (HF's exact logits) or int8. `bench`
-    /// takes a comma-separated list to compare them [default: f32].
+    /// The encoder's precision: f32 (HF's exact logits), bf16 (CPUs with
+    /// AVX512_BF16; f32 elsewhere, with a warning) or int8. `bench` takes a
+    /// comma-separated list to compare them [default: f32].
     #[arg(
         long,
         global = true,
@@ -91,6 +92,7 @@ impl ModelArgs {
             .iter()
             .map(|p| match p {
                 PrecisionArg::F32 => Precision::F32,
+                PrecisionArg::Bf16 => Precision::Bf16,
                 PrecisionArg::Int8 => Precision::Int8,
             })
             .collect();
@@ -123,6 +125,8 @@ impl ModelArgs {
 pub enum PrecisionArg {
     /// f32 throughout: HF's logits within 1e-5.
     F32,
+    /// bf16 weights and activations in the encoder's linear layers, f32 sums.
+    Bf16,
     /// int8 weights and activations in the encoder's linear layers.
     Int8,
 }

@@ -37,7 +37,20 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
     }
     let classifier = builder.build()?;
     classifier.check_options(options).context("--stride")?;
+    warn_precision(model.precision()?, &classifier);
     Ok(classifier)
+}
+
+/// A precision asked for but not run (bf16 without AVX512_BF16) is allowed,
+/// as it gives the same labels, but never silent.
+pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
+    if classifier.precision() != asked {
+        crate::exit::diagnostic(format_args!(
+            "warning: --precision {asked} has no kernel on this device (bf16 needs a CPU \
+             with AVX512_BF16); running {}",
+            classifier.precision()
+        ));
+    }
 }
 
 /// More threads than the CPU has cores makes every parallel step wait for

@@ -24,9 +24,10 @@ const MC: usize = 96;
 
 const _: () = assert!(PANEL == 32, "the microkernel is two 16-lane vectors wide");
 
-/// Whether this CPU runs the kernel (checked once by std and cached).
+/// Whether this CPU runs the kernel (checked once by std and cached), and
+/// `SENTIMENT_KERNELS=portable` does not rule it out.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    is_x86_feature_detected!("avx512f") && !super::portable_forced()
 }
 
 /// `out = epilogue(x · Wᵀ + bias)`. `x` is (rows, in) row-major, `out`

@@ -26,7 +26,7 @@ const QUAD: usize = 4;
 
 /// Whether this CPU has the instructions the kernel uses.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    super::avx512::available()
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vnni")
 }

@@ -7,6 +7,7 @@
 //!   gemm crate on other CPUs; work is spread over threads unless the
 //!   product is too small to repay a wake-up;
 //! - [`linear_int8`]: the same with int8 weights on AVX-512 VNNI (`int8.rs`);
+//! - [`linear_bf16`]: the same with bf16 weights on AVX512_BF16 (`bf16.rs`);
 //! - [`attention`]: every (sequence, head) pair is one task, reading q, k
 //!   and v in place from the fused QKV projection and writing its context
 //!   straight into the (batch, seq, dim) output, with no permute or
@@ -28,6 +29,8 @@ use super::config::Activation;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 pub mod int8;
 
@@ -56,6 +59,28 @@ fn expect_len(what: &str, len: usize, dims: &[usize]) -> Result<(), OperandError
             "{what}: dimensions {dims:?} overflow"
         ))),
     }
+}
+
+/// Whether `SENTIMENT_KERNELS=portable` asks for the portable kernels
+/// (the gemm crate's, candle's Q8_0) even on an AVX-512 CPU: what AVX2 and
+/// ARM users run, measurable here. Read once.
+pub fn portable_forced() -> bool {
+    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PORTABLE.get_or_init(|| std::env::var("SENTIMENT_KERNELS").is_ok_and(|v| v == "portable"))
+}
+
+/// The bf16 kernel this CPU runs: `vdpbf16ps` where it has AVX512_BF16;
+/// elsewhere none (bf16 then runs as f32), unless `SENTIMENT_BF16=emulate`
+/// asks for the AVX-512F emulation, which gives bf16's numerics at f32's
+/// speed (to measure bf16's accuracy on any AVX-512 CPU). Read at each
+/// model load.
+#[cfg(target_arch = "x86_64")]
+pub fn bf16_kernel() -> Option<bf16::Kernel> {
+    if bf16::Kernel::Native.available() {
+        return Some(bf16::Kernel::Native);
+    }
+    let emulate = std::env::var("SENTIMENT_BF16").is_ok_and(|v| v == "emulate");
+    (emulate && bf16::Kernel::Emulated.available()).then_some(bf16::Kernel::Emulated)
 }
 
 /// Multiply-adds below which a matmul runs on one thread: handing work to
@@ -297,6 +322,21 @@ pub fn linear_int8(
 ) -> Result<Vec<f32>, OperandError> {
     let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 4);
     int8::linear(x, weights, bias, rows, epilogue, parallel)
+}
+
+/// [`linear_packed`] with bf16 weights (see [`bf16`]); x86-64 with the
+/// kernel's instructions only: elsewhere an error.
+#[cfg(target_arch = "x86_64")]
+pub fn linear_bf16(
+    x: &[f32],
+    weights: &bf16::PackedBf16,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    kernel: bf16::Kernel,
+) -> Result<Vec<f32>, OperandError> {
+    let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 2);
+    bf16::linear(x, weights, bias, rows, epilogue, parallel, kernel)
 }
 
 /// LayerNorm over rows of `weight.len()` values, as torch computes it:

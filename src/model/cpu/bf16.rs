@@ -1,0 +1,448 @@
+//! bf16 linears (`--precision bf16`): weights stored as bf16, activations
+//! rounded to bf16 on the fly, products summed in f32, then the f32
+//! epilogue (bias, residual, activation) of the f32 kernel. LayerNorm,
+//! softmax, attention and the residual stream stay f32.
+//!
+//! - Weights are rounded to nearest even once at load and packed in
+//!   panels of 32 outputs x 2 inputs per 128 bytes: the operand layout of
+//!   `vdpbf16ps`, which multiplies 32 bf16 pairs and adds them into 16 f32
+//!   lanes in one instruction (2x the multiply-adds of an f32 FMA), at half
+//!   the weight bytes.
+//! - Activations are rounded to nearest even per row before the product;
+//!   a row's bf16 values in order *are* its pairs, low half first.
+//!
+//! Two kernels share the packing and the tile loop:
+//! - [`Kernel::Native`]: `vdpbf16ps`, on CPUs with AVX512_BF16 (Zen 4 and
+//!   later, Cooper Lake, Sapphire Rapids and later);
+//! - [`Kernel::Emulated`]: the same arithmetic with AVX-512F only: each
+//!   bf16 widened to f32 (exact) and two FMAs in `vdpbf16ps`'s order (odd
+//!   element, then even), so its results equal the native kernel's but for
+//!   denormals, which `vdpbf16ps` flushes to zero. It is not faster than
+//!   f32; it exists so that bf16's accuracy is tested on every AVX-512
+//!   machine, CI's included, and it runs only when `SENTIMENT_BF16=emulate`
+//!   asks for it (see [`super::bf16_kernel`]).
+
+use std::arch::x86_64::*;
+
+use super::avx512::{epilogue, masks, Output};
+use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
+
+/// Rows per register tile, as in the f32 and int8 kernels: 24 accumulators.
+const TILE_ROWS: usize = 12;
+/// Rows per parallel task.
+const MC: usize = 96;
+
+/// Which instructions multiply the bf16 pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// `vdpbf16ps` (AVX512_BF16).
+    Native,
+    /// AVX-512F FMAs on the widened values: bf16's numerics, f32's speed.
+    Emulated,
+}
+
+impl Kernel {
+    /// Whether this CPU has the instructions the kernel uses.
+    pub fn available(self) -> bool {
+        let base = super::avx512::available() && is_x86_feature_detected!("avx512bw");
+        match self {
+            Self::Native => base && is_x86_feature_detected!("avx512bf16"),
+            Self::Emulated => base,
+        }
+    }
+}
+
+/// f32 to bf16, rounding to nearest even (NaN stays NaN).
+pub fn to_bf16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// A weight matrix rounded to bf16 and packed for [`linear`].
+#[derive(Debug)]
+pub struct PackedBf16 {
+    /// Panels of PANEL outputs; within one, for each pair of inputs, one
+    /// u32 per output: the even input's bf16 in the low half, the odd one's
+    /// in the high half (zero past `in_dim`).
+    data: Vec<u32>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl PackedBf16 {
+    /// Rounds f32 weights packed for the f32 kernel. Both layouts are
+    /// panel-major with the same panel width, so panels convert on their own.
+    pub fn from_f32(weights: &PackedWeights) -> Self {
+        let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
+        let pairs = in_dim.div_ceil(2);
+        let panels = out_dim.div_ceil(PANEL);
+        let mut data = vec![0u32; panels * PANEL * pairs];
+        for (panel, block) in data.chunks_exact_mut(PANEL * pairs).enumerate() {
+            // (in, PANEL) f32, zero-padded past out_dim.
+            let source = &weights.data[panel * PANEL * in_dim..(panel + 1) * PANEL * in_dim];
+            for (k, row) in source.chunks_exact(PANEL).enumerate() {
+                let shift = 16 * (k % 2);
+                let pair = &mut block[(k / 2) * PANEL..][..PANEL];
+                for (slot, &w) in pair.iter_mut().zip(row) {
+                    *slot |= u32::from(to_bf16(w)) << shift;
+                }
+            }
+        }
+        Self {
+            data,
+            in_dim,
+            out_dim,
+        }
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+}
+
+/// Activations rounded to bf16, each row padded to whole pairs.
+struct Bf16Rows {
+    data: Vec<u16>,
+    /// Values per row (even).
+    stride: usize,
+}
+
+/// Rounds every row of `x` (rows, in_dim) to bf16, 16 values a step.
+///
+/// # Safety
+/// The CPU must support avx512f, and `x` must hold `rows * in_dim` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn round_rows(x: &[f32], rows: usize, in_dim: usize) -> Bf16Rows {
+    let stride = in_dim.div_ceil(2) * 2;
+    let mut data = vec![0u16; rows * stride];
+    // SAFETY: avx512f is present (the caller's contract); loads are masked
+    // to each row's in_dim values of x, stores to the same count inside
+    // that row of `data` (rows * stride long).
+    unsafe {
+        let ones = _mm512_set1_epi32(1);
+        let half = _mm512_set1_epi32(0x7fff);
+        for r in 0..rows {
+            let row = &x[r * in_dim..(r + 1) * in_dim];
+            let out = data.as_mut_ptr().add(r * stride);
+            for (chunk, values) in row.chunks(16).enumerate() {
+                let mask = ((1u32 << values.len()) - 1) as __mmask16;
+                let bits = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask, values.as_ptr()));
+                // Round to nearest even as `to_bf16` (NaN aside: activations
+                // here are finite unless the weights are not).
+                let odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), ones);
+                let rounded =
+                    _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(half, odd)), 16);
+                _mm512_mask_cvtepi32_storeu_epi16(out.add(16 * chunk) as *mut i16, mask, rounded);
+            }
+        }
+    }
+    Bf16Rows { data, stride }
+}
+
+/// `out = epilogue(x · Wᵀ + bias)` in bf16 products with f32 sums. An
+/// error on a CPU without the kernel's instructions (see
+/// [`Kernel::available`]) or when the operands do not match.
+pub fn linear(
+    x: &[f32],
+    weights: &PackedBf16,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+    kernel: Kernel,
+) -> Result<Vec<f32>, OperandError> {
+    let (k, n) = (weights.in_dim, weights.out_dim);
+    if !kernel.available() {
+        return Err(OperandError(format!(
+            "this CPU lacks the instructions of the {kernel:?} bf16 kernel"
+        )));
+    }
+    super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
+    // SAFETY: avx512f is present and x is (rows, k) (both checked above).
+    let rounded = unsafe { round_rows(x, rows, k) };
+    // Left uninitialised: the tiles store every element through raw
+    // pointers before `set_len`.
+    let mut out = Vec::<f32>::with_capacity(rows * n);
+    let shared = SharedOut(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL);
+    let task = |index: usize| {
+        let (block, panel) = (index / panels, index % panels);
+        let row0 = block * MC;
+        let block_rows = MC.min(rows - row0);
+        // SAFETY: the kernel's CPU features are present and the operands
+        // match the weights (checked above); the block's rows and the panel
+        // lie inside them, and each task writes only its own rows x panel
+        // block of `out`.
+        unsafe {
+            run_tile(
+                &rounded, weights, bias, &epilogue, shared, row0, block_rows, panel, kernel,
+            )
+        }
+    };
+    let tasks = rows.div_ceil(MC) * panels;
+    if parallel {
+        super::parallel_for(tasks, task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+    // SAFETY: the tasks cover all rows x panels, and each tile's stores
+    // cover its rows x (masked) columns.
+    unsafe { out.set_len(rows * n) };
+    Ok(out)
+}
+
+/// One task of [`linear`]: a block of up to MC rows against one panel, a
+/// register tile at a time, each tile through the f32 epilogue once summed.
+///
+/// # Safety
+/// The CPU must support `kernel`'s instructions (see [`Kernel::available`]);
+/// `x` must hold the rounded rows of a (rows, in) input matching `weights`,
+/// `bias` and the residual must match the output, `row0 + rows` and
+/// `panel` must lie inside them, and no other thread may write this block
+/// of `out`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_tile(
+    x: &Bf16Rows,
+    weights: &PackedBf16,
+    bias: Option<&[f32]>,
+    epilogue_of: &Epilogue,
+    out: SharedOut,
+    row0: usize,
+    rows: usize,
+    panel: usize,
+    kernel: Kernel,
+) {
+    // SAFETY: the caller upholds # Safety: every tile below lies inside the
+    // block, whose rows and panel are inside x, the weights and `out`.
+    unsafe {
+        let n = weights.out_dim;
+        let pairs = x.stride / 2;
+        let col0 = panel * PANEL;
+        let mask = masks(PANEL.min(n - col0));
+        let panel_data = weights.data.as_ptr().add(panel * PANEL * pairs);
+        // Rows split evenly over the fewest tiles, as in the f32 kernel.
+        let tiles = rows.div_ceil(TILE_ROWS);
+        let even = rows.div_ceil(tiles);
+        let mut row = row0;
+        while row < row0 + rows {
+            let tile_rows = even.min(row0 + rows - row);
+            let output = Output::at(out, n, row, col0, bias, epilogue_of);
+            let at = TileArgs {
+                x: x.data.as_ptr().add(row * x.stride) as *const u32,
+                x_stride: pairs,
+                panel: panel_data,
+                pairs,
+                out: output.out,
+                out_stride: n,
+                mask,
+            };
+            match kernel {
+                Kernel::Native => native_tile(tile_rows, &at),
+                Kernel::Emulated => emulated_tile(tile_rows, &at),
+            }
+            epilogue(&output, tile_rows, mask);
+            row += tile_rows;
+        }
+    }
+}
+
+/// The corner of one register tile: `x` and the panel as u32 pairs.
+struct TileArgs {
+    x: *const u32,
+    x_stride: usize,
+    panel: *const u32,
+    pairs: usize,
+    out: *mut f32,
+    out_stride: usize,
+    mask: [__mmask16; 2],
+}
+
+/// Defines one microkernel, R rows x 32 outputs of f32 sums stored in the
+/// output's place, and its dispatcher over R = 1..=12. The two kernels
+/// differ only in `$features` and in `$step`, which adds one pair of row `x`
+/// (a u32: two bf16) times one vector of 16 weight pairs into `acc`.
+macro_rules! microkernels {
+    ($dispatch:ident, $kernel:ident, $features:literal, $step:expr) => {
+        /// # Safety
+        /// As for the microkernel.
+        #[target_feature(enable = $features)]
+        unsafe fn $dispatch(rows: usize, at: &TileArgs) {
+            // SAFETY: the caller upholds the microkernel's contract.
+            unsafe {
+                match rows {
+                    12 => $kernel::<12>(at),
+                    11 => $kernel::<11>(at),
+                    10 => $kernel::<10>(at),
+                    9 => $kernel::<9>(at),
+                    8 => $kernel::<8>(at),
+                    7 => $kernel::<7>(at),
+                    6 => $kernel::<6>(at),
+                    5 => $kernel::<5>(at),
+                    4 => $kernel::<4>(at),
+                    3 => $kernel::<3>(at),
+                    2 => $kernel::<2>(at),
+                    _ => $kernel::<1>(at),
+                }
+            }
+        }
+
+        /// R rows x 32 outputs of Σ x·w over all pairs.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here. `at.x` must be
+        /// valid for R rows of `at.pairs` u32 `at.x_stride` apart,
+        /// `at.panel` for `at.pairs` groups of 32 u32, and `at.out` for an
+        /// R x 32 (masked) f32 tile `at.out_stride` apart that no other
+        /// thread writes.
+        #[target_feature(enable = $features)]
+        unsafe fn $kernel<const R: usize>(at: &TileArgs) {
+            // SAFETY: the caller upholds # Safety.
+            unsafe {
+                let mut acc = [[_mm512_setzero_ps(); 2]; R];
+                let mut x_rows = [at.x; R];
+                for (i, x_row) in x_rows.iter_mut().enumerate() {
+                    *x_row = at.x.add(i * at.x_stride);
+                }
+                let mut w = at.panel;
+                for p in 0..at.pairs {
+                    let w0 = _mm512_loadu_si512(w as *const __m512i);
+                    let w1 = _mm512_loadu_si512(w.add(16) as *const __m512i);
+                    w = w.add(PANEL);
+                    // Index loops, as in the f32 kernel, so `acc` stays in registers.
+                    #[allow(clippy::needless_range_loop)]
+                    for i in 0..R {
+                        let pair = x_rows[i].add(p).read_unaligned();
+                        acc[i][0] = $step(acc[i][0], pair, w0);
+                        acc[i][1] = $step(acc[i][1], pair, w1);
+                    }
+                }
+                for (i, row) in acc.iter().enumerate() {
+                    for (half, lane) in row.iter().enumerate() {
+                        let out = at.out.add(i * at.out_stride + 16 * half);
+                        _mm512_mask_storeu_ps(out, at.mask[half], *lane);
+                    }
+                }
+            }
+        }
+    };
+}
+
+microkernels!(
+    native_tile,
+    native_kernel,
+    "avx512f,avx512bw,avx512bf16",
+    native_step
+);
+microkernels!(
+    emulated_tile,
+    emulated_kernel,
+    "avx512f,avx512bw",
+    emulated_step
+);
+
+/// `acc + x.hi·w.hi + x.lo·w.lo` per lane with `vdpbf16ps`.
+///
+/// # Safety
+/// The CPU must support avx512f and avx512bf16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn native_step(acc: __m512, pair: u32, weights: __m512i) -> __m512 {
+    let x = _mm512_set1_epi32(pair as i32);
+    // SAFETY: __m512i and __m512bh are both 64 plain bytes; the bits are
+    // reinterpreted as 32 bf16 values, which is what they hold.
+    let (x, weights) = unsafe {
+        (
+            std::mem::transmute::<__m512i, __m512bh>(x),
+            std::mem::transmute::<__m512i, __m512bh>(weights),
+        )
+    };
+    _mm512_dpbf16_ps(acc, x, weights)
+}
+
+/// [`native_step`] with AVX-512F: each bf16 widened to f32 (a shift: exact),
+/// the products exact in f32, added in `vdpbf16ps`'s order (odd, then even).
+///
+/// # Safety
+/// The CPU must support avx512f.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn emulated_step(acc: __m512, pair: u32, weights: __m512i) -> __m512 {
+    let x_odd = _mm512_set1_ps(f32::from_bits(pair & 0xffff_0000));
+    let x_even = _mm512_set1_ps(f32::from_bits(pair << 16));
+    let w_odd = _mm512_castsi512_ps(_mm512_and_si512(weights, _mm512_set1_epi32(-65536)));
+    let w_even = _mm512_castsi512_ps(_mm512_slli_epi32(weights, 16));
+    _mm512_fmadd_ps(x_even, w_even, _mm512_fmadd_ps(x_odd, w_odd, acc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_to_bf16_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between two bf16 values: to the even one.
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3·2^-8 is halfway too: up, to the even one.
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0 + 1.0 / 65536.0), 0x3f81);
+        assert_eq!(to_bf16(-2.0), 0xc000);
+        assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
+        assert_eq!(to_bf16(f32::MAX), 0x7f80, "rounds up to infinity, as torch");
+        assert!(f32::from_bits(u32::from(to_bf16(f32::NAN)) << 16).is_nan());
+    }
+
+    /// The kernels against a scalar sum of the same bf16 products.
+    #[test]
+    fn kernels_match_a_scalar_bf16_product() {
+        let (rows, in_dim, out_dim) = (13, 37, 45);
+        let value = |i: usize, scale: f32| ((i * 7919 % 211) as f32 / 211.0 - 0.5) * scale;
+        let x: Vec<f32> = (0..rows * in_dim).map(|i| value(i, 3.0)).collect();
+        let w: Vec<f32> = (0..out_dim * in_dim).map(|i| value(i + 5, 0.2)).collect();
+        let bias: Vec<f32> = (0..out_dim).map(|i| value(i, 1.0)).collect();
+        let widen = |v: f32| f32::from_bits(u32::from(to_bf16(v)) << 16);
+        let mut expected = vec![0f32; rows * out_dim];
+        for r in 0..rows {
+            for o in 0..out_dim {
+                let sum: f64 = (0..in_dim)
+                    .map(|k| {
+                        f64::from(widen(x[r * in_dim + k])) * f64::from(widen(w[o * in_dim + k]))
+                    })
+                    .sum();
+                expected[r * out_dim + o] = sum as f32 + bias[o];
+            }
+        }
+        let packed = PackedBf16::from_f32(&PackedWeights::pack(&w, out_dim, in_dim).unwrap());
+        for kernel in [Kernel::Native, Kernel::Emulated] {
+            if !kernel.available() {
+                eprintln!("{kernel:?} bf16 kernel: not on this CPU");
+                continue;
+            }
+            let out = linear(
+                &x,
+                &packed,
+                Some(&bias),
+                rows,
+                Epilogue::default(),
+                false,
+                kernel,
+            )
+            .unwrap();
+            let worst = out
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{kernel:?}: {worst}");
+        }
+    }
+}
