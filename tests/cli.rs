@@ -257,14 +257,16 @@ fn model_errors_name_the_file_and_exit_3() {
     assert_eq!(output.status.code(), Some(3));
 }
 
+/// A device that is not built in, or that a CUDA build cannot open (no
+/// GPU: CI's CUDA build runs against a stub driver), exits 5.
 #[test]
-fn devices_that_are_not_built_in_exit_5() {
-    if cfg!(feature = "cuda") {
-        return;
+fn devices_that_cannot_open_exit_5() {
+    if std::env::var_os("SENTIMENT_TEST_CUDA").is_some() {
+        return; // a GPU is there: tests/devices.rs uses it
     }
     let output = sentiment(&["-m", &tiny(), "--device", "cuda", "predict", "x"], b"");
     assert_eq!(output.status.code(), Some(5));
-    assert!(stderr(&output).contains("CUDA"));
+    assert!(stderr(&output).to_lowercase().contains("cuda"));
     let output = sentiment(&["-m", &tiny(), "--device", "tpu", "predict", "x"], b"");
     assert_eq!(output.status.code(), Some(2));
 }

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Peer comparison: `sentiment bench` against HF PyTorch, the transformers
-pipeline, ONNX Runtime fp32 and ONNX Runtime int8 (dynamic quantization), on
+pipeline, ONNX Runtime fp32 and int8 (dynamic quantization), and OpenVINO
+f32, default precision (bf16 on CPUs with AVX512_BF16) and int8 (NNCF), on
 the same model folders, inputs and metrics, at the same thread count, with
-tokenization included. Writes one combined report with sentiment/peer ratios.
+tokenization included. Writes one combined report with sentiment/peer
+ratios, and the CPU's measured 2-thread GEMM peak per number type.
 
 Tooling only. From a clean checkout:
 
     pip install torch==2.15.0 transformers==5.23.0 onnxruntime==1.31.1 onnx==1.23.2 \
-        safetensors==0.8.0 tokenizers==0.23.3
+        safetensors==0.8.0 tokenizers==0.23.3 openvino==2026.4.1 nncf==3.4.0
     cargo build --release
-    python3 tools/peer_bench.py                 # ~15 min on 2 cores
-    python3 tools/peer_bench.py --quick         # fewer runs, ~4 min
-    python3 tools/peer_bench.py --int8 --lengths 14,75,400 --batch-sizes 32 --runs 100 --out goals
+    python3 tools/peer_bench.py                 # ~25 min on 2 cores
+    python3 tools/peer_bench.py --quick         # fewer runs, ~8 min
+    python3 tools/peer_bench.py --precisions f32,bf16,int8 --lengths 14,75,400 \
+        --batch-sizes 32 --runs 100 --out goals
 
 Models: the bundled model (models/minilm-l6-sst2, dim 384) and a random
 model with distilbert-base's exact shape (dim 768, 6 layers, FFN 3072),
@@ -194,7 +197,6 @@ class OrtPeer(Peer):
         return int8_path
 
     def load(self):
-        from tokenizers import Tokenizer
         path = self.export()
         started = time.perf_counter()
         opts = ort.SessionOptions()
@@ -202,12 +204,16 @@ class OrtPeer(Peer):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.load_tokenizer()
+        return time.perf_counter() - started
+
+    def load_tokenizer(self):
+        from tokenizers import Tokenizer
         self.tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tok.enable_truncation(512)
         config = json.loads((self.model_dir / "config.json").read_text())
         pad_id = config.get("pad_token_id") or 0
         self.tok.enable_padding(pad_id=pad_id, pad_token=self.tok.id_to_token(pad_id))
-        return time.perf_counter() - started
 
     def encode(self, texts):
         enc = self.tok.encode_batch(texts)
@@ -221,6 +227,89 @@ class OrtPeer(Peer):
 class OrtInt8Peer(OrtPeer):
     name = "ONNX Runtime int8"
     quantized = True
+
+
+class OpenVinoPeer(OrtPeer):
+    """OpenVINO's CPU plugin on the same ONNX export: 2 threads, one stream,
+    the LATENCY hint. `precision` None keeps OpenVINO's default, which is
+    bf16 on CPUs with AVX512_BF16 (and AMX), f32 elsewhere."""
+    name = "OpenVINO f32"
+    precision = "f32"
+    nncf_int8 = False
+
+    def ov_model(self, core):
+        onnx_path = OrtPeer.export(self)
+        if not self.nncf_int8:
+            return core.read_model(str(onnx_path))
+        int8_path = self.work_dir / "model.nncf-int8.xml"
+        if not int8_path.exists():
+            import nncf
+            import openvino as ov
+            # Calibration on SST-2 *train* (never dev): 300 sentences, one a step.
+            calib = [json.loads(l)["text"] for _, l in zip(range(300), open(self.calibration))]
+            dataset = nncf.Dataset(calib, lambda text: self.encode([text]))
+            quantized = nncf.quantize(core.read_model(str(onnx_path)), dataset,
+                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=300)
+            ov.save_model(quantized, str(int8_path))
+        return core.read_model(str(int8_path))
+
+    def load(self):
+        import openvino as ov
+        core = ov.Core()
+        model = self.ov_model(core)
+        started = time.perf_counter()
+        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        if self.precision:
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.ran_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        OrtPeer.load_tokenizer(self)
+        return time.perf_counter() - started
+
+    def run(self, inputs):
+        self.request.infer(inputs)
+        return self.request.get_output_tensor(0).data
+
+
+class OpenVinoDefaultPeer(OpenVinoPeer):
+    name = "OpenVINO default"
+    precision = None
+
+
+class OpenVinoInt8Peer(OpenVinoPeer):
+    name = "OpenVINO int8 (NNCF)"
+    precision = None
+    nncf_int8 = True
+
+
+def gemm_peak(threads, size=1536, seconds=1.0):
+    """This CPU's GEMM peak per number type at `threads` threads, in GFLOP/s
+    (int8: GOP/s): the best of a few timed square products in torch (oneDNN
+    underneath), the ceiling each precision's throughput is held against."""
+    torch.set_num_threads(threads)
+    peaks = {}
+    for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8)):
+        try:
+            if dtype == torch.int8:
+                a = torch.randint(-100, 100, (size, size), dtype=dtype)
+                b = torch.randint(-100, 100, (size, size), dtype=dtype)
+                mm = lambda: torch._int_mm(a, b)  # noqa: E731
+            else:
+                a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+                mm = lambda: a @ b  # noqa: E731
+            mm()
+            best, started = float("inf"), time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                t = time.perf_counter()
+                mm()
+                best = min(best, time.perf_counter() - t)
+            peaks[name] = 2 * size ** 3 / best / 1e9
+        except Exception as err:  # a dtype this torch build cannot multiply on CPU
+            peaks[name] = None
+            print(f"gemm peak {name}: {err}", file=sys.stderr)
+    return peaks
 
 
 def measure(peer, texts, labels, args):
@@ -250,18 +339,20 @@ def measure(peer, texts, labels, args):
         seconds = time.perf_counter() - started
         throughput.append({"batch_size": bs, "sentences": len(texts), "seconds": seconds,
                            "sentences_per_s": len(texts) / seconds})
-    return {"load_ms": load_ms, "first_inference_ms": first_ms,
-            "latency": latency, "throughput": throughput}
+    result = {"load_ms": load_ms, "first_inference_ms": first_ms,
+              "latency": latency, "throughput": throughput}
+    if hasattr(peer, "ran_precision"):
+        result["precision"] = peer.ran_precision
+    return result
 
 
-def sentiment_bench(model_dir, args, int8=False):
+def sentiment_bench(model_dir, args, precision="f32"):
     cmd = [str(ROOT / "target/release/sentiment"), "--model", str(model_dir),
            "--threads", str(args.threads), "bench", "--format", "json",
            "--runs", str(args.runs), "--warmup", str(args.warmup),
            "--lengths", ",".join(map(str, args.lengths)),
            "--batch-sizes", ",".join(map(str, args.batch_sizes))]
-    if int8:
-        cmd.insert(3, "--quantize=int8")
+    cmd.insert(3, f"--precision={precision}")
     started = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     report = json.loads(out)
@@ -292,11 +383,16 @@ def main():
     ap.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
                     default=[1, 8, 32])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--int8", action="store_true", help="also bench sentiment --quantize int8")
+    ap.add_argument("--precisions", default="f32",
+                    help="sentiment's precisions to bench, comma-separated: f32,bf16,int8")
+    ap.add_argument("--int8", action="store_true", help="same as --precisions f32,int8")
+    ap.add_argument("--calibration", type=Path,
+                    default=ROOT.parent / "shared" / "data" / "sst2_train.jsonl",
+                    help="SST-2 *train* JSONL: NNCF's 300 calibration sentences")
     ap.add_argument("--real-shapes", action="store_true",
                     help="bench random models of two hub models' shapes instead")
     ap.add_argument("--peers", default="all",
-                    help="comma-separated subset: torch,pipeline,ort,ort-int8")
+                    help="comma-separated subset: torch,pipeline,ort,ort-int8,ov,ov-default,ov-int8")
     ap.add_argument("--plot", action="store_true",
                     help="also draw bench_results/NAME.svg: latency by length and "
                          "throughput by batch size, sentiment against each peer (matplotlib)")
@@ -306,6 +402,9 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.runs, args.lengths, args.batch_sizes = 10, [14, 75, 400], [32]
+    if args.int8:
+        args.precisions = "f32,int8"
+    OpenVinoPeer.calibration = args.calibration
     torch.set_num_threads(args.threads)
     texts, labels = dataset(ROOT / "test_data" / "sst2_dev.jsonl")
     bundled = ROOT / "models" / "minilm-l6-sst2"
@@ -316,14 +415,16 @@ def main():
     if args.only_bundled:
         models = {"bundled (dim 384)": bundled}
     by_name = {"torch": TorchPeer, "pipeline": PipelinePeer, "ort": OrtPeer,
-               "ort-int8": OrtInt8Peer}
+               "ort-int8": OrtInt8Peer, "ov": OpenVinoPeer, "ov-default": OpenVinoDefaultPeer,
+               "ov-int8": OpenVinoInt8Peer}
     peers = list(by_name.values()) if args.peers == "all" else [
         by_name[name] for name in args.peers.split(",")]
     results = {"machine": {"cpu": cpu_model(),
                            "python": platform.python_version(), "torch": torch.__version__,
                            "transformers": transformers.__version__,
-                           "onnxruntime": ort.__version__, "threads": args.threads,
-                           "torch_import_s": TORCH_IMPORT_S},
+                           "onnxruntime": ort.__version__, "openvino": openvino_version(),
+                           "threads": args.threads, "torch_import_s": TORCH_IMPORT_S,
+                           "gemm_peak": gemm_peak(args.threads)},
                "args": vars(args), "models": {}}
     for label, model_dir in models.items():
         entry = {}
@@ -331,12 +432,13 @@ def main():
         for cls in peers:
             print(f"[{label}] {cls.name}", file=sys.stderr, flush=True)
             entry[cls.name] = measure(cls(model_dir, args.threads, work), texts, labels, args)
-        print(f"[{label}] sentiment", file=sys.stderr, flush=True)
-        entry["sentiment"] = sentiment_bench(model_dir, args)
-        if args.int8:
-            entry["sentiment int8"] = sentiment_bench(model_dir, args, int8=True)
+        for precision in args.precisions.split(","):
+            key = "sentiment" if precision == "f32" else f"sentiment {precision}"
+            print(f"[{label}] {key}", file=sys.stderr, flush=True)
+            entry[key] = sentiment_bench(model_dir, args, precision)
         entry["sentiment_cold_predict_ms"] = cold_predict_ms(
             None if model_dir == bundled else model_dir, args)
+        entry["config"] = json.loads((model_dir / "config.json").read_text())
         results["models"][label] = entry
     OUT.mkdir(exist_ok=True)
     (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -344,6 +446,14 @@ def main():
     if args.plot:
         plot(results, OUT / f"{args.out}.svg")
     print(markdown(results))
+
+
+def openvino_version():
+    try:
+        import openvino
+        return openvino.__version__
+    except ImportError:
+        return None
 
 
 def plot(results, path):
@@ -410,6 +520,16 @@ def plot(results, path):
         print(f"wrote {name}", file=sys.stderr)
 
 
+def model_params(entry):
+    """Multiply-adds per token in the encoder's linears (QKV, output, FFN):
+    12 dim^2 per layer, from the model's config saved with the report."""
+    cfg = entry.get("config") or {}
+    dim = cfg.get("dim") or cfg.get("hidden_size") or 0
+    ffn = cfg.get("hidden_dim") or cfg.get("intermediate_size") or 4 * dim
+    layers = cfg.get("n_layers") or cfg.get("num_hidden_layers") or 0
+    return layers * (4 * dim * dim + 2 * dim * ffn)
+
+
 def ours(entry, key, lengths):
     dev = entry[key]["devices"][0]
     lat = {n: row["total"]["p50_ms"] for n, row in zip(lengths, dev["latency"])}
@@ -420,11 +540,12 @@ def ours(entry, key, lengths):
 def markdown(results):
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['threads']} threads; torch {m['torch']}, "
-             f"transformers {m['transformers']}, onnxruntime {m['onnxruntime']}. "
+             f"transformers {m['transformers']}, onnxruntime {m['onnxruntime']}, "
+             f"openvino {m.get('openvino')}. "
              f"Medians (p50), tokenization included. Ratio = peer time / sentiment time "
              f"(> 1 means sentiment is faster).", ""]
     for label, entry in results["models"].items():
-        keys = ["sentiment"] + (["sentiment int8"] if "sentiment int8" in entry else [])
+        keys = [k for k in ("sentiment", "sentiment bf16", "sentiment int8") if k in entry]
         mine = {k: ours(entry, k, results["args"]["lengths"]) for k in keys}
         # Lengths as asked for: a tokenizer may not reach every exact
         # count, so sentiment's report is matched by position.
@@ -439,23 +560,46 @@ def markdown(results):
         for k in keys:
             dev = entry[k]["devices"][0]
             lat, thr = mine[k]
-            row = [f"**{k}**", f"{dev['load_ms']:.0f}"] + [f"{lat[n]:.2f}" for n in lengths] + \
+            ran = f" (ran {dev['precision']})" if dev.get("precision", "f32") != k.split()[-1] \
+                and k != "sentiment" else ""
+            row = [f"**{k}**{ran}", f"{dev['load_ms']:.0f}"] + [f"{lat[n]:.2f}" for n in lengths] + \
                   [f"{thr[b]:.0f}" for b in batches]
             lines.append("| " + " | ".join(row) + " |")
         lat0, thr0 = mine["sentiment"]
-        for name in ["PyTorch", "transformers pipeline", "ONNX Runtime fp32", "ONNX Runtime int8"]:
+        for name in ["PyTorch", "transformers pipeline", "ONNX Runtime fp32", "ONNX Runtime int8",
+                     "OpenVINO f32", "OpenVINO default", "OpenVINO int8 (NNCF)"]:
             if name not in entry:
                 continue
             p = entry[name]
+            shown = f"{name} ({p['precision']})" if "precision" in p else name
             plat = {n: r["total"]["p50_ms"] for n, r in zip(lengths, p["latency"])}
             pthr = {r["batch_size"]: r["sentences_per_s"] for r in p["throughput"]}
-            cmp_key = "sentiment int8" if name.endswith("int8") and "sentiment int8" in mine else "sentiment"
+            # Each peer against sentiment in the same kind of number type.
+            kind = "int8" if "int8" in name else (
+                "bf16" if p.get("precision") == "bf16" else "f32")
+            cmp_key = {"int8": "sentiment int8", "bf16": "sentiment bf16"}.get(kind, "sentiment")
+            cmp_key = cmp_key if cmp_key in mine else "sentiment"
             lat_s, thr_s = mine[cmp_key]
-            row = [name, f"{p['load_ms']:.0f}"] + \
+            row = [f"{shown} vs {cmp_key}", f"{p['load_ms']:.0f}"] + \
                   [f"{plat[n]:.2f} ({plat[n] / lat_s[n]:.2f}x)" for n in lengths] + \
                   [f"{pthr[b]:.0f} ({thr_s[b] / pthr[b]:.2f}x)" for b in batches]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        peaks = m.get("gemm_peak") or {}
+        fractions = []
+        for k in keys:
+            kind = "f32" if k == "sentiment" else k.split()[-1]
+            dev = entry[k]["devices"][0]
+            kind = dev.get("precision", kind)
+            if peaks.get(kind):
+                flops = 2 * model_params(entry) * dev["throughput"][-1]["tokens_per_s"] / 1e9
+                fractions.append(f"{k}: {flops:.0f} of {peaks[kind]:.0f} G/s "
+                                 f"({flops / peaks[kind]:.0%})")
+        if fractions:
+            lines.append("Distance to the limit (encoder linears' multiply-adds x 2 at the "
+                         f"largest batch's tokens/s, against torch's 2-thread {1536}^3 GEMM "
+                         "peak per type): " + "; ".join(fractions) + ".")
+            lines.append("")
         lines.append(f"Cold `sentiment predict` (process start to result, median of 10): "
                      f"{entry['sentiment_cold_predict_ms']:.0f} ms. "
                      f"Python peers pay {m['torch_import_s']:.1f} s to import torch first.")

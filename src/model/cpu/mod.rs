@@ -61,12 +61,31 @@ fn expect_len(what: &str, len: usize, dims: &[usize]) -> Result<(), OperandError
     }
 }
 
-/// Whether `SENTIMENT_KERNELS=portable` asks for the portable kernels
-/// (the gemm crate's, candle's Q8_0) even on an AVX-512 CPU: what AVX2 and
-/// ARM users run, measurable here. Read once.
+/// Which CPU code the model runs, from `SENTIMENT_KERNELS` (read once):
+/// unset, our fastest kernels for this CPU; `portable`, the kernels a CPU
+/// without AVX-512 runs (the gemm crate's, candle's Q8_0), to measure what
+/// AVX2 and ARM users get; `generic`, none of this module: candle's
+/// device-generic ops, the path CUDA and Metal take, so CI checks that
+/// path's numerics on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChoice {
+    Fastest,
+    Portable,
+    Generic,
+}
+
+pub fn kernel_choice() -> KernelChoice {
+    static CHOICE: std::sync::OnceLock<KernelChoice> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("SENTIMENT_KERNELS").as_deref() {
+        Ok("portable") => KernelChoice::Portable,
+        Ok("generic") => KernelChoice::Generic,
+        _ => KernelChoice::Fastest,
+    })
+}
+
+/// Whether only portable kernels may run (see [`kernel_choice`]).
 pub fn portable_forced() -> bool {
-    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PORTABLE.get_or_init(|| std::env::var("SENTIMENT_KERNELS").is_ok_and(|v| v == "portable"))
+    kernel_choice() != KernelChoice::Fastest
 }
 
 /// The bf16 kernel this CPU runs: `vdpbf16ps` where it has AVX512_BF16;
@@ -97,8 +116,13 @@ fn parallel_for(n: usize, task: impl Fn(usize) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(&task));
 }
 
-/// The f32 buffer of a contiguous CPU tensor, passed to `f`.
+/// The f32 buffer of a contiguous CPU tensor, passed to `f`. None for any
+/// other tensor, and for every tensor under `SENTIMENT_KERNELS=generic`:
+/// callers then take candle's generic ops.
 pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if kernel_choice() == KernelChoice::Generic {
+        return None;
+    }
     let (storage, layout): (_, &Layout) = tensor.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(f(&data[start..end])),

@@ -1,0 +1,166 @@
+//! The device-generic forward path: the one CUDA and Metal run (candle's
+//! matmul, `softmax_last_dim`, `layer_norm` and elementwise ops instead of
+//! our CPU kernels), against HF's goldens within 1e-4, alone and in padded
+//! batches, for every architecture.
+//!
+//! - On the CPU, always: `SENTIMENT_KERNELS=generic` turns our CPU kernels
+//!   off, so CI checks the GPU path's numerics on every run.
+//! - On a CUDA GPU, where `SENTIMENT_TEST_CUDA=1` (a `--features cuda`
+//!   build; README, "CUDA"): the same parity, `batch --device cuda` with its
+//!   contract, and `bench --device cpu,cuda`. Without the variable, the
+//!   CUDA tests check instead that `--device cuda` fails cleanly (exit 5):
+//!   what a CPU-only build, or a CUDA build on a machine without a GPU (CI,
+//!   against the stub driver), must do.
+
+mod common;
+
+use candle_core::Device;
+use common::*;
+use sentiment::unstable_kernels::{kernel_choice, KernelChoice};
+use sentiment::{Classifier, DeviceSpec, ModelSpec, Precision};
+
+/// Every model with goldens: (model, golden file).
+fn models() -> Vec<(ModelSpec, &'static str)> {
+    let local = |dir: &str| ModelSpec::Local(fixture(dir));
+    vec![
+        (local("tiny-distilbert"), "golden_tiny.json"),
+        (ModelSpec::Bundled, "golden_bundled.json"),
+        (local("tiny-bert"), "golden_tiny-bert.json"),
+        (local("tiny-roberta"), "golden_tiny-roberta.json"),
+        (local("tiny-xlm-roberta"), "golden_tiny-xlm-roberta.json"),
+    ]
+}
+
+/// Every test here first turns our CPU kernels off: the choice is read
+/// once per process, so no test may run a model before it is set.
+fn generic_kernels() {
+    std::env::set_var("SENTIMENT_KERNELS", "generic");
+    assert_eq!(kernel_choice(), KernelChoice::Generic);
+}
+
+/// Every model's goldens on `device`, one text at a time and in padded
+/// batches; returns the largest logit difference.
+fn assert_parity(device: &Device) -> f32 {
+    let mut worst = 0f32;
+    for (spec, golden_file) in models() {
+        let files = spec.resolve().unwrap();
+        let classifier = Classifier::from_files(&files, device, Precision::F32).unwrap();
+        let golden = golden(&fixture(golden_file));
+        for case in &golden.cases {
+            let prediction = &predict(&classifier, &[case.text.as_str()])[0];
+            let diff = max_abs_diff(&prediction.logits, &case.logits);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "{golden_file} {:?}: {diff}",
+                case.text
+            );
+            worst = worst.max(diff);
+        }
+        worst = worst.max(assert_golden_batches(&classifier, &golden));
+    }
+    worst
+}
+
+#[test]
+fn the_generic_path_matches_hf_on_the_cpu() {
+    generic_kernels();
+    let worst = assert_parity(&Device::Cpu);
+    eprintln!("generic ops on the CPU: max |Δlogit| {worst:e}");
+}
+
+/// The CUDA device when `SENTIMENT_TEST_CUDA` asks for GPU tests; it must
+/// then open.
+fn cuda() -> Option<Device> {
+    generic_kernels();
+    std::env::var_os("SENTIMENT_TEST_CUDA")?;
+    Some(
+        DeviceSpec::Cuda(0)
+            .open()
+            .expect("SENTIMENT_TEST_CUDA is set, but cuda:0 does not open"),
+    )
+}
+
+#[test]
+fn without_a_gpu_cuda_fails_cleanly() {
+    generic_kernels();
+    if std::env::var_os("SENTIMENT_TEST_CUDA").is_some() {
+        return; // a GPU is there: the tests below use it
+    }
+    let err = DeviceSpec::Cuda(0).open().unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("cuda"), "{err}");
+    let output = sentiment_command(&["--device", "cuda", "predict", "x"])
+        .output()
+        .unwrap();
+    assert_exit_code(&output, 5);
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn golden_parity_on_cuda() {
+    let Some(device) = cuda() else { return };
+    let worst = assert_parity(&device);
+    eprintln!("cuda: max |Δlogit| {worst:e}");
+}
+
+/// `batch --device cuda`: one line out per line in, in order, a bad line
+/// as an error record in its place, and the CPU's labels and scores.
+#[test]
+fn batch_on_cuda_keeps_the_contract() {
+    if cuda().is_none() {
+        return;
+    }
+    let long = "a fine and moving film . ".repeat(200);
+    let input = format!(
+        "{{\"text\": \"a triumph\", \"id\": 1}}\nnot json\n{{\"text\": \"\"}}\n{{\"text\": \"{long}\"}}\n{{\"text\": \"a dull mess\"}}\n"
+    );
+    let run = |device: &str| {
+        let output = run_with_stdin(
+            sentiment_command(&["--device", device, "batch"]),
+            input.as_bytes(),
+        );
+        assert_exit_code(&output, 1); // the bad line
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let (cpu, gpu) = (run("cpu"), run("cuda"));
+    let (cpu, gpu): (Vec<&str>, Vec<&str>) = (cpu.lines().collect(), gpu.lines().collect());
+    assert_eq!(gpu.len(), 5, "{gpu:?}");
+    for (c, g) in cpu.iter().zip(&gpu) {
+        let (c, g): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(c).unwrap(),
+            serde_json::from_str(g).unwrap(),
+        );
+        assert_eq!(c["label"], g["label"]);
+        assert_eq!(c["error"].is_null(), g["error"].is_null());
+        if let (Some(a), Some(b)) = (c["score"].as_f64(), g["score"].as_f64()) {
+            assert!((a - b).abs() < 1e-4, "{c} / {g}");
+        }
+    }
+    assert!(gpu[1].contains("error") && gpu[0].contains("\"id\":1"));
+}
+
+#[test]
+fn bench_compares_cpu_and_cuda() {
+    if cuda().is_none() {
+        return;
+    }
+    let output = sentiment_command(&["--device", "cpu,cuda", "bench", "--format", "json"])
+        .args([
+            "--runs",
+            "5",
+            "--lengths",
+            "14,128",
+            "--batch-sizes",
+            "1,32",
+        ])
+        .output()
+        .unwrap();
+    assert_exit_code(&output, 0);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let devices: Vec<&str> = report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["cpu", "cuda:0"]);
+}
