@@ -24,7 +24,8 @@ pub enum Precision {
     /// int8 weights per output channel and uint8 activations per token
     /// (AVX-512 VNNI CPUs; elsewhere candle's Q8_0, blocks of 32). Faster;
     /// within half a point of f32 accuracy on SST-2, but no longer HF's
-    /// exact logits. Embeddings, norms and the head stay f32.
+    /// exact logits. Embeddings, norms and the head stay f32. CPU only: on
+    /// a GPU the model loads in f32 ([`Classifier::precision`] says so).
     Int8,
     /// bf16 weights and activations in the encoder's linear layers, with
     /// f32 sums (`vdpbf16ps`), on CPUs with AVX512_BF16; norms, softmax,
@@ -394,7 +395,11 @@ fn narrow_to(
     use crate::model::linear::Narrow;
     let narrow = match precision {
         Precision::F32 => None,
-        Precision::Int8 => Some(Narrow::Int8),
+        // candle's Q8_0 on a GPU goes through its GGUF kernels, which CI's
+        // CUDA build stubs out (tools/cuda-toolkit.sh) and which would not
+        // repay themselves on a model this small: int8 is a CPU precision.
+        Precision::Int8 if device.is_cpu() => Some(Narrow::Int8),
+        Precision::Int8 => None,
         #[cfg(target_arch = "x86_64")]
         Precision::Bf16 if device.is_cpu() => crate::model::cpu::bf16_kernel().map(Narrow::Bf16),
         Precision::Bf16 => None,

@@ -155,8 +155,8 @@ pub fn run_bench(
         let load_ms = ms_since(started);
         if classifier.precision() != precision {
             notes.push(format!(
-                "{name}: no {precision} kernel on this device (bf16 needs AVX512_BF16); \
-                 measured {} instead",
+                "{name}: no {precision} kernel on this device (int8 and bf16 run on the CPU, \
+                 bf16 only with AVX512_BF16); measured {} instead",
                 classifier.precision()
             ));
         }

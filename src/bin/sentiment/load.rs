@@ -41,13 +41,13 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
     Ok(classifier)
 }
 
-/// A precision asked for but not run (bf16 without AVX512_BF16) is allowed,
-/// as it gives the same labels, but never silent.
+/// A precision asked for but not run (bf16 without AVX512_BF16, int8 or
+/// bf16 on a GPU) is allowed, as it gives the same labels, but never silent.
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
     if classifier.precision() != asked {
         crate::exit::diagnostic(format_args!(
-            "warning: --precision {asked} has no kernel on this device (bf16 needs a CPU \
-             with AVX512_BF16); running {}",
+            "warning: --precision {asked} has no kernel on this device (int8 and bf16 run on \
+             the CPU, bf16 only with AVX512_BF16); running {}",
             classifier.precision()
         ));
     }
