@@ -246,6 +246,7 @@ class OpenVinoPeer(OrtPeer):
             import nncf
             import openvino as ov
             # Calibration on SST-2 *train* (never dev): 300 sentences, one a step.
+            self.load_tokenizer()
             calib = [json.loads(l)["text"] for _, l in zip(range(300), open(self.calibration))]
             dataset = nncf.Dataset(calib, lambda text: self.encode([text]))
             quantized = nncf.quantize(core.read_model(str(onnx_path)), dataset,
@@ -264,7 +265,8 @@ class OpenVinoPeer(OrtPeer):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.ran_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        ran = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: f32, bf16...
+        self.ran_precision = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
         OrtPeer.load_tokenizer(self)
         return time.perf_counter() - started
 
@@ -441,7 +443,7 @@ def main():
         entry["config"] = json.loads((model_dir / "config.json").read_text())
         results["models"][label] = entry
     OUT.mkdir(exist_ok=True)
-    (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (OUT / f"{args.out}.md").write_text(markdown(results))
     if args.plot:
         plot(results, OUT / f"{args.out}.svg")
