@@ -12,9 +12,6 @@ use std::arch::x86_64::*;
 
 use super::{Activation, Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
-/// Rows per register tile: 12 rows x 2 vectors = 24 accumulators, leaving
-/// registers for two weight vectors and a broadcast.
-const TILE_ROWS: usize = 12;
 /// Depth of one pass over a panel, so a panel's slice (KC x 32 floats,
 /// 48 KiB) and the activation block it meets stay in L1/L2 between tiles.
 const KC: usize = 384;
@@ -46,40 +43,26 @@ pub fn linear(
         return Err(OperandError("this CPU has no AVX-512".into()));
     }
     super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
-    // Left uninitialised: the tiles store every element through raw
-    // pointers before `set_len` (zeroing it was 5% of a batch pass).
-    let mut out = Vec::<f32>::with_capacity(rows * n);
-    let shared = SharedOut(out.as_mut_ptr());
-    let panels = n.div_ceil(PANEL);
-    let row_blocks = rows.div_ceil(MC);
-    let task = |index: usize| {
-        let (block, panel) = (index / panels, index % panels);
-        let row0 = block * MC;
+    let block = |row0, rows, panel, out| {
         let tile = Tile {
             x,
             weights,
             bias,
             epilogue: &epilogue,
-            out: shared,
+            out,
             row0,
-            rows: MC.min(rows - row0),
+            rows,
             panel,
         };
-        // SAFETY: avx512f is present and the operands match their
-        // dimensions (both checked above); the tile's rows and panel lie
-        // inside them, and each task writes only its own rows x panel block
-        // of `out`.
+        // SAFETY: avx512f is present and the operands match their dimensions
+        // (both checked above); the tile's rows and panel lie inside them,
+        // and no other task writes this block of `out`.
         unsafe { tile.run() }
     };
-    if parallel {
-        super::parallel_for(row_blocks * panels, task);
-    } else {
-        (0..row_blocks * panels).for_each(task);
-    }
-    // SAFETY: the tasks cover all rows x panels, and each tile's stores
-    // cover its rows x (masked) columns.
-    unsafe { out.set_len(rows * n) };
-    Ok(out)
+    // SAFETY: each block is one Tile::run, which stores every element of its
+    // rows x panel block (the last depth pass through the epilogue) and
+    // nothing else.
+    Ok(unsafe { super::blocked_output(rows, n, MC, parallel, block) })
 }
 
 /// One task: a block of up to MC rows against one panel of 32 outputs.
@@ -119,13 +102,7 @@ impl Tile<'_> {
                     first: depth == 0,
                     last: depth + kc == k,
                 };
-                // Rows split evenly over the fewest tiles (14 = 7 + 7, not
-                // 12 + 2), since a thin tile does little work per weight load.
-                let tiles = self.rows.div_ceil(TILE_ROWS);
-                let even = self.rows.div_ceil(tiles);
-                let mut row = self.row0;
-                while row < self.row0 + self.rows {
-                    let tile_rows = even.min(self.row0 + self.rows - row);
+                for (row, tile_rows) in super::register_tiles(self.row0, self.rows) {
                     let at = Operands {
                         x: self.x.as_ptr().add(row * k + depth),
                         x_stride: k,
@@ -147,7 +124,6 @@ impl Tile<'_> {
                         2 => microkernel::<2>(&at, pass),
                         _ => microkernel::<1>(&at, pass),
                     }
-                    row += tile_rows;
                 }
                 depth += kc;
             }

@@ -27,8 +27,6 @@ use std::arch::x86_64::*;
 use super::avx512::{epilogue, masks, Output};
 use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
-/// Rows per register tile, as in the f32 and int8 kernels: 24 accumulators.
-const TILE_ROWS: usize = 12;
 /// Rows per parallel task.
 const MC: usize = 96;
 
@@ -168,35 +166,19 @@ pub fn linear(
     super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
     // SAFETY: avx512f is present and x is (rows, k) (both checked above).
     let rounded = unsafe { round_rows(x, rows, k) };
-    // Left uninitialised: the tiles store every element through raw
-    // pointers before `set_len`.
-    let mut out = Vec::<f32>::with_capacity(rows * n);
-    let shared = SharedOut(out.as_mut_ptr());
-    let panels = n.div_ceil(PANEL);
-    let task = |index: usize| {
-        let (block, panel) = (index / panels, index % panels);
-        let row0 = block * MC;
-        let block_rows = MC.min(rows - row0);
+    let block = |row0, block_rows, panel, out| {
         // SAFETY: the kernel's CPU features are present and the operands
         // match the weights (checked above); the block's rows and the panel
-        // lie inside them, and each task writes only its own rows x panel
-        // block of `out`.
+        // lie inside them, and no other task writes this block.
         unsafe {
             run_tile(
-                &rounded, weights, bias, &epilogue, shared, row0, block_rows, panel, kernel,
+                &rounded, weights, bias, &epilogue, out, row0, block_rows, panel, kernel,
             )
         }
     };
-    let tasks = rows.div_ceil(MC) * panels;
-    if parallel {
-        super::parallel_for(tasks, task);
-    } else {
-        (0..tasks).for_each(task);
-    }
-    // SAFETY: the tasks cover all rows x panels, and each tile's stores
-    // cover its rows x (masked) columns.
-    unsafe { out.set_len(rows * n) };
-    Ok(out)
+    // SAFETY: each block is one run_tile, which stores every element of its
+    // rows x panel block (through the epilogue) and nothing else.
+    Ok(unsafe { super::blocked_output(rows, n, MC, parallel, block) })
 }
 
 /// One task of [`linear`]: a block of up to MC rows against one panel, a
@@ -229,12 +211,7 @@ unsafe fn run_tile(
         let col0 = panel * PANEL;
         let mask = masks(PANEL.min(n - col0));
         let panel_data = weights.data.as_ptr().add(panel * PANEL * pairs);
-        // Rows split evenly over the fewest tiles, as in the f32 kernel.
-        let tiles = rows.div_ceil(TILE_ROWS);
-        let even = rows.div_ceil(tiles);
-        let mut row = row0;
-        while row < row0 + rows {
-            let tile_rows = even.min(row0 + rows - row);
+        for (row, tile_rows) in super::register_tiles(row0, rows) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let at = TileArgs {
                 x: x.data.as_ptr().add(row * x.stride) as *const u32,
@@ -250,7 +227,6 @@ unsafe fn run_tile(
                 Kernel::Emulated => emulated_tile(tile_rows, &at),
             }
             epilogue(&output, tile_rows, mask);
-            row += tile_rows;
         }
     }
 }

@@ -17,8 +17,6 @@ use std::arch::x86_64::*;
 use super::avx512::{finish, masks, Output};
 use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
-/// Rows per register tile, as in the f32 kernel: 24 i32 accumulators.
-const TILE_ROWS: usize = 12;
 /// Rows per parallel task.
 const MC: usize = 96;
 /// Inputs per `vpdpbusd` lane.
@@ -217,34 +215,19 @@ pub fn linear(
     super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
     // SAFETY: avx512f is present and x is (rows, k) (both checked above).
     let quantized = unsafe { quantize_rows(x, rows, k, parallel && rows > 1) };
-    // Left uninitialised: the tiles store every element through raw
-    // pointers before `set_len` (zeroing it was 5% of a batch pass).
-    let mut out = Vec::<f32>::with_capacity(rows * n);
-    let shared = SharedOut(out.as_mut_ptr());
-    let panels = n.div_ceil(PANEL);
-    let task = |index: usize| {
-        let (block, panel) = (index / panels, index % panels);
-        let row0 = block * MC;
-        let block_rows = MC.min(rows - row0);
+    let block = |row0, block_rows, panel, out| {
         // SAFETY: the CPU features are present and the operands match the
         // weights (checked above); the block's rows and the panel lie inside
-        // them, and each task writes only its own rows x panel block of `out`.
+        // them, and no other task writes this block.
         unsafe {
             run_tile(
-                &quantized, weights, bias, &epilogue, shared, row0, block_rows, panel,
+                &quantized, weights, bias, &epilogue, out, row0, block_rows, panel,
             )
         }
     };
-    let tasks = rows.div_ceil(MC) * panels;
-    if parallel {
-        super::parallel_for(tasks, task);
-    } else {
-        (0..tasks).for_each(task);
-    }
-    // SAFETY: the tasks cover all rows x panels, and each tile's stores
-    // cover its rows x (masked) columns.
-    unsafe { out.set_len(rows * n) };
-    Ok(out)
+    // SAFETY: each block is one run_tile, which stores every element of its
+    // rows x panel block (dequantized) and nothing else.
+    Ok(unsafe { super::blocked_output(rows, n, MC, parallel, block) })
 }
 
 /// One task of [`linear`]: a block of up to MC rows against one panel,
@@ -276,11 +259,7 @@ unsafe fn run_tile(
         let cols = PANEL.min(n - col0);
         let mask = masks(cols);
         let panel_data = weights.data.as_ptr().add(panel * PANEL * quads * QUAD);
-        let tiles = rows.div_ceil(TILE_ROWS);
-        let even = rows.div_ceil(tiles);
-        let mut row = row0;
-        while row < row0 + rows {
-            let tile_rows = even.min(row0 + rows - row);
+        for (row, tile_rows) in super::register_tiles(row0, rows) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let xs = x.data.as_ptr().add(row * x.stride);
             let at = (
@@ -307,7 +286,6 @@ unsafe fn run_tile(
                 _ => microkernel::<1>(at),
             }
             dequantize(&output, x, weights, row, col0, tile_rows, mask);
-            row += tile_rows;
         }
     }
 }

@@ -549,6 +549,55 @@ impl<T> SharedOut<T> {
     }
 }
 
+/// Rows per register tile in every GEMM kernel here: 12 rows x 2 vectors =
+/// 24 accumulators, leaving registers for two weight vectors and a broadcast.
+const TILE_ROWS: usize = 12;
+
+/// The register tiles of the `rows` rows from `row0`, as (first row, rows):
+/// split evenly over the fewest tiles of at most TILE_ROWS (14 = 7 + 7, not
+/// 12 + 2), since a thin tile does little work per weight load.
+fn register_tiles(row0: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let even = rows.div_ceil(rows.div_ceil(TILE_ROWS).max(1)).max(1);
+    (row0..row0 + rows)
+        .step_by(even)
+        .map(move |row| (row, even.min(row0 + rows - row)))
+}
+
+/// A (rows, n) f32 output made by blocks: `block(row0, rows, panel, out)`
+/// for every block of up to `max_rows` rows against every panel of PANEL
+/// columns, spread over the pool when `parallel`. The output starts
+/// uninitialised for the blocks to fill (zeroing it was 5% of a batch pass).
+///
+/// # Safety
+/// Each call of `block` must write every element of its rows x panel block
+/// of `out`, a (rows, n) row-major buffer, and nothing outside that block.
+unsafe fn blocked_output(
+    rows: usize,
+    n: usize,
+    max_rows: usize,
+    parallel: bool,
+    block: impl Fn(usize, usize, usize, SharedOut) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(rows * n);
+    let shared = SharedOut(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL);
+    let task = |index: usize| {
+        let (row_block, panel) = (index / panels, index % panels);
+        let row0 = row_block * max_rows;
+        block(row0, max_rows.min(rows - row0), panel, shared);
+    };
+    let tasks = rows.div_ceil(max_rows) * panels;
+    if parallel {
+        parallel_for(tasks, task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+    // SAFETY: the tasks cover all rows x panels, and each block wrote all of
+    // its elements (this function's contract).
+    unsafe { out.set_len(rows * n) };
+    out
+}
+
 /// Scaled dot-product attention over the fused projection.
 ///
 /// `qkv`: (batch, seq, 3 * dim) with q already scaled by 1/sqrt(head_dim);
