@@ -46,16 +46,8 @@ fn assert_parity(device: &Device) -> f32 {
         let files = spec.resolve().unwrap();
         let classifier = Classifier::from_files(&files, device, Precision::F32).unwrap();
         let golden = golden(&fixture(golden_file));
-        for case in &golden.cases {
-            let prediction = &predict(&classifier, &[case.text.as_str()])[0];
-            let diff = max_abs_diff(&prediction.logits, &case.logits);
-            assert!(
-                diff <= LOGIT_TOLERANCE,
-                "{golden_file} {:?}: {diff}",
-                case.text
-            );
-            worst = worst.max(diff);
-        }
+        eprintln!("{golden_file}");
+        worst = worst.max(assert_golden_cases(&classifier, &golden));
         worst = worst.max(assert_golden_batches(&classifier, &golden));
     }
     worst

@@ -130,6 +130,19 @@ pub fn scores_in_class_order(prediction: &Prediction, labels: &[String]) -> Vec<
         .collect()
 }
 
+/// Asserts every golden text alone: its logits within [`LOGIT_TOLERANCE`]
+/// of HF's. Returns the largest difference seen.
+pub fn assert_golden_cases(classifier: &Classifier, golden: &Golden) -> f32 {
+    let mut worst = 0f32;
+    for case in &golden.cases {
+        let prediction = &predict(classifier, &[case.text.as_str()])[0];
+        let diff = max_abs_diff(&prediction.logits, &case.logits);
+        assert!(diff <= LOGIT_TOLERANCE, "{:?}: {diff}", case.text);
+        worst = worst.max(diff);
+    }
+    worst
+}
+
 /// Asserts the golden file's padded batches: each member's logits within
 /// [`LOGIT_TOLERANCE`] of HF's. Returns the largest difference seen.
 pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
