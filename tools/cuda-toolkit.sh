@@ -54,7 +54,14 @@ if [ "${1:-}" = "--full-candle-kernels" ]; then FULL_KERNELS=1; fi
 if [ ! -f "$WHEELS/.complete" ]; then
   log "installing ${PACKAGES[*]} into $WHEELS"
   rm -rf "$WHEELS"
-  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$WHEELS" "${PACKAGES[@]}" >&2
+  # This Python's pip, or (where it has none, as some distributions ship
+  # python3) the pip a venv bootstraps, as tests/spark/spark_test.py does.
+  PYTHON=python3
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m venv "$ROOT/venv" >&2
+    PYTHON="$ROOT/venv/bin/python"
+  fi
+  "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --target "$WHEELS" "${PACKAGES[@]}" >&2
   touch "$WHEELS/.complete"
 fi
 
