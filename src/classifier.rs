@@ -306,6 +306,14 @@ impl Classifier {
         self.precision
     }
 
+    /// Whether a padded batch runs without computing its padding: true on
+    /// the CPU kernels (see [`crate::model::encoder::Encoder::forward`]), where
+    /// sequences of any lengths batch together at the cost of their tokens;
+    /// false on a GPU, where grouping by length pays.
+    pub fn runs_unpadded(&self) -> bool {
+        crate::model::encoder::runs_unpadded(&self.device)
+    }
+
     /// The most tokens one sequence may hold, special tokens included.
     pub fn max_input_tokens(&self) -> usize {
         self.config.max_input_tokens()

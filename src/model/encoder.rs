@@ -4,7 +4,7 @@
 //! output_layer_norm, BERT's and RoBERTa's attention.self.query ..
 //! output.LayerNorm.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
@@ -64,11 +64,41 @@ impl MultiHeadSelfAttention {
         Ok(())
     }
 
-    /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq), 0 for tokens
-    /// to attend to and f32::MIN for padding, as HF's masked_fill. Returns
-    /// the attention output plus `xs`: the block's residual, fused into
-    /// the output projection.
-    pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+    /// The attention output plus `xs`: the block's residual, fused into the
+    /// output projection. `xs` is laid out as `sequences` says.
+    ///
+    /// A batch of more than [`SLICE_ROWS`] tokens is projected and attended
+    /// a slice of whole sequences at a time, each slice's context written
+    /// into the batch's in place, so the query/key/value projections (3x
+    /// the hidden states) never exist for the whole batch.
+    pub fn forward(&self, xs: &Tensor, sequences: Sequences) -> Result<Tensor> {
+        let context = match sequences {
+            Sequences::Padded { mask_bias } => self.padded_context(xs, mask_bias)?,
+            Sequences::Unpadded { lengths } => self.unpadded_context(xs, lengths)?,
+        };
+        self.output.forward_fused(&context, Some(xs), None)
+    }
+
+    /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq).
+    fn padded_context(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len, dim) = xs.dims3()?;
+        let per_slice = (SLICE_ROWS / seq_len.max(1)).max(1);
+        if batch <= per_slice {
+            return self.padded_slice_context(xs, mask_bias);
+        }
+        let context = Tensor::zeros((batch, seq_len, dim), xs.dtype(), xs.device())?;
+        for start in (0..batch).step_by(per_slice) {
+            let len = per_slice.min(batch - start);
+            let slice = self.padded_slice_context(
+                &xs.narrow(0, start, len)?,
+                &mask_bias.narrow(0, start, len)?,
+            )?;
+            context.slice_set(&slice, 0, start)?;
+        }
+        Ok(context)
+    }
+
+    fn padded_slice_context(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, dim) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
         let fast = cpu::with_cpu_f32(&qkv, |qkv| {
@@ -77,11 +107,48 @@ impl MultiHeadSelfAttention {
             })
         })
         .flatten();
-        let context = match fast {
-            Some(context) => Tensor::from_vec(context?, (batch, seq_len, dim), xs.device())?,
-            None => self.generic_attention(&qkv, mask_bias)?,
+        match fast {
+            Some(context) => Tensor::from_vec(context?, (batch, seq_len, dim), xs.device()),
+            None => self.generic_attention(&qkv, mask_bias),
+        }
+    }
+
+    /// `xs`: (tokens, dim), the sequences of `lengths` end to end.
+    fn unpadded_context(&self, xs: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (tokens, dim) = xs.dims2()?;
+        if lengths.iter().sum::<usize>() != tokens {
+            candle_core::bail!("{tokens} rows for sequences of {lengths:?} tokens");
+        }
+        // Whole sequences per slice: (first row, sequences, rows).
+        let mut slices = Vec::new();
+        let (mut row, mut first, mut rows) = (0, 0, 0);
+        for (i, &len) in lengths.iter().enumerate() {
+            if rows > 0 && rows + len > SLICE_ROWS {
+                slices.push((row, first..i, rows));
+                (row, first, rows) = (row + rows, i, 0);
+            }
+            rows += len;
+        }
+        slices.push((row, first..lengths.len(), rows));
+        let slice_context = |(row, sequences, rows): (usize, std::ops::Range<usize>, usize)| {
+            let qkv = self.qkv.forward(&xs.narrow(0, row, rows)?)?;
+            let context = cpu::with_cpu_f32(&qkv, |qkv| {
+                cpu::attention_unpadded(qkv, &lengths[sequences], self.n_heads, self.head_dim)
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Msg("unpadded attention runs on the CPU kernels only".into())
+            })??;
+            Tensor::from_vec(context, (rows, dim), xs.device())
         };
-        self.output.forward_fused(&context, Some(xs), None)
+        if slices.len() == 1 {
+            return slices.pop().map_or_else(|| unreachable!(), slice_context);
+        }
+        let context = Tensor::zeros((tokens, dim), xs.dtype(), xs.device())?;
+        for slice in slices {
+            let row = slice.0;
+            context.slice_set(&slice_context(slice)?, 0, row)?;
+        }
+        Ok(context)
     }
 
     /// Attention with candle's ops, for devices and dtypes without a fast path.
@@ -134,20 +201,20 @@ impl FeedForward {
 
     /// output(activation(intermediate(xs))) + xs: the residual is fused
     /// into the output projection and the activation into the intermediate one.
-    /// A batch of more than [`FFN_ROWS`] tokens goes through in slices of
+    /// A batch of more than [`SLICE_ROWS`] tokens goes through in slices of
     /// rows, each written into the output in place, so the intermediate
     /// activation (4x the model's width) never exists for the whole batch.
     pub fn forward_with_residual(&self, xs: &Tensor) -> Result<Tensor> {
         let dims = xs.dims().to_vec();
         let dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / dim.max(1);
-        if rows <= FFN_ROWS {
+        if rows <= SLICE_ROWS {
             return self.rows_forward(xs);
         }
         let flat = xs.contiguous()?.reshape((rows, dim))?;
         let out = Tensor::zeros((rows, dim), xs.dtype(), xs.device())?;
-        for start in (0..rows).step_by(FFN_ROWS) {
-            let slice = flat.narrow(0, start, FFN_ROWS.min(rows - start))?;
+        for start in (0..rows).step_by(SLICE_ROWS) {
+            let slice = flat.narrow(0, start, SLICE_ROWS.min(rows - start))?;
             out.slice_set(&self.rows_forward(&slice)?, 0, start)?;
         }
         out.reshape(dims)
@@ -161,11 +228,15 @@ impl FeedForward {
     }
 }
 
-/// Tokens per slice of a feed-forward pass (see
-/// [`FeedForward::forward_with_residual`]): 2048 x 3072 f32 is 25 MB at most,
-/// against 200 MB for a 16384-token batch of a base-size model, and a slice
-/// this tall keeps every kernel's tiles and threads as busy as a whole batch.
-const FFN_ROWS: usize = 2048;
+/// Tokens per slice of the attention's projections and of the feed-forward
+/// (see [`MultiHeadSelfAttention::forward`] and
+/// [`FeedForward::forward_with_residual`]). It bounds a forward pass's
+/// memory beyond its hidden states: 512 x 3072 f32 is 6 MB for a base-size
+/// model's feed-forward, against 200 MB for a whole 16384-token batch, and
+/// it is what a server's RSS under load grows by. A slice this tall still
+/// keeps every kernel's register tiles and both threads busy (no change in
+/// `sentiment bench`'s SST-2 throughput against 2048-row slices here).
+const SLICE_ROWS: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct TransformerBlock {
@@ -192,10 +263,18 @@ impl TransformerBlock {
         self.ffn.narrow(to)
     }
 
-    pub fn forward(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        let attended = self.attention.forward(xs, mask_bias)?;
-        let xs = self.attention_norm.forward(&attended)?;
-        let transformed = self.ffn.forward_with_residual(&xs)?;
+    /// Takes the hidden states by value so that each intermediate is freed
+    /// as soon as the next one exists: the block input once the attention
+    /// (which adds it as its residual) is done, the attention output once
+    /// it is normalised. A batch's peak memory is then the attention's
+    /// (input, projections, context), not the sum of the whole block's.
+    pub fn forward(&self, xs: Tensor, sequences: Sequences) -> Result<Tensor> {
+        let attended = self.attention.forward(&xs, sequences)?;
+        drop(xs);
+        let normed = self.attention_norm.forward(&attended)?;
+        drop(attended);
+        let transformed = self.ffn.forward_with_residual(&normed)?;
+        drop(normed);
         self.output_norm.forward(&transformed)
     }
 }
@@ -221,15 +300,91 @@ impl Encoder {
     }
 
     /// `attention_mask`: (batch, seq) with 1 for real tokens and 0 for
-    /// padding, exactly as the tokenizer and HF produce it.
-    pub fn forward(&self, xs: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    /// padding, exactly as the tokenizer and HF produce it. Takes the
+    /// embeddings by value so that each layer frees its input (see
+    /// [`TransformerBlock::forward`]).
+    ///
+    /// On our CPU kernels a right-padded batch runs unpadded: its real
+    /// tokens end to end, so no projection, norm or feed-forward row is
+    /// spent on padding, and a server's batch of mixed lengths costs what
+    /// its tokens cost. The states of padding positions are then zero.
+    pub fn forward(&self, xs: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        if let Some(lengths) = unpadded_lengths(&xs, attention_mask)? {
+            return self.forward_unpadded(xs, &lengths);
+        }
         let mask_bias = additive_mask(attention_mask)?;
-        let mut xs = xs.clone();
+        let mut xs = xs;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask_bias)?;
+            xs = layer.forward(
+                xs,
+                Sequences::Padded {
+                    mask_bias: &mask_bias,
+                },
+            )?;
         }
         Ok(xs)
     }
+
+    /// `xs`: (batch, seq, dim), each sequence's real tokens first.
+    fn forward_unpadded(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (batch, seq, dim) = xs.dims3()?;
+        let rows: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(b, &len)| (0..len).map(move |t| (b * seq + t) as u32))
+            .collect();
+        let rows = Tensor::from_vec(rows.clone(), rows.len(), xs.device())?;
+        let mut hidden = xs.reshape((batch * seq, dim))?.index_select(&rows, 0)?;
+        drop(xs);
+        for layer in &self.layers {
+            hidden = layer.forward(hidden, Sequences::Unpadded { lengths })?;
+        }
+        Tensor::zeros((batch * seq, dim), hidden.dtype(), hidden.device())?
+            .index_add(&rows, &hidden, 0)?
+            .reshape((batch, seq, dim))
+    }
+}
+
+/// How a block's hidden states hold a batch's sequences.
+#[derive(Debug, Clone, Copy)]
+pub enum Sequences<'a> {
+    /// (batch, seq, dim), padded to the longest; `mask_bias` (batch, 1, 1,
+    /// seq) is 0 for tokens to attend to and f32::MIN for padding, as HF's
+    /// masked_fill.
+    Padded { mask_bias: &'a Tensor },
+    /// (tokens, dim): the sequences' tokens end to end, sequence i
+    /// `lengths[i]` rows long. CPU kernels only.
+    Unpadded { lengths: &'a [usize] },
+}
+
+/// Whether right-padded batches run unpadded on `device`: on the CPU,
+/// unless `SENTIMENT_KERNELS=generic` turns our kernels off.
+pub fn runs_unpadded(device: &candle_core::Device) -> bool {
+    device.is_cpu() && cpu::kernel_choice() != cpu::KernelChoice::Generic
+}
+
+/// Each sequence's length, where a batch can run unpadded: on our CPU
+/// kernels, with every mask row a run of 1s then 0s (right padding, as
+/// [`crate::tokenize::pad_batch`] pads), no sequence empty, and some padding to save.
+/// None otherwise: the padded path then runs, as on a GPU.
+fn unpadded_lengths(xs: &Tensor, attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
+    if !runs_unpadded(xs.device())
+        || cpu::with_cpu_f32(xs, |_| ()).is_none()
+        || xs.elem_count() > u32::MAX as usize
+    {
+        return Ok(None);
+    }
+    let mask = attention_mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let mut lengths = Vec::with_capacity(mask.len());
+    for row in &mask {
+        let len = row.iter().take_while(|&&m| m == 1).count();
+        if len == 0 || row[len..].iter().any(|&m| m != 0) {
+            return Ok(None);
+        }
+        lengths.push(len);
+    }
+    let seq = mask.first().map_or(0, Vec::len);
+    Ok(lengths.iter().any(|&len| len < seq).then_some(lengths))
 }
 
 /// (batch, seq) 1/0 mask to a (batch, 1, 1, seq) bias: 1 -> 0, 0 -> f32::MIN.
@@ -249,7 +404,131 @@ mod tests {
     use super::*;
     use crate::model::WeightNames;
 
-    /// A batch taller than FFN_ROWS goes through in slices; each row's sums
+    /// A module loaded with random weights. A VarMap's variables start
+    /// as zeros or constants (a zero projection would hide any attention
+    /// bug), and modules copy their weights at load, so: load once to
+    /// create the variables, randomise them, load again.
+    fn random<M>(load: impl Fn(VarBuilder) -> Result<M>) -> M {
+        let varmap = candle_nn::VarMap::new();
+        let vb = || VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        load(vb()).unwrap();
+        for var in varmap.all_vars() {
+            let values = Tensor::randn(0f32, 0.3, var.shape(), &Device::Cpu).unwrap();
+            var.set(&values).unwrap();
+        }
+        load(vb()).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// A batch of more than SLICE_ROWS tokens is attended a few sequences
+    /// at a time; padding and all, that changes no sum, so the result is
+    /// the same as one pass over the whole batch.
+    #[test]
+    fn attention_in_slices_equals_one_pass() {
+        let cfg = Config::from_json(
+            br#"{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
+                 "n_layers": 1, "vocab_size": 10, "max_position_embeddings": 256}"#,
+        )
+        .unwrap();
+        let names = WeightNames::of(cfg.architecture);
+        let attention = random(|vb| MultiHeadSelfAttention::load(vb, &cfg, &names.layer));
+        // 5 sequences of 200 tokens: 2 per slice, so slices of 2, 2 and 1.
+        let (batch, seq) = (5, 200);
+        assert!(batch * seq > SLICE_ROWS && 2 * seq <= SLICE_ROWS && 3 * seq > SLICE_ROWS);
+        let xs = Tensor::randn(0f32, 1f32, (batch, seq, 32), &Device::Cpu).unwrap();
+        let lengths = [200u32, 13, 1, 150, 77];
+        let mask: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq as u32).map(move |i| u32::from(i < len)))
+            .collect();
+        let mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu).unwrap();
+        let bias = additive_mask(&mask).unwrap();
+        let sliced = attention
+            .forward(&xs, Sequences::Padded { mask_bias: &bias })
+            .unwrap();
+        let whole = attention
+            .output
+            .forward_fused(
+                &attention.padded_slice_context(&xs, &bias).unwrap(),
+                Some(&xs),
+                None,
+            )
+            .unwrap();
+        let diff = max_abs_diff(&sliced, &whole);
+        assert!(diff <= 1e-6, "{diff}");
+    }
+
+    fn right_padded_mask(lengths: &[u32], seq: usize) -> Tensor {
+        let mask: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq as u32).map(move |i| u32::from(i < len)))
+            .collect();
+        Tensor::from_vec(mask, (lengths.len(), seq), &Device::Cpu).unwrap()
+    }
+
+    /// A right-padded batch runs unpadded on the CPU; every real token's
+    /// state equals the padded run's, in one slice and in several.
+    #[test]
+    fn unpadded_batch_equals_padded_batch() {
+        let cfg = Config::from_json(
+            br#"{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
+                 "n_layers": 2, "vocab_size": 10, "max_position_embeddings": 512}"#,
+        )
+        .unwrap();
+        let names = WeightNames::of(cfg.architecture);
+        let encoder = random(|vb| Encoder::load(vb, &cfg, &names.layer));
+        // 30 tokens in all: one slice; 763: two (SLICE_ROWS is 512).
+        for (seq, lengths) in [(12, vec![12u32, 7, 1, 10]), (300, vec![300, 250, 13, 200])] {
+            let xs = Tensor::randn(0f32, 1f32, (lengths.len(), seq, 32), &Device::Cpu).unwrap();
+            let mask = right_padded_mask(&lengths, seq);
+            let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
+            assert_eq!(
+                unpadded_lengths(&xs, &mask).unwrap().as_deref(),
+                Some(&lengths_usize[..])
+            );
+            let unpadded = encoder.forward(xs.clone(), &mask).unwrap();
+            let bias = additive_mask(&mask).unwrap();
+            let mut padded = xs;
+            for layer in &encoder.layers {
+                padded = layer
+                    .forward(padded, Sequences::Padded { mask_bias: &bias })
+                    .unwrap();
+            }
+            for (b, &len) in lengths.iter().enumerate() {
+                let real = |t: &Tensor| t.get(b).unwrap().narrow(0, 0, len as usize).unwrap();
+                let diff = max_abs_diff(&real(&unpadded), &real(&padded));
+                assert!(diff <= 1e-5, "sequence {b}: {diff}");
+            }
+        }
+    }
+
+    /// Masks the unpadded path cannot take run padded: no padding, a hole,
+    /// left padding, an empty sequence.
+    #[test]
+    fn only_right_padded_batches_run_unpadded() {
+        let xs = Tensor::zeros((2, 4, 8), DType::F32, &Device::Cpu).unwrap();
+        let mask =
+            |rows: [[u32; 4]; 2]| Tensor::from_vec(rows.concat(), (2, 4), &Device::Cpu).unwrap();
+        let lengths = |rows| unpadded_lengths(&xs, &mask(rows)).unwrap();
+        assert_eq!(lengths([[1, 1, 1, 0], [1, 0, 0, 0]]), Some(vec![3, 1]));
+        assert_eq!(lengths([[1, 1, 1, 1], [1, 1, 1, 1]]), None);
+        assert_eq!(lengths([[1, 0, 1, 0], [1, 1, 1, 1]]), None);
+        assert_eq!(lengths([[0, 1, 1, 1], [1, 1, 1, 1]]), None);
+        assert_eq!(lengths([[0, 0, 0, 0], [1, 1, 1, 0]]), None);
+    }
+
+    /// A batch taller than SLICE_ROWS goes through in slices; each row's sums
     /// run in the same order either way, so the result is the same.
     #[test]
     fn feed_forward_in_slices_equals_one_pass() {
@@ -258,23 +537,13 @@ mod tests {
                  "n_layers": 1, "vocab_size": 10, "max_position_embeddings": 16}"#,
         )
         .unwrap();
-        let varmap = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let names = WeightNames::of(cfg.architecture);
-        let ffn = FeedForward::load(vb, &cfg, &names.layer).unwrap();
-        // 3 x 1031 = 3093 rows: one full slice and a partial one.
-        let xs = Tensor::randn(0f32, 1f32, (3, FFN_ROWS / 2 + 7, 32), &Device::Cpu).unwrap();
+        let ffn = random(|vb| FeedForward::load(vb, &cfg, &names.layer));
+        // 3 x 263 = 789 rows: one full slice and a partial one.
+        let xs = Tensor::randn(0f32, 1f32, (3, SLICE_ROWS / 2 + 7, 32), &Device::Cpu).unwrap();
         let sliced = ffn.forward_with_residual(&xs).unwrap();
         let whole = ffn.rows_forward(&xs).unwrap();
-        assert_eq!(sliced.dims(), whole.dims());
-        let diff: f32 = (sliced - whole)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&sliced, &whole);
         assert!(diff <= 1e-6, "{diff}");
     }
 }

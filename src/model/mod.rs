@@ -117,7 +117,7 @@ impl SequenceClassifier {
     /// (batch, num_labels) in f32.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let embedded = self.embeddings.forward(input_ids)?;
-        let hidden = self.encoder.forward(&embedded, attention_mask)?;
+        let hidden = self.encoder.forward(embedded, attention_mask)?;
         self.head.forward(&hidden)
     }
 }

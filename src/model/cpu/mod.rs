@@ -616,9 +616,8 @@ pub fn attention(
     if batch == 0 || seq == 0 || dim == 0 {
         return Ok(Vec::new());
     }
-    let row = 3 * dim as isize;
     // Uninitialised but for the padding rows, which are zeroed just below;
-    // the tasks write every real row (see `set_len`).
+    // the heads write every real row (see `set_len`).
     let mut out = Vec::<f32>::with_capacity(batch * seq * dim);
     let shared = SharedOut(out.as_mut_ptr());
     // Keys after a sequence's last real token get exactly zero weight
@@ -626,33 +625,119 @@ pub fn attention(
     // token's output, so each sequence attends over its own length only:
     // a padded batch costs what its real tokens cost. Padding rows keep a
     // zero context.
-    let lengths: Vec<usize> = mask_bias
+    let spans: Vec<Span> = mask_bias
         .chunks_exact(seq)
-        .map(|bias| {
-            bias.iter()
+        .enumerate()
+        .map(|(b, bias)| Span {
+            row: b * seq,
+            len: bias
+                .iter()
                 .rposition(|&b| b == 0.0)
-                .map_or(seq, |last| last + 1)
+                .map_or(seq, |last| last + 1),
         })
         .collect();
-    for (b, &len) in lengths.iter().enumerate() {
-        // SAFETY: rows len..seq of sequence b lie inside the batch*seq*dim
+    for span in &spans {
+        // SAFETY: rows len..seq of a sequence lie inside the batch*seq*dim
         // capacity (qkv's length was checked against these dimensions).
         unsafe {
             shared
                 .ptr()
-                .add((b * seq + len) * dim)
-                .write_bytes(0, (seq - len) * dim)
+                .add((span.row + span.len) * dim)
+                .write_bytes(0, (seq - span.len) * dim)
         };
     }
+    // SAFETY: every span's rows lie inside qkv's batch*seq rows and out's
+    // capacity; each bias is its own sequence's, span.len long.
+    unsafe {
+        attend(qkv, shared, n_heads, head_dim, &spans, |b| {
+            &mask_bias[b * seq..b * seq + spans[b].len]
+        })
+    };
+    // SAFETY: padding rows were zeroed; `attend` wrote every real row.
+    unsafe { out.set_len(batch * seq * dim) };
+    Ok(out)
+}
+
+/// Attention over unpadded sequences laid end to end: `qkv` is (tokens, 3 *
+/// dim), sequence i its rows from the sum of the lengths before it, q
+/// scaled as for [`attention`]. Returns (tokens, dim). Every key is a real
+/// token, so no mask is needed; the results equal [`attention`]'s for the
+/// same sequences padded (its bias for real tokens is exactly 0).
+pub fn attention_unpadded(
+    qkv: &[f32],
+    lengths: &[usize],
+    n_heads: usize,
+    head_dim: usize,
+) -> Result<Vec<f32>, OperandError> {
+    let tokens = lengths
+        .iter()
+        .try_fold(0usize, |sum, &len| sum.checked_add(len))
+        .ok_or_else(|| OperandError("sequence lengths overflow".into()))?;
+    expect_len("qkv", qkv.len(), &[tokens, 3, n_heads, head_dim])?;
+    let dim = n_heads * head_dim;
+    if tokens == 0 || dim == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::<f32>::with_capacity(tokens * dim);
+    let shared = SharedOut(out.as_mut_ptr());
+    let spans: Vec<Span> = lengths
+        .iter()
+        .scan(0, |row, &len| {
+            let span = Span { row: *row, len };
+            *row += len;
+            Some(span)
+        })
+        .collect();
+    let longest = lengths.iter().copied().max().unwrap_or(0);
+    let no_bias = vec![0f32; longest];
+    // SAFETY: the spans tile rows 0..tokens, inside qkv (checked above)
+    // and out's capacity; each bias is span.len zeros.
+    unsafe {
+        attend(qkv, shared, n_heads, head_dim, &spans, |b| {
+            &no_bias[..spans[b].len]
+        })
+    };
+    // SAFETY: the spans cover every row, and `attend` wrote each.
+    unsafe { out.set_len(tokens * dim) };
+    Ok(out)
+}
+
+/// One sequence's rows in a (rows, 3 * dim) projection and a (rows, dim)
+/// output: rows `row..row + len`.
+struct Span {
+    row: usize,
+    len: usize,
+}
+
+/// softmax(q kᵀ + bias) v for every head of every span, spread over the
+/// pool, written into `out`'s rows of each span (this head's columns).
+///
+/// # Safety
+/// Every span's rows must lie inside `qkv` (rows of 3 * n_heads * head_dim)
+/// and inside `out`, a buffer of rows of n_heads * head_dim; spans must not
+/// overlap; `bias(i)` must be span i's `len` long.
+unsafe fn attend<'a>(
+    qkv: &[f32],
+    out: SharedOut,
+    n_heads: usize,
+    head_dim: usize,
+    spans: &[Span],
+    bias: impl Fn(usize) -> &'a [f32] + Sync,
+) {
+    let dim = n_heads * head_dim;
+    let row = 3 * dim as isize;
+    let longest = spans.iter().map(|span| span.len).max().unwrap_or(0);
     let head_task = |task: usize, scores: &mut [f32]| {
         let (b, h) = (task / n_heads, task % n_heads);
-        let len = lengths[b];
+        let Span { row: first, len } = spans[b];
+        if len == 0 {
+            return;
+        }
         let scores = &mut scores[..len * len];
-        let base = b * seq * 3 * dim + h * head_dim;
+        let base = first * 3 * dim + h * head_dim;
         let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
         // SAFETY: q, k and v rows are `row` apart and head_dim long inside
-        // qkv (whose length was checked against these dimensions); scores
-        // holds len*len values.
+        // qkv (this function's contract); scores holds len*len values.
         unsafe {
             // scores = q · kᵀ
             matmul(
@@ -667,7 +752,7 @@ pub fn attention(
                 row,
             );
         }
-        let bias = &mask_bias[b * seq..b * seq + len];
+        let bias = bias(b);
         for scores_row in scores.chunks_exact_mut(len) {
             #[cfg(target_arch = "x86_64")]
             if avx512::available() {
@@ -678,13 +763,13 @@ pub fn attention(
         }
         // SAFETY: scores holds len*len values and v's rows are `row` apart
         // inside qkv; the output elements written (this head's columns of
-        // its sequence's real rows) lie inside the capacity and belong to
-        // no other task.
+        // its span's rows) lie inside `out` and belong to no other task
+        // (spans do not overlap: the contract).
         unsafe {
             // context = softmax(scores) · v, written in place.
             matmul(
                 (len, head_dim, len),
-                shared.ptr().add(b * seq * dim + h * head_dim),
+                out.ptr().add(first * dim + h * head_dim),
                 dim,
                 false,
                 scores.as_ptr(),
@@ -696,14 +781,10 @@ pub fn attention(
         }
     };
     // One scores buffer per chunk of tasks, not per task.
-    candle_core::utils::barrier_pool().execute_chunked(batch * n_heads, |tasks| {
-        let mut scores = vec![0f32; seq * seq];
+    candle_core::utils::barrier_pool().execute_chunked(spans.len() * n_heads, |tasks| {
+        let mut scores = vec![0f32; longest * longest];
         tasks.for_each(|task| head_task(task, &mut scores));
     });
-    // SAFETY: padding rows were zeroed; each (sequence, head) task wrote its
-    // head's columns of every real row.
-    unsafe { out.set_len(batch * seq * dim) };
-    Ok(out)
 }
 
 /// Row softmax of `scores + bias`, max-shifted like torch's.
