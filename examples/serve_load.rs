@@ -8,9 +8,12 @@
 //!         [--threads 2] [-- extra serve flags]
 //!
 //! It starts the server itself (bundled model unless the extra flags say
-//! otherwise), samples its RSS idle and under load from /proc, and prints
-//! a Markdown table: per concurrency, the median over the repeats of
-//! sentences/s, p50/p95/p99 latency and errors; then `batch`'s sentences/s.
+//! otherwise), samples its RSS idle and under load from /proc (anonymous
+//! and file-backed apart), and prints a Markdown table: per concurrency,
+//! the median over the repeats of sentences/s, p50/p95/p99 latency and
+//! errors; then `batch`'s sentences/s, start-up excluded. Each repeat runs
+//! `batch` first and then every level, and "vs batch" is the median of the
+//! repeats' ratios, so that drift in the machine's speed cancels.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -63,15 +66,37 @@ fn sentences(path: &str) -> Vec<String> {
         .collect()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of /proc/<pid>/status in KiB (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// Resident memory: total, anonymous (heap, stacks) and file-backed (the
+/// binary's pages), in KiB.
+#[derive(Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+}
+
+fn rss(pid: u32) -> Rss {
+    Rss {
+        total: rss_kib(pid),
+        anon: status_kib(pid, "RssAnon"),
+        file: status_kib(pid, "RssFile"),
+    }
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -171,16 +196,29 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn batch_sentences_per_s(args: &Args, count: usize) -> f64 {
+/// Seconds `sentiment batch` takes over `lines` (a JSONL string).
+fn batch_seconds(args: &Args, lines: &str) -> f64 {
     let started = Instant::now();
-    let status = Command::new(&args.binary)
+    let mut child = Command::new(&args.binary)
         .args(["--threads", &args.threads, "batch"])
-        .stdin(std::fs::File::open(&args.dataset).expect("open the dataset"))
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .status()
+        .spawn()
         .expect("run sentiment batch");
-    assert!(status.success());
-    count as f64 / started.elapsed().as_secs_f64()
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, lines.as_bytes()).expect("feed sentiment batch");
+    drop(stdin);
+    assert!(child.wait().expect("wait for sentiment batch").success());
+    started.elapsed().as_secs_f64()
+}
+
+/// `sentiment batch`'s sentences/s over the dataset, its start-up (model
+/// load, first pass) taken out: the time of a one-sentence run is
+/// subtracted, as the server's figures exclude its start-up too.
+fn batch_sentences_per_s(args: &Args, dataset: &str, first_line: &str, count: usize) -> f64 {
+    let startup = batch_seconds(args, first_line);
+    let whole = batch_seconds(args, dataset);
+    (count - 1) as f64 / (whole - startup).max(1e-3)
 }
 
 fn main() {
@@ -218,14 +256,19 @@ fn main() {
         pid,
     );
     std::thread::sleep(Duration::from_millis(300));
-    let idle = rss_kib(pid);
-    let peak = Arc::new(AtomicU64::new(idle));
+    let idle = rss(pid);
+    let peak = Arc::new(Mutex::new(idle));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                let now = rss(pid);
+                let mut peak = peak.lock().unwrap();
+                if now.total > peak.total {
+                    *peak = now;
+                }
+                drop(peak);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -233,28 +276,42 @@ fn main() {
     println!(
         "| concurrency | sentences/s | vs batch | p50 ms | p95 ms | p99 ms | errors | CPU s: server / load generator |\n|---|---|---|---|---|---|---|---|"
     );
-    let mut rows = Vec::new();
-    for &clients in &args.concurrency {
-        let levels: Vec<Level> = (0..args.repeats)
-            .map(|_| run_level(&url, &texts, clients, pid))
-            .collect();
-        rows.push((clients, levels));
+    // Each repeat runs `batch` and then every level, so that a level and
+    // the `batch` run it is compared with see the same machine: this VM's
+    // speed drifts over minutes.
+    let dataset = std::fs::read_to_string(&args.dataset).expect("read the dataset");
+    let first_line = format!("{}\n", dataset.lines().next().unwrap_or_default());
+    let mut batch_rates = Vec::new();
+    let mut rows: Vec<(usize, Vec<Level>)> =
+        args.concurrency.iter().map(|&c| (c, Vec::new())).collect();
+    for _ in 0..args.repeats {
+        batch_rates.push(batch_sentences_per_s(
+            &args,
+            &dataset,
+            &first_line,
+            texts.len(),
+        ));
+        for (clients, levels) in &mut rows {
+            levels.push(run_level(&url, &texts, *clients, pid));
+        }
     }
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    let batch = median(
-        (0..args.repeats)
-            .map(|_| batch_sentences_per_s(&args, texts.len()))
-            .collect(),
-    );
+    let batch = median(batch_rates.clone());
     for (clients, levels) in rows {
         let pick = |f: fn(&Level) -> f64| median(levels.iter().map(f).collect());
         let rate = pick(|l| l.sentences_per_s);
+        let ratio = median(
+            levels
+                .iter()
+                .zip(&batch_rates)
+                .map(|(level, batch)| level.sentences_per_s / batch)
+                .collect(),
+        );
         println!(
-            "| {clients} | {rate:.0} | {:.2}x | {:.2} | {:.2} | {:.2} | {} | {:.1} / {:.1} |",
-            rate / batch,
+            "| {clients} | {rate:.0} | {ratio:.2}x | {:.2} | {:.2} | {:.2} | {} | {:.1} / {:.1} |",
             pick(|l| l.p50),
             pick(|l| l.p95),
             pick(|l| l.p99),
@@ -264,14 +321,23 @@ fn main() {
         );
     }
     println!(
-        "\n`sentiment batch` on the same {} sentences: {batch:.0} sentences/s (median of {}).",
+        "\n`sentiment batch` on the same {} sentences: {batch:.0} sentences/s (median of {}; \
+         start-up excluded). \"vs batch\" is the median of each repeat's ratio to the `batch` \
+         run just before it.",
         texts.len(),
         args.repeats
     );
+    let peak = *peak.lock().unwrap();
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "Server RSS: {:.0} MiB idle, {:.0} MiB peak under load ({:.2}x).",
-        idle as f64 / 1024.0,
-        peak.load(Ordering::Relaxed) as f64 / 1024.0,
-        peak.load(Ordering::Relaxed) as f64 / idle.max(1) as f64
+        "Server RSS: {:.0} MiB idle (anonymous {:.0} + file {:.0}), {:.0} MiB peak under load \
+         (anonymous {:.0} + file {:.0}): {:.2}x.",
+        mib(idle.total),
+        mib(idle.anon),
+        mib(idle.file),
+        mib(peak.total),
+        mib(peak.anon),
+        mib(peak.file),
+        peak.total as f64 / idle.total.max(1) as f64
     );
 }

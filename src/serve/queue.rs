@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::postprocess::Prediction;
 
 /// Padding a forward pass may add, as a fraction of its real tokens,
-/// before its requests are split into another pass (see
+/// before its requests are split into another pass, where padding is
+/// computed (see
 /// [`crate::Batcher::with_max_padding`]).
 const MAX_PADDING: f32 = 0.25;
 
@@ -202,11 +203,16 @@ fn classify_group(
     limits: BatchLimits,
     group: Vec<Job>,
 ) -> Vec<Answer> {
-    let batcher = classifier
+    let mut batcher = classifier
         .batcher(options)
         .with_batch_size(limits.max_batch_requests)
-        .with_max_batch_tokens(limits.max_batch_tokens)
-        .with_max_padding(MAX_PADDING);
+        .with_max_batch_tokens(limits.max_batch_tokens);
+    // Where padding is computed (a GPU), a round of mixed lengths is split
+    // rather than padded to its longest; on the CPU padding costs nothing
+    // and the round stays one full batch.
+    if !classifier.runs_unpadded() {
+        batcher = batcher.with_max_padding(MAX_PADDING);
+    }
     let mut replies = Vec::with_capacity(group.len());
     let mut texts = Vec::new();
     for job in group {
