@@ -110,20 +110,115 @@ impl Tile<'_> {
                         cols,
                         output: Output::at(self.out, n, row, col0, self.bias, self.epilogue),
                     };
-                    match tile_rows {
-                        12 => microkernel::<12>(&at, pass),
-                        11 => microkernel::<11>(&at, pass),
-                        10 => microkernel::<10>(&at, pass),
-                        9 => microkernel::<9>(&at, pass),
-                        8 => microkernel::<8>(&at, pass),
-                        7 => microkernel::<7>(&at, pass),
-                        6 => microkernel::<6>(&at, pass),
-                        5 => microkernel::<5>(&at, pass),
-                        4 => microkernel::<4>(&at, pass),
-                        3 => microkernel::<3>(&at, pass),
-                        2 => microkernel::<2>(&at, pass),
-                        _ => microkernel::<1>(&at, pass),
-                    }
+                    tile(tile_rows, &at, pass);
+                }
+                depth += kc;
+            }
+        }
+    }
+}
+
+/// [`microkernel`] for a tile of `rows` (1 to TILE_ROWS) rows.
+///
+/// # Safety
+/// As for [`microkernel`] with R = `rows`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(rows: usize, at: &Operands, pass: Pass) {
+    // SAFETY: the caller upholds microkernel's contract for these rows.
+    unsafe {
+        match rows {
+            12 => microkernel::<12>(at, pass),
+            11 => microkernel::<11>(at, pass),
+            10 => microkernel::<10>(at, pass),
+            9 => microkernel::<9>(at, pass),
+            8 => microkernel::<8>(at, pass),
+            7 => microkernel::<7>(at, pass),
+            6 => microkernel::<6>(at, pass),
+            5 => microkernel::<5>(at, pass),
+            4 => microkernel::<4>(at, pass),
+            3 => microkernel::<3>(at, pass),
+            2 => microkernel::<2>(at, pass),
+            _ => microkernel::<1>(at, pass),
+        }
+    }
+}
+
+/// Packs a (k, n) right operand, element (p, j) at `src + p * p_stride +
+/// j * j_stride`, into `panels` as the GEMM reads weights: panel after
+/// panel of 32 columns, each (k, 32) row-major, the last zero-padded.
+/// Attention's kᵀ (p a head dimension, j a key) and v (p a key, j a head
+/// dimension) are both strided views of the fused projection.
+///
+/// # Safety
+/// Every (p, j) with p < k, j < n must be readable at `src`'s offsets.
+pub(super) unsafe fn pack_operand(
+    panels: &mut Vec<f32>,
+    src: *const f32,
+    (k, n): (usize, usize),
+    p_stride: usize,
+    j_stride: usize,
+) {
+    panels.clear();
+    panels.resize(n.div_ceil(PANEL) * PANEL * k, 0.0);
+    for (panel_index, panel) in panels.chunks_exact_mut(PANEL * k).enumerate() {
+        let col0 = panel_index * PANEL;
+        let cols = PANEL.min(n - col0);
+        for (p, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (j, value) in row[..cols].iter_mut().enumerate() {
+                // SAFETY: p < k and col0 + j < n (the caller's contract).
+                *value = unsafe { *src.add(p * p_stride + (col0 + j) * j_stride) };
+            }
+        }
+    }
+}
+
+/// `out = x · B` on the calling thread, for attention's small products:
+/// `x` (rows, k) with rows `x_stride` apart, B (k, n) packed by
+/// [`pack_operand`], `out` (rows, n) with rows `out_stride` apart. The
+/// same register tiles as [`linear`], without bias or epilogue.
+///
+/// # Safety
+/// The CPU must support avx512f; `x` must be valid for `rows` rows of `k`
+/// values, `panels` hold B packed for (k, n), and `out` be valid for
+/// `rows` rows of `n` values that no other thread writes.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn small_product(
+    (rows, n, k): (usize, usize, usize),
+    x: *const f32,
+    x_stride: usize,
+    panels: &[f32],
+    out: *mut f32,
+    out_stride: usize,
+) {
+    debug_assert!(panels.len() >= n.div_ceil(PANEL) * PANEL * k);
+    // SAFETY: the caller upholds # Safety; each tile below lies inside x,
+    // the packed panels and out.
+    unsafe {
+        for panel in 0..n.div_ceil(PANEL) {
+            let col0 = panel * PANEL;
+            let mut depth = 0;
+            while depth < k {
+                let kc = KC.min(k - depth);
+                let pass = Pass {
+                    k: kc,
+                    first: depth == 0,
+                    last: false,
+                };
+                for (row, tile_rows) in super::register_tiles(0, rows) {
+                    let at = Operands {
+                        x: x.add(row * x_stride + depth),
+                        x_stride,
+                        panel: panels.as_ptr().add(col0 * k + depth * PANEL),
+                        cols: PANEL.min(n - col0),
+                        output: Output {
+                            out: out.add(row * out_stride + col0),
+                            stride: out_stride,
+                            bias: None,
+                            residual: None,
+                            activation: None,
+                        },
+                    };
+                    tile(tile_rows, &at, pass);
                 }
                 depth += kc;
             }
