@@ -120,17 +120,61 @@ pub fn positions_after_padding(ids: &[Vec<u32>], padding_idx: usize) -> Vec<Vec<
         .collect()
 }
 
+impl Embeddings {
+    /// Words + token type + positions, normalised; each intermediate freed
+    /// as soon as the next exists.
+    fn combine(&self, words: Tensor, positions: Tensor) -> Result<Tensor> {
+        let mut embedded = words;
+        if let Some(token_type) = &self.token_type {
+            embedded = embedded.broadcast_add(token_type)?;
+        }
+        let summed = embedded.broadcast_add(&positions)?;
+        drop((embedded, positions));
+        self.layer_norm.forward(&summed)
+    }
+
+    /// The embeddings of a right-padded batch's real tokens only, end to
+    /// end: (tokens, dim), sequence b its first `lengths[b]` tokens, each
+    /// row equal to [`Module::forward`]'s for that token (see
+    /// [`crate::model::encoder::Sequences::Unpadded`]).
+    pub fn forward_unpadded(&self, input_ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let ids = input_ids.to_vec2::<u32>()?;
+        if ids.len() != lengths.len() || ids.iter().zip(lengths).any(|(row, &len)| len > row.len())
+        {
+            candle_core::bail!("lengths {lengths:?} do not fit the ids' rows");
+        }
+        let positions: Vec<u32> = match self.positions {
+            Positions::FromZero => lengths.iter().flat_map(|&len| 0..len as u32).collect(),
+            Positions::AfterPadding { padding_idx } => positions_after_padding(&ids, padding_idx)
+                .iter()
+                .zip(lengths)
+                .flat_map(|(row, &len)| row[..len].iter().copied())
+                .collect(),
+        };
+        let tokens = positions.len();
+        let real: Vec<u32> = ids
+            .iter()
+            .zip(lengths)
+            .flat_map(|(row, &len)| row[..len].iter().copied())
+            .collect();
+        let device = input_ids.device();
+        let words = self
+            .word_embeddings
+            .forward(&Tensor::from_vec(real, (1, tokens), device)?)?
+            .squeeze(0)?;
+        let positions = self
+            .position_embeddings
+            .forward(&Tensor::from_vec(positions, tokens, device)?)?;
+        self.combine(words, positions)
+    }
+}
+
 impl Module for Embeddings {
     /// `input_ids`: (batch, seq) u32. Returns (batch, seq, dim): words +
     /// token type, then + positions, in HF's order.
     fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let mut embedded = self.word_embeddings.forward(input_ids)?;
-        if let Some(token_type) = &self.token_type {
-            embedded = embedded.broadcast_add(token_type)?;
-        }
-        let positions = self.position_rows(input_ids)?;
-        self.layer_norm
-            .forward(&embedded.broadcast_add(&positions)?)
+        let words = self.word_embeddings.forward(input_ids)?;
+        self.combine(words, self.position_rows(input_ids)?)
     }
 }
 

@@ -310,7 +310,7 @@ impl Encoder {
     /// its tokens cost. The states of padding positions are then zero.
     pub fn forward(&self, xs: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         if let Some(lengths) = unpadded_lengths(&xs, attention_mask)? {
-            return self.forward_unpadded(xs, &lengths);
+            return self.forward_gathered(xs, &lengths);
         }
         let mask_bias = additive_mask(attention_mask)?;
         let mut xs = xs;
@@ -325,8 +325,9 @@ impl Encoder {
         Ok(xs)
     }
 
-    /// `xs`: (batch, seq, dim), each sequence's real tokens first.
-    fn forward_unpadded(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
+    /// `xs`: (batch, seq, dim), each sequence's real tokens first: gathered
+    /// end to end, run unpadded, scattered back.
+    fn forward_gathered(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (batch, seq, dim) = xs.dims3()?;
         let rows: Vec<u32> = lengths
             .iter()
@@ -334,14 +335,23 @@ impl Encoder {
             .flat_map(|(b, &len)| (0..len).map(move |t| (b * seq + t) as u32))
             .collect();
         let rows = Tensor::from_vec(rows.clone(), rows.len(), xs.device())?;
-        let mut hidden = xs.reshape((batch * seq, dim))?.index_select(&rows, 0)?;
+        let gathered = xs.reshape((batch * seq, dim))?.index_select(&rows, 0)?;
         drop(xs);
-        for layer in &self.layers {
-            hidden = layer.forward(hidden, Sequences::Unpadded { lengths })?;
-        }
+        let hidden = self.forward_unpadded(gathered, lengths)?;
         Tensor::zeros((batch * seq, dim), hidden.dtype(), hidden.device())?
             .index_add(&rows, &hidden, 0)?
             .reshape((batch, seq, dim))
+    }
+
+    /// `xs`: (tokens, dim), the sequences of `lengths` end to end (see
+    /// [`Sequences::Unpadded`]); returns the same layout. CPU kernels only
+    /// ([`runs_unpadded`]).
+    pub fn forward_unpadded(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let mut hidden = xs;
+        for layer in &self.layers {
+            hidden = layer.forward(hidden, Sequences::Unpadded { lengths })?;
+        }
+        Ok(hidden)
     }
 }
 
@@ -367,13 +377,19 @@ pub fn runs_unpadded(device: &candle_core::Device) -> bool {
 /// kernels, with every mask row a run of 1s then 0s (right padding, as
 /// [`crate::tokenize::pad_batch`] pads), no sequence empty, and some padding to save.
 /// None otherwise: the padded path then runs, as on a GPU.
-fn unpadded_lengths(xs: &Tensor, attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
+pub fn unpadded_lengths(xs: &Tensor, attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
     if !runs_unpadded(xs.device())
         || cpu::with_cpu_f32(xs, |_| ()).is_none()
         || xs.elem_count() > u32::MAX as usize
     {
         return Ok(None);
     }
+    right_padded_lengths(attention_mask)
+}
+
+/// Each row's length if every row of `attention_mask` is a run of 1s then
+/// 0s with some padding somewhere and no row empty; None otherwise.
+pub fn right_padded_lengths(attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
     let mask = attention_mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
     let mut lengths = Vec::with_capacity(mask.len());
     for row in &mask {

@@ -115,7 +115,33 @@ impl SequenceClassifier {
 
     /// `input_ids` and `attention_mask`: (batch, seq) u32. Returns logits
     /// (batch, num_labels) in f32.
+    ///
+    /// On the CPU kernels a right-padded batch runs unpadded from the
+    /// embeddings on (see [`encoder::Sequences::Unpadded`]): no row of any
+    /// layer is spent on padding, and the head reads each sequence's first
+    /// row.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let unpadded = match encoder::runs_unpadded(input_ids.device())
+            && input_ids.elem_count() <= u32::MAX as usize
+        {
+            true => encoder::right_padded_lengths(attention_mask)?,
+            false => None,
+        };
+        if let Some(lengths) = unpadded {
+            let embedded = self.embeddings.forward_unpadded(input_ids, &lengths)?;
+            let hidden = self.encoder.forward_unpadded(embedded, &lengths)?;
+            let firsts: Vec<u32> = lengths
+                .iter()
+                .scan(0u32, |row, &len| {
+                    let first = *row;
+                    *row += len as u32;
+                    Some(first)
+                })
+                .collect();
+            let firsts = Tensor::from_vec(firsts, lengths.len(), hidden.device())?;
+            let first_rows = hidden.index_select(&firsts, 0)?.unsqueeze(1)?;
+            return self.head.forward(&first_rows);
+        }
         let embedded = self.embeddings.forward(input_ids)?;
         let hidden = self.encoder.forward(embedded, attention_mask)?;
         self.head.forward(&hidden)
