@@ -87,34 +87,73 @@ impl Tile<'_> {
     /// tile's block of the output.
     #[target_feature(enable = "avx512f")]
     unsafe fn run(&self) {
-        // SAFETY: the caller upholds this function's contract (see # Safety): every
-        // pointer offset below stays inside x, the panel and the output.
+        let (k, n) = (self.weights.in_dim, self.weights.out_dim);
+        let col0 = self.panel * PANEL;
+        let output = |row| {
+            // SAFETY: every row panel_passes asks for lies in this tile's
+            // rows, inside the output, bias and residual (# Safety).
+            unsafe { Output::at(self.out, n, row, col0, self.bias, self.epilogue) }
+        };
+        // SAFETY: the caller upholds this function's contract (see # Safety):
+        // x holds the tile's rows of k values, the panel k rows of 32, and
+        // the output every tile of this block.
         unsafe {
-            let (k, n) = (self.weights.in_dim, self.weights.out_dim);
-            let col0 = self.panel * PANEL;
-            let cols = PANEL.min(n - col0);
-            let panel = self.weights.data.as_ptr().add(self.panel * PANEL * k);
-            let mut depth = 0;
-            while depth < k {
-                let kc = KC.min(k - depth);
-                let pass = Pass {
-                    k: kc,
-                    first: depth == 0,
-                    last: depth + kc == k,
+            panel_passes(
+                (self.row0, self.rows, k),
+                (self.x.as_ptr(), k),
+                (
+                    self.weights.data.as_ptr().add(self.panel * PANEL * k),
+                    PANEL.min(n - col0),
+                ),
+                true,
+                output,
+            );
+        }
+    }
+}
+
+/// Every depth pass of every register tile of rows `row0..row0 + rows`
+/// against one panel. `x` points at row 0, depth 0 with rows `x_stride`
+/// apart; `panel` at the panel's first depth row, `cols` of its 32 columns
+/// real; `output(row)` is where the tile starting at `row` goes. The last
+/// pass applies the output's epilogue when `finish`.
+///
+/// # Safety
+/// The CPU must support avx512f; `x` must be valid for those rows' `k`
+/// values, `panel` for `k` rows of 32, and each `output(row)` for its tile
+/// (and bias and residual), written by no other thread, as for
+/// [`microkernel`].
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_passes(
+    (row0, rows, k): (usize, usize, usize),
+    (x, x_stride): (*const f32, usize),
+    (panel, cols): (*const f32, usize),
+    finish: bool,
+    output: impl Fn(usize) -> Output,
+) {
+    let mut depth = 0;
+    while depth < k {
+        let kc = KC.min(k - depth);
+        let pass = Pass {
+            k: kc,
+            first: depth == 0,
+            last: finish && depth + kc == k,
+        };
+        for (row, tile_rows) in super::register_tiles(row0, rows) {
+            // SAFETY: the caller upholds # Safety: the tile's rows, this
+            // depth pass of the panel and output(row) are all in bounds.
+            unsafe {
+                let at = Operands {
+                    x: x.add(row * x_stride + depth),
+                    x_stride,
+                    panel: panel.add(depth * PANEL),
+                    cols,
+                    output: output(row),
                 };
-                for (row, tile_rows) in super::register_tiles(self.row0, self.rows) {
-                    let at = Operands {
-                        x: self.x.as_ptr().add(row * k + depth),
-                        x_stride: k,
-                        panel: panel.add(depth * PANEL),
-                        cols,
-                        output: Output::at(self.out, n, row, col0, self.bias, self.epilogue),
-                    };
-                    tile(tile_rows, &at, pass);
-                }
-                depth += kc;
+                tile(tile_rows, &at, pass);
             }
         }
+        depth += kc;
     }
 }
 
@@ -191,38 +230,27 @@ pub(super) unsafe fn small_product(
     out_stride: usize,
 ) {
     debug_assert!(panels.len() >= n.div_ceil(PANEL) * PANEL * k);
-    // SAFETY: the caller upholds # Safety; each tile below lies inside x,
-    // the packed panels and out.
-    unsafe {
-        for panel in 0..n.div_ceil(PANEL) {
-            let col0 = panel * PANEL;
-            let mut depth = 0;
-            while depth < k {
-                let kc = KC.min(k - depth);
-                let pass = Pass {
-                    k: kc,
-                    first: depth == 0,
-                    last: false,
-                };
-                for (row, tile_rows) in super::register_tiles(0, rows) {
-                    let at = Operands {
-                        x: x.add(row * x_stride + depth),
-                        x_stride,
-                        panel: panels.as_ptr().add(col0 * k + depth * PANEL),
-                        cols: PANEL.min(n - col0),
-                        output: Output {
-                            out: out.add(row * out_stride + col0),
-                            stride: out_stride,
-                            bias: None,
-                            residual: None,
-                            activation: None,
-                        },
-                    };
-                    tile(tile_rows, &at, pass);
-                }
-                depth += kc;
-            }
-        }
+    for panel in 0..n.div_ceil(PANEL) {
+        let col0 = panel * PANEL;
+        let output = |row: usize| Output {
+            // SAFETY: row < rows and col0 < n, inside `out` (the contract).
+            out: unsafe { out.add(row * out_stride + col0) },
+            stride: out_stride,
+            bias: None,
+            residual: None,
+            activation: None,
+        };
+        // SAFETY: the caller upholds # Safety: x holds the rows, the packed
+        // panel k rows of 32, and out every tile of these columns.
+        unsafe {
+            panel_passes(
+                (0, rows, k),
+                (x, x_stride),
+                (panels.as_ptr().add(col0 * k), PANEL.min(n - col0)),
+                false,
+                output,
+            )
+        };
     }
 }
 
