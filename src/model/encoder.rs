@@ -81,21 +81,17 @@ impl MultiHeadSelfAttention {
 
     /// `xs`: (batch, seq, dim); `mask_bias`: (batch, 1, 1, seq).
     fn padded_context(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        let (batch, seq_len, dim) = xs.dims3()?;
+        let (batch, seq_len, _) = xs.dims3()?;
         let per_slice = (SLICE_ROWS / seq_len.max(1)).max(1);
-        if batch <= per_slice {
-            return self.padded_slice_context(xs, mask_bias);
-        }
-        let context = Tensor::zeros((batch, seq_len, dim), xs.dtype(), xs.device())?;
-        for start in (0..batch).step_by(per_slice) {
-            let len = per_slice.min(batch - start);
-            let slice = self.padded_slice_context(
+        let slices = (0..batch)
+            .step_by(per_slice)
+            .map(|start| (start, (start, per_slice.min(batch - start))));
+        in_slices(xs, xs.dims(), slices.collect(), |(start, len)| {
+            self.padded_slice_context(
                 &xs.narrow(0, start, len)?,
                 &mask_bias.narrow(0, start, len)?,
-            )?;
-            context.slice_set(&slice, 0, start)?;
-        }
-        Ok(context)
+            )
+        })
     }
 
     fn padded_slice_context(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
@@ -119,18 +115,18 @@ impl MultiHeadSelfAttention {
         if lengths.iter().sum::<usize>() != tokens {
             candle_core::bail!("{tokens} rows for sequences of {lengths:?} tokens");
         }
-        // Whole sequences per slice: (first row, sequences, rows).
+        // Whole sequences per slice: (first row, (first row, sequences, rows)).
         let mut slices = Vec::new();
         let (mut row, mut first, mut rows) = (0, 0, 0);
         for (i, &len) in lengths.iter().enumerate() {
             if rows > 0 && rows + len > SLICE_ROWS {
-                slices.push((row, first..i, rows));
+                slices.push((row, (row, first..i, rows)));
                 (row, first, rows) = (row + rows, i, 0);
             }
             rows += len;
         }
-        slices.push((row, first..lengths.len(), rows));
-        let slice_context = |(row, sequences, rows): (usize, std::ops::Range<usize>, usize)| {
+        slices.push((row, (row, first..lengths.len(), rows)));
+        in_slices(xs, &[tokens, dim], slices, |(row, sequences, rows)| {
             let qkv = self.qkv.forward(&xs.narrow(0, row, rows)?)?;
             let context = cpu::with_cpu_f32(&qkv, |qkv| {
                 cpu::attention_unpadded(qkv, &lengths[sequences], self.n_heads, self.head_dim)
@@ -139,16 +135,7 @@ impl MultiHeadSelfAttention {
                 candle_core::Error::Msg("unpadded attention runs on the CPU kernels only".into())
             })??;
             Tensor::from_vec(context, (rows, dim), xs.device())
-        };
-        if slices.len() == 1 {
-            return slices.pop().map_or_else(|| unreachable!(), slice_context);
-        }
-        let context = Tensor::zeros((tokens, dim), xs.dtype(), xs.device())?;
-        for slice in slices {
-            let row = slice.0;
-            context.slice_set(&slice_context(slice)?, 0, row)?;
-        }
-        Ok(context)
+        })
     }
 
     /// Attention with candle's ops, for devices and dtypes without a fast path.
@@ -212,12 +199,13 @@ impl FeedForward {
             return self.rows_forward(xs);
         }
         let flat = xs.contiguous()?.reshape((rows, dim))?;
-        let out = Tensor::zeros((rows, dim), xs.dtype(), xs.device())?;
-        for start in (0..rows).step_by(SLICE_ROWS) {
-            let slice = flat.narrow(0, start, SLICE_ROWS.min(rows - start))?;
-            out.slice_set(&self.rows_forward(&slice)?, 0, start)?;
-        }
-        out.reshape(dims)
+        let slices = (0..rows)
+            .step_by(SLICE_ROWS)
+            .map(|start| (start, (start, SLICE_ROWS.min(rows - start))));
+        in_slices(xs, &[rows, dim], slices.collect(), |(start, len)| {
+            self.rows_forward(&flat.narrow(0, start, len)?)
+        })?
+        .reshape(dims)
     }
 
     fn rows_forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -226,6 +214,28 @@ impl FeedForward {
             .forward_fused(xs, None, Some(self.activation))?;
         self.output.forward_fused(&hidden, Some(xs), None)
     }
+}
+
+/// `slice(part)` for every `(first row, part)` of `parts`, each result
+/// written at its first row along dim 0 of one output of `shape` (dtype and
+/// device of `like`); a single part's result is the output itself.
+fn in_slices<P>(
+    like: &Tensor,
+    shape: &[usize],
+    parts: Vec<(usize, P)>,
+    slice: impl Fn(P) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut parts = parts;
+    if parts.len() == 1 {
+        if let Some((_, part)) = parts.pop() {
+            return slice(part);
+        }
+    }
+    let out = Tensor::zeros(shape, like.dtype(), like.device())?;
+    for (start, part) in parts {
+        out.slice_set(&slice(part)?, 0, start)?;
+    }
+    Ok(out)
 }
 
 /// Tokens per slice of the attention's projections and of the feed-forward
@@ -309,8 +319,11 @@ impl Encoder {
     /// spent on padding, and a server's batch of mixed lengths costs what
     /// its tokens cost. The states of padding positions are then zero.
     pub fn forward(&self, xs: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        if let Some(lengths) = unpadded_lengths(&xs, attention_mask)? {
-            return self.forward_gathered(xs, &lengths);
+        // The unpadded layers need f32 states in CPU memory.
+        if cpu::with_cpu_f32(&xs, |_| ()).is_some() {
+            if let Some(lengths) = unpadded_lengths(xs.device(), attention_mask)? {
+                return self.forward_gathered(xs, &lengths);
+            }
         }
         let mask_bias = additive_mask(attention_mask)?;
         let mut xs = xs;
@@ -334,7 +347,8 @@ impl Encoder {
             .enumerate()
             .flat_map(|(b, &len)| (0..len).map(move |t| (b * seq + t) as u32))
             .collect();
-        let rows = Tensor::from_vec(rows.clone(), rows.len(), xs.device())?;
+        let count = rows.len();
+        let rows = Tensor::from_vec(rows, count, xs.device())?;
         let gathered = xs.reshape((batch * seq, dim))?.index_select(&rows, 0)?;
         drop(xs);
         let hidden = self.forward_unpadded(gathered, lengths)?;
@@ -373,23 +387,18 @@ pub fn runs_unpadded(device: &candle_core::Device) -> bool {
     device.is_cpu() && cpu::kernel_choice() != cpu::KernelChoice::Generic
 }
 
-/// Each sequence's length, where a batch can run unpadded: on our CPU
-/// kernels, with every mask row a run of 1s then 0s (right padding, as
-/// [`crate::tokenize::pad_batch`] pads), no sequence empty, and some padding to save.
+/// Each sequence's length, where a batch on `device` can run unpadded: on
+/// our CPU kernels ([`runs_unpadded`]), with every mask row a run of 1s
+/// then 0s (right padding, as [`crate::tokenize::pad_batch`] pads), no
+/// sequence empty, some padding to save, and row indexes that fit u32.
 /// None otherwise: the padded path then runs, as on a GPU.
-pub fn unpadded_lengths(xs: &Tensor, attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
-    if !runs_unpadded(xs.device())
-        || cpu::with_cpu_f32(xs, |_| ()).is_none()
-        || xs.elem_count() > u32::MAX as usize
-    {
+pub fn unpadded_lengths(
+    device: &candle_core::Device,
+    attention_mask: &Tensor,
+) -> Result<Option<Vec<usize>>> {
+    if !runs_unpadded(device) || attention_mask.elem_count() > u32::MAX as usize {
         return Ok(None);
     }
-    right_padded_lengths(attention_mask)
-}
-
-/// Each row's length if every row of `attention_mask` is a run of 1s then
-/// 0s with some padding somewhere and no row empty; None otherwise.
-pub fn right_padded_lengths(attention_mask: &Tensor) -> Result<Option<Vec<usize>>> {
     let mask = attention_mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
     let mut lengths = Vec::with_capacity(mask.len());
     for row in &mask {
@@ -435,6 +444,15 @@ mod tests {
         load(vb()).unwrap()
     }
 
+    /// A DistilBERT config of width 32, 2 heads, feed-forward 64.
+    fn tiny_config(layers: usize, max_positions: usize) -> Config {
+        let json = format!(
+            r#"{{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
+                 "n_layers": {layers}, "vocab_size": 10, "max_position_embeddings": {max_positions}}}"#
+        );
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b)
@@ -452,23 +470,14 @@ mod tests {
     /// the same as one pass over the whole batch.
     #[test]
     fn attention_in_slices_equals_one_pass() {
-        let cfg = Config::from_json(
-            br#"{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
-                 "n_layers": 1, "vocab_size": 10, "max_position_embeddings": 256}"#,
-        )
-        .unwrap();
+        let cfg = tiny_config(1, 256);
         let names = WeightNames::of(cfg.architecture);
         let attention = random(|vb| MultiHeadSelfAttention::load(vb, &cfg, &names.layer));
         // 5 sequences of 200 tokens: 2 per slice, so slices of 2, 2 and 1.
         let (batch, seq) = (5, 200);
         assert!(batch * seq > SLICE_ROWS && 2 * seq <= SLICE_ROWS && 3 * seq > SLICE_ROWS);
         let xs = Tensor::randn(0f32, 1f32, (batch, seq, 32), &Device::Cpu).unwrap();
-        let lengths = [200u32, 13, 1, 150, 77];
-        let mask: Vec<u32> = lengths
-            .iter()
-            .flat_map(|&len| (0..seq as u32).map(move |i| u32::from(i < len)))
-            .collect();
-        let mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu).unwrap();
+        let mask = right_padded_mask(&[200, 13, 1, 150, 77], seq);
         let bias = additive_mask(&mask).unwrap();
         let sliced = attention
             .forward(&xs, Sequences::Padded { mask_bias: &bias })
@@ -497,11 +506,7 @@ mod tests {
     /// state equals the padded run's, in one slice and in several.
     #[test]
     fn unpadded_batch_equals_padded_batch() {
-        let cfg = Config::from_json(
-            br#"{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
-                 "n_layers": 2, "vocab_size": 10, "max_position_embeddings": 512}"#,
-        )
-        .unwrap();
+        let cfg = tiny_config(2, 512);
         let names = WeightNames::of(cfg.architecture);
         let encoder = random(|vb| Encoder::load(vb, &cfg, &names.layer));
         // 30 tokens in all: one slice; 763: two (SLICE_ROWS is 512).
@@ -510,7 +515,7 @@ mod tests {
             let mask = right_padded_mask(&lengths, seq);
             let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
             assert_eq!(
-                unpadded_lengths(&xs, &mask).unwrap().as_deref(),
+                unpadded_lengths(xs.device(), &mask).unwrap().as_deref(),
                 Some(&lengths_usize[..])
             );
             let unpadded = encoder.forward(xs.clone(), &mask).unwrap();
@@ -533,10 +538,9 @@ mod tests {
     /// left padding, an empty sequence.
     #[test]
     fn only_right_padded_batches_run_unpadded() {
-        let xs = Tensor::zeros((2, 4, 8), DType::F32, &Device::Cpu).unwrap();
         let mask =
             |rows: [[u32; 4]; 2]| Tensor::from_vec(rows.concat(), (2, 4), &Device::Cpu).unwrap();
-        let lengths = |rows| unpadded_lengths(&xs, &mask(rows)).unwrap();
+        let lengths = |rows| unpadded_lengths(&Device::Cpu, &mask(rows)).unwrap();
         assert_eq!(lengths([[1, 1, 1, 0], [1, 0, 0, 0]]), Some(vec![3, 1]));
         assert_eq!(lengths([[1, 1, 1, 1], [1, 1, 1, 1]]), None);
         assert_eq!(lengths([[1, 0, 1, 0], [1, 1, 1, 1]]), None);
@@ -548,11 +552,7 @@ mod tests {
     /// run in the same order either way, so the result is the same.
     #[test]
     fn feed_forward_in_slices_equals_one_pass() {
-        let cfg = Config::from_json(
-            br#"{"model_type": "distilbert", "dim": 32, "hidden_dim": 64, "n_heads": 2,
-                 "n_layers": 1, "vocab_size": 10, "max_position_embeddings": 16}"#,
-        )
-        .unwrap();
+        let cfg = tiny_config(1, 16);
         let names = WeightNames::of(cfg.architecture);
         let ffn = random(|vb| FeedForward::load(vb, &cfg, &names.layer));
         // 3 x 263 = 789 rows: one full slice and a partial one.

@@ -121,13 +121,7 @@ impl SequenceClassifier {
     /// layer is spent on padding, and the head reads each sequence's first
     /// row.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let unpadded = match encoder::runs_unpadded(input_ids.device())
-            && input_ids.elem_count() <= u32::MAX as usize
-        {
-            true => encoder::right_padded_lengths(attention_mask)?,
-            false => None,
-        };
-        if let Some(lengths) = unpadded {
+        if let Some(lengths) = encoder::unpadded_lengths(input_ids.device(), attention_mask)? {
             let embedded = self.embeddings.forward_unpadded(input_ids, &lengths)?;
             let hidden = self.encoder.forward_unpadded(embedded, &lengths)?;
             let firsts: Vec<u32> = lengths
