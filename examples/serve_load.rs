@@ -58,9 +58,9 @@ fn parse_args() -> Args {
     args
 }
 
-fn sentences(path: &str) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .expect("read the dataset")
+/// The `text` field of each JSONL line.
+fn sentences(dataset: &str) -> Vec<String> {
+    dataset
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["text"].as_str().map(String::from))
@@ -79,10 +79,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS")
-}
-
 /// Resident memory: total, anonymous (heap, stacks) and file-backed (the
 /// binary's pages), in KiB.
 #[derive(Clone, Copy, Default)]
@@ -94,7 +90,7 @@ struct Rss {
 
 fn rss(pid: u32) -> Rss {
     Rss {
-        total: rss_kib(pid),
+        total: status_kib(pid, "VmRSS"),
         anon: status_kib(pid, "RssAnon"),
         file: status_kib(pid, "RssFile"),
     }
@@ -224,7 +220,8 @@ fn batch_sentences_per_s(args: &Args, dataset: &str, first_line: &str, count: us
 
 fn main() {
     let args = parse_args();
-    let texts = Arc::new(sentences(&args.dataset));
+    let dataset = std::fs::read_to_string(&args.dataset).expect("read the dataset");
+    let texts = Arc::new(sentences(&dataset));
     let mut server = Command::new(&args.binary)
         .args(["--threads", &args.threads, "serve", "--port", "0"])
         .args(&args.serve_flags)
@@ -287,7 +284,6 @@ fn main() {
     // Each repeat runs `batch` and then every level, so that a level and
     // the `batch` run it is compared with see the same machine: this VM's
     // speed drifts over minutes.
-    let dataset = std::fs::read_to_string(&args.dataset).expect("read the dataset");
     let first_line = format!("{}\n", dataset.lines().next().unwrap_or_default());
     let mut batch_rates = Vec::new();
     let mut rows: Vec<(usize, Vec<Level>)> =
