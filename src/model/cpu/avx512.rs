@@ -19,6 +19,17 @@ const KC: usize = 384;
 /// (MC x KC) fits in L2 next to the panel.
 const MC: usize = 96;
 
+/// How far ahead of a microkernel's reads its weight panel is prefetched:
+/// 4 KiB, 32 depth steps of 128 bytes (a 32-column f32 panel's rows, the
+/// int8 panel's quads, the bf16 panel's pairs). At batch 1 the weights
+/// stream from L3 or memory once per pass, and the hardware prefetchers
+/// alone left that stream at about half of what a plain 2-thread read
+/// reaches (170 MB in 6 ms here, against 11 ms for distilbert-base's
+/// linears at 14 rows). `cargo bench --bench forward`, 2-core Xeon:
+/// distilbert-base 1x16 f32 12.5 -> 10.4 ms, int8 2.64 -> 2.40 ms; bundled
+/// 1x16 f32 2.05 -> 1.85 ms. 2, 4 and 8 KiB measured alike; 1 KiB less.
+const PREFETCH_AHEAD: usize = 4096;
+
 const _: () = assert!(PANEL == 32, "the microkernel is two 16-lane vectors wide");
 
 /// Whether this CPU runs the kernel (checked once by std and cached), and
@@ -327,6 +338,21 @@ pub(super) fn masks(cols: usize) -> [__mmask16; 2] {
     [bits as __mmask16, (bits >> 16) as __mmask16]
 }
 
+/// Prefetches the 128 bytes (two cache lines) [`PREFETCH_AHEAD`] bytes past
+/// `panel`, where a microkernel reading a panel at `panel` will be 32 steps
+/// later. Safe for any address: a prefetch is a hint that never faults, and
+/// `wrapping_add` keeps the pointer arithmetic defined past the panel's end.
+#[inline(always)]
+pub(super) fn prefetch_panel<T>(panel: *const T) {
+    let ahead = (panel as *const i8).wrapping_add(PREFETCH_AHEAD);
+    // SAFETY: prefetching reads nothing architecturally and never faults,
+    // whatever the address (Intel SDM, PREFETCHh).
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(ahead);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+    }
+}
+
 /// One R x 32 register tile: R rows of x against one panel, over one pass
 /// of the depth.
 ///
@@ -359,6 +385,7 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
         let mut panel = at.panel;
         for p in 0..pass.k {
             // The panel is zero-padded to 32 columns, so full loads are in bounds.
+            prefetch_panel(panel);
             let w0 = _mm512_loadu_ps(panel);
             let w1 = _mm512_loadu_ps(panel.add(16));
             panel = panel.add(PANEL);

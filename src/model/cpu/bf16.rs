@@ -290,6 +290,7 @@ macro_rules! microkernels {
                 }
                 let mut w = at.panel;
                 for p in 0..at.pairs {
+                    super::avx512::prefetch_panel(w);
                     let w0 = _mm512_loadu_si512(w as *const __m512i);
                     let w1 = _mm512_loadu_si512(w.add(16) as *const __m512i);
                     w = w.add(PANEL);

@@ -320,6 +320,7 @@ unsafe fn microkernel<const R: usize>(
         }
         let mut w = panel;
         for q in 0..quads {
+            super::avx512::prefetch_panel(w);
             let w0 = _mm512_loadu_si512(w as *const __m512i);
             let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
             w = w.add(PANEL * QUAD);
