@@ -19,6 +19,8 @@ use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
 /// Rows per parallel task.
 const MC: usize = 96;
+/// Rows per register tile (see `MAX_TILE_ROWS`).
+const TILE_ROWS: usize = 14;
 /// Inputs per `vpdpbusd` lane.
 const QUAD: usize = 4;
 
@@ -259,7 +261,7 @@ unsafe fn run_tile(
         let cols = PANEL.min(n - col0);
         let mask = masks(cols);
         let panel_data = weights.data.as_ptr().add(panel * PANEL * quads * QUAD);
-        for (row, tile_rows) in super::register_tiles(row0, rows) {
+        for (row, tile_rows) in super::register_tiles(row0, rows, TILE_ROWS) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let xs = x.data.as_ptr().add(row * x.stride);
             let at = (
@@ -271,20 +273,7 @@ unsafe fn run_tile(
                 n,
                 mask,
             );
-            match tile_rows {
-                12 => microkernel::<12>(at),
-                11 => microkernel::<11>(at),
-                10 => microkernel::<10>(at),
-                9 => microkernel::<9>(at),
-                8 => microkernel::<8>(at),
-                7 => microkernel::<7>(at),
-                6 => microkernel::<6>(at),
-                5 => microkernel::<5>(at),
-                4 => microkernel::<4>(at),
-                3 => microkernel::<3>(at),
-                2 => microkernel::<2>(at),
-                _ => microkernel::<1>(at),
-            }
+            super::by_tile_rows!(tile_rows, microkernel(at));
             dequantize(&output, x, weights, row, col0, tile_rows, mask);
         }
     }

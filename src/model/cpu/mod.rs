@@ -549,19 +549,54 @@ impl<T> SharedOut<T> {
     }
 }
 
-/// Rows per register tile in every GEMM kernel here: 12 rows x 2 vectors =
-/// 24 accumulators, leaving registers for two weight vectors and a broadcast.
-const TILE_ROWS: usize = 12;
+/// The most rows a register tile may have: 14 rows x 2 vectors = 28
+/// accumulators, leaving registers for two weight vectors and a broadcast
+/// (the 32 zmm registers). Each kernel picks its own height up to this
+/// (`TILE_ROWS` in avx512.rs, int8.rs and bf16.rs), and [`by_tile_rows`]
+/// dispatches every height up to it.
+const MAX_TILE_ROWS: usize = 14;
 
 /// The register tiles of the `rows` rows from `row0`, as (first row, rows):
-/// split evenly over the fewest tiles of at most TILE_ROWS (14 = 7 + 7, not
-/// 12 + 2), since a thin tile does little work per weight load.
-fn register_tiles(row0: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
-    let even = rows.div_ceil(rows.div_ceil(TILE_ROWS).max(1)).max(1);
+/// split evenly over the fewest tiles of at most `tile_rows` (14 = 7 + 7
+/// under 12, not 12 + 2), since a thin tile does little work per weight
+/// load. Every tile has 1 to `tile_rows` rows.
+fn register_tiles(
+    row0: usize,
+    rows: usize,
+    tile_rows: usize,
+) -> impl Iterator<Item = (usize, usize)> {
+    debug_assert!((1..=MAX_TILE_ROWS).contains(&tile_rows));
+    let even = rows.div_ceil(rows.div_ceil(tile_rows).max(1)).max(1);
     (row0..row0 + rows)
         .step_by(even)
         .map(move |row| (row, even.min(row0 + rows - row)))
 }
+
+/// `$kernel::<R>($args)` for R = `$rows`, 1 to [`MAX_TILE_ROWS`]: a
+/// microkernel's row count is a const generic so its accumulators unroll
+/// into registers, and a tile's height is only known at run time.
+macro_rules! by_tile_rows {
+    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            9 => $kernel::<9>($($arg),*),
+            10 => $kernel::<10>($($arg),*),
+            11 => $kernel::<11>($($arg),*),
+            12 => $kernel::<12>($($arg),*),
+            13 => $kernel::<13>($($arg),*),
+            14 => $kernel::<14>($($arg),*),
+            rows => unreachable!("register_tiles makes tiles of 1 to MAX_TILE_ROWS rows, not {rows}"),
+        }
+    };
+}
+use by_tile_rows;
 
 /// A (rows, n) f32 output made by blocks: `block(row0, rows, panel, out)`
 /// for every block of up to `max_rows` rows against every panel of PANEL
@@ -1039,7 +1074,7 @@ mod tests {
         if !int8::available() {
             return;
         }
-        for (rows, in_dim, out_dim) in [(1, 6, 3), (13, 384, 70), (30, 1536, 96)] {
+        for (rows, in_dim, out_dim) in [(1, 6, 3), (13, 384, 70), (14, 64, 40), (30, 1536, 96)] {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let epilogue = Epilogue {
                 residual: Some(&residual),
@@ -1094,7 +1129,13 @@ mod tests {
     /// tile height, widths that leave a partial panel, depths over a pass.
     #[test]
     fn packed_linear_matches_a_naive_product_with_every_epilogue() {
-        for (rows, in_dim, out_dim) in [(1, 8, 3), (7, 33, 40), (14, 384, 64), (29, 400, 70)] {
+        for (rows, in_dim, out_dim) in [
+            (1, 8, 3),
+            (7, 33, 40),
+            (13, 384, 64),
+            (14, 384, 64),
+            (29, 400, 70),
+        ] {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
             assert_eq!(packed.unpack(), w);
