@@ -4,9 +4,10 @@
 //!
 //! Why not the gemm crate: it packs the activations again on every call and
 //! its microkernel is shaped for large square products. Ours are skinny
-//! (14-512 rows against 384-3072 columns), so a register tile of 12 rows by
-//! 32 columns that reads the activations in place and streams one packed
-//! panel of weights runs 2-3x faster on them (benches/forward.rs).
+//! (14-512 rows against 384-3072 columns), so a register tile of up to 14
+//! rows by 32 columns that reads the activations in place and streams one
+//! packed panel of weights (prefetched ahead) runs 2-3x faster on them
+//! (benches/forward.rs).
 
 use std::arch::x86_64::*;
 
@@ -15,8 +16,8 @@ use super::{Activation, Epilogue, OperandError, PackedWeights, SharedOut, PANEL}
 /// Depth of one pass over a panel, so a panel's slice (KC x 32 floats,
 /// 48 KiB) and the activation block it meets stay in L1/L2 between tiles.
 const KC: usize = 384;
-/// Rows per parallel task: a multiple of TILE_ROWS whose activation block
-/// (MC x KC) fits in L2 next to the panel.
+/// Rows per parallel task, split into register tiles of at most TILE_ROWS:
+/// an activation block (MC x KC) that fits in L2 next to the panel.
 const MC: usize = 96;
 
 /// Rows per register tile (see `MAX_TILE_ROWS`): 14, so a 14-token batch-1
