@@ -922,6 +922,30 @@ fn softmax_with_bias(scores: &mut [f32], bias: &[f32]) {
 mod tests {
     use super::*;
 
+    /// The tiles cover the rows exactly, in order, each 1 to the height
+    /// asked for (by_tile_rows! has no arm beyond MAX_TILE_ROWS), and as
+    /// evenly as the fewest tiles allow.
+    #[test]
+    fn register_tiles_cover_the_rows_evenly_within_the_height() {
+        for height in 1..=MAX_TILE_ROWS {
+            for rows in 0..100 {
+                let tiles: Vec<_> = register_tiles(7, rows, height).collect();
+                let mut next = 7;
+                for &(row, tile_rows) in &tiles {
+                    assert_eq!(row, next, "{rows} rows, height {height}: {tiles:?}");
+                    assert!((1..=height).contains(&tile_rows), "{tiles:?}");
+                    next += tile_rows;
+                }
+                assert_eq!(next, 7 + rows);
+                assert_eq!(tiles.len(), rows.div_ceil(height), "{tiles:?}");
+                let (low, high) = tiles
+                    .iter()
+                    .fold((usize::MAX, 0), |(lo, hi), t| (lo.min(t.1), hi.max(t.1)));
+                assert!(tiles.len() < 2 || high - low <= tiles.len(), "{tiles:?}");
+            }
+        }
+    }
+
     /// erf in f64 by its Maclaurin series, exact to ~1e-10 for |x| <= 4
     /// (beyond, erf is 1 - 1.5e-8 or closer: 1.0 in f32).
     fn erf_reference(x: f64) -> f64 {
