@@ -19,7 +19,10 @@ use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
 /// Rows per parallel task.
 const MC: usize = 96;
-/// Rows per register tile (see `MAX_TILE_ROWS`).
+/// Rows per register tile (see `MAX_TILE_ROWS`): 14, as in f32, so a
+/// 14-token pass reads each panel once; `cargo bench --bench forward --
+/// int8`, 2 alternating pairs against 12: bundled 1x16 1.02 -> 0.92 ms,
+/// distilbert-base 1x16 3.3-5.4 -> 2.3-2.8 ms, 32x32 alike.
 const TILE_ROWS: usize = 14;
 /// Inputs per `vpdpbusd` lane.
 const QUAD: usize = 4;
