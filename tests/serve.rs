@@ -443,7 +443,19 @@ fn a_disconnected_clients_work_is_dropped_from_the_queue() {
     );
     let (status, _) = first.join().unwrap();
     assert_eq!(status, 200);
-    let metrics = server.get("/metrics").1;
+    // The model thread finds the abandoned request when it next reads the
+    // queue, which can be just after the first answer reached its client:
+    // wait for the count rather than read it once (a single read raced in CI).
+    let started = Instant::now();
+    let metrics = loop {
+        let metrics = server.get("/metrics").1;
+        if metrics.contains("sentiment_requests_dropped_total 1")
+            || started.elapsed() > Duration::from_secs(30)
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(
         metrics.contains("sentiment_requests_dropped_total 1"),
         "{metrics}"
