@@ -62,6 +62,23 @@ impl Server {
         )
     }
 
+    /// The /metrics text once it contains `series`, polled for up to 30 s;
+    /// a test failure showing the last text if it never does.
+    fn wait_for_metric(&self, series: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let metrics = self.get("/metrics").1;
+            if metrics.contains(series) {
+                return metrics;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{series} never appeared in\n{metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn get(&self, path: &str) -> (u16, String) {
         let response = match ureq::get(&self.url(path)).call() {
             Ok(r) => r,
@@ -422,15 +439,7 @@ fn a_disconnected_clients_work_is_dropped_from_the_queue() {
     let url = server.url("/predict");
     let first = std::thread::spawn(move || send(ureq::post(&url), Some(&busy)));
     // Wait until the model thread has taken it (tokenizing comes first).
-    let started = Instant::now();
-    while !server
-        .get("/metrics")
-        .1
-        .contains("sentiment_queue_duration_seconds_count 1")
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "never queued");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_for_metric("sentiment_queue_duration_seconds_count 1");
     let impatient = ureq::AgentBuilder::new()
         .timeout(Duration::from_millis(200))
         .build();
@@ -446,20 +455,7 @@ fn a_disconnected_clients_work_is_dropped_from_the_queue() {
     // The model thread finds the abandoned request when it next reads the
     // queue, which can be just after the first answer reached its client:
     // wait for the count rather than read it once (a single read raced in CI).
-    let started = Instant::now();
-    let metrics = loop {
-        let metrics = server.get("/metrics").1;
-        if metrics.contains("sentiment_requests_dropped_total 1")
-            || started.elapsed() > Duration::from_secs(30)
-        {
-            break metrics;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(
-        metrics.contains("sentiment_requests_dropped_total 1"),
-        "{metrics}"
-    );
+    let metrics = server.wait_for_metric("sentiment_requests_dropped_total 1");
     // Only the first request's texts reached the model.
     assert!(
         metrics.contains("sentiment_inference_duration_seconds_count 1"),
