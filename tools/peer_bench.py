@@ -373,12 +373,12 @@ def median_of_rounds(reports):
     merged = merge(reports)
     merged["rounds"] = len(reports)
     # Each round's headline figures, to see the spread behind the medians.
+    # (A peer's report holds its figures; `sentiment bench`'s, its device's.)
+    figures = [r["devices"][0] if "devices" in r else r for r in reports]
     merged["per_round"] = [
-        {"p50_ms": [row["total"]["p50_ms"] for row in r.get("latency", [])]
-         or [row["total"]["p50_ms"] for row in r["devices"][0]["latency"]],
-         "sentences_per_s": [row["sentences_per_s"] for row in r.get("throughput", [])]
-         or [row["sentences_per_s"] for row in r["devices"][0]["throughput"]]}
-        for r in reports] if all("latency" in r or "devices" in r for r in reports) else []
+        {"p50_ms": [row["total"]["p50_ms"] for row in f["latency"]],
+         "sentences_per_s": [row["sentences_per_s"] for row in f["throughput"]]}
+        for f in figures]
     return merged
 
 
@@ -598,16 +598,19 @@ def goal_table(entry, mine, lengths, batch):
     if not any(name.startswith("OpenVINO") for name in entry):
         return []
 
+    def present(peer_names):
+        return [f for f in (peer_figures(entry, n, lengths) for n in peer_names) if f]
+
     def latency_ratios(ours_key, peer_names):
         """Per length: the best peer's p50 / ours (the best peer is the fastest)."""
-        peers = [f for f in (peer_figures(entry, n, lengths) for n in peer_names) if f]
+        peers = present(peer_names)
         if ours_key not in mine or not peers:
             return None
         lat = mine[ours_key][0]
         return [min(f[0][n] for f in peers) / lat[n] for n in lengths]
 
     def throughput_ratio(ours_key, peer_names):
-        peers = [f for f in (peer_figures(entry, n, lengths) for n in peer_names) if f]
+        peers = present(peer_names)
         if ours_key not in mine or not peers:
             return None
         best = max(f[1][batch] for f in peers)
@@ -694,8 +697,7 @@ def markdown(results):
                 continue
             p = entry[name]
             shown = f"{name} ({p['precision']})" if "precision" in p else name
-            plat = {n: r["total"]["p50_ms"] for n, r in zip(lengths, p["latency"])}
-            pthr = {r["batch_size"]: r["sentences_per_s"] for r in p["throughput"]}
+            plat, pthr = peer_figures(entry, name, lengths)
             # Each peer against sentiment in the same kind of number type.
             kind = "int8" if "int8" in name else (
                 "bf16" if p.get("precision") == "bf16" else "f32")
