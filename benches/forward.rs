@@ -70,6 +70,10 @@ fn linear(c: &mut Criterion) {
         (75, 384, 1536),
         (800, 768, 3072),
         (800, 3072, 768),
+        (400, 768, 2304),
+        (400, 768, 768),
+        (400, 768, 3072),
+        (400, 3072, 768),
     ] {
         let x: Vec<f32> = (0..rows * in_dim).map(|i| (i % 7) as f32 * 0.1).collect();
         let w: Vec<f32> = (0..out_dim * in_dim)
@@ -82,6 +86,17 @@ fn linear(c: &mut Criterion) {
                 cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()).unwrap()
             })
         });
+        #[cfg(target_arch = "x86_64")]
+        if cpu::avx2::available() {
+            group.bench_function(format!("f32-avx2/{shape}"), |b| {
+                b.iter(|| {
+                    let parallel = rows * in_dim * out_dim >= 1 << 18;
+                    let x = black_box(&x);
+                    cpu::avx2::linear(x, &packed, None, rows, Epilogue::default(), parallel)
+                        .unwrap()
+                })
+            });
+        }
         #[cfg(target_arch = "x86_64")]
         if cpu::int8::available() {
             let int8 = cpu::int8::PackedInt8::from_f32(&packed);

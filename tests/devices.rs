@@ -17,40 +17,13 @@ mod common;
 use candle_core::Device;
 use common::*;
 use sentiment::unstable_kernels::{kernel_choice, KernelChoice};
-use sentiment::{Classifier, DeviceSpec, ModelSpec, Precision};
-
-/// Every model with goldens: (model, golden file).
-fn models() -> Vec<(ModelSpec, &'static str)> {
-    let local = |dir: &str| ModelSpec::Local(fixture(dir));
-    vec![
-        (local("tiny-distilbert"), "golden_tiny.json"),
-        (ModelSpec::Bundled, "golden_bundled.json"),
-        (local("tiny-bert"), "golden_tiny-bert.json"),
-        (local("tiny-roberta"), "golden_tiny-roberta.json"),
-        (local("tiny-xlm-roberta"), "golden_tiny-xlm-roberta.json"),
-    ]
-}
+use sentiment::DeviceSpec;
 
 /// Every test here first turns our CPU kernels off: the choice is read
 /// once per process, so no test may run a model before it is set.
 fn generic_kernels() {
     std::env::set_var("SENTIMENT_KERNELS", "generic");
     assert_eq!(kernel_choice(), KernelChoice::Generic);
-}
-
-/// Every model's goldens on `device`, one text at a time and in padded
-/// batches; returns the largest logit difference.
-fn assert_parity(device: &Device) -> f32 {
-    let mut worst = 0f32;
-    for (spec, golden_file) in models() {
-        let files = spec.resolve().unwrap();
-        let classifier = Classifier::from_files(&files, device, Precision::F32).unwrap();
-        let golden = golden(&fixture(golden_file));
-        eprintln!("{golden_file}");
-        worst = worst.max(assert_golden_cases(&classifier, &golden));
-        worst = worst.max(assert_golden_batches(&classifier, &golden));
-    }
-    worst
 }
 
 #[test]

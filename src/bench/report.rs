@@ -227,6 +227,7 @@ fn system_rows(report: &BenchReport) -> Vec<(&'static str, String)> {
         ("logical cores", sys.logical_cores.to_string()),
         ("threads", report.threads.to_string()),
         ("simd", sys.simd.join(" ")),
+        ("f32 kernel", sys.f32_kernel.clone()),
         ("os", sys.os.clone()),
         ("devices built in", sys.build_features.join(" ")),
         (

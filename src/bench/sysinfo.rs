@@ -7,6 +7,8 @@ pub struct SystemInfo {
     pub cpu: String,
     pub logical_cores: usize,
     pub simd: Vec<&'static str>,
+    /// The f32 linear kernel and why (see `unstable_kernels::width_choice`).
+    pub f32_kernel: String,
     pub os: String,
     pub build_features: Vec<&'static str>,
     pub sentiment_version: &'static str,
@@ -22,6 +24,7 @@ impl SystemInfo {
             cpu: cpu_model(),
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             simd: simd_features(),
+            f32_kernel: crate::model::cpu::width_choice().to_string(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             build_features: crate::device::built_in(),
             sentiment_version: env!("CARGO_PKG_VERSION"),

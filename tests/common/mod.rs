@@ -166,3 +166,30 @@ pub fn assert_golden_batches(classifier: &Classifier, golden: &Golden) -> f32 {
     }
     worst
 }
+
+/// Every model with goldens: (model, golden file).
+pub fn golden_models() -> Vec<(ModelSpec, &'static str)> {
+    let local = |dir: &str| ModelSpec::Local(fixture(dir));
+    vec![
+        (local("tiny-distilbert"), "golden_tiny.json"),
+        (ModelSpec::Bundled, "golden_bundled.json"),
+        (local("tiny-bert"), "golden_tiny-bert.json"),
+        (local("tiny-roberta"), "golden_tiny-roberta.json"),
+        (local("tiny-xlm-roberta"), "golden_tiny-xlm-roberta.json"),
+    ]
+}
+
+/// Every model's goldens on `device`, one text at a time and in padded
+/// batches; returns the largest logit difference.
+pub fn assert_parity(device: &Device) -> f32 {
+    let mut worst = 0f32;
+    for (spec, golden_file) in golden_models() {
+        let files = spec.resolve().unwrap();
+        let classifier = Classifier::from_files(&files, device, Precision::F32).unwrap();
+        let golden = golden(&fixture(golden_file));
+        eprintln!("{golden_file}");
+        worst = worst.max(assert_golden_cases(&classifier, &golden));
+        worst = worst.max(assert_golden_batches(&classifier, &golden));
+    }
+    worst
+}

@@ -15,7 +15,7 @@ use super::{Activation, Epilogue, OperandError, PackedWeights, SharedOut, PANEL}
 
 /// Depth of one pass over a panel, so a panel's slice (KC x 32 floats,
 /// 48 KiB) and the activation block it meets stay in L1/L2 between tiles.
-const KC: usize = 384;
+pub(super) const KC: usize = 384;
 /// Rows per parallel task, split into register tiles of at most TILE_ROWS:
 /// an activation block (MC x KC) that fits in L2 next to the panel.
 const MC: usize = 96;

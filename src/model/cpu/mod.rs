@@ -3,9 +3,11 @@
 //!
 //! - [`linear_packed`]: weights packed once at load into panels of 32 output
 //!   columns, multiplied by our AVX-512 kernel (`avx512.rs`) with the bias,
-//!   residual and activation applied before the tile is stored, or by the
-//!   gemm crate on other CPUs; work is spread over threads unless the
-//!   product is too small to repay a wake-up;
+//!   residual and activation applied before the tile is stored, by its
+//!   256-bit twin (`avx2.rs`) on CPUs without AVX-512 or where 256-bit
+//!   measures faster (`width.rs`), or by the gemm crate on other CPUs;
+//!   work is spread over threads unless the product is too small to repay
+//!   a wake-up;
 //! - [`linear_int8`]: the same with int8 weights on AVX-512 VNNI (`int8.rs`);
 //! - [`linear_bf16`]: the same with bf16 weights on AVX512_BF16 (`bf16.rs`);
 //! - [`attention`]: every (sequence, head) pair is one task, reading q, k
@@ -28,11 +30,16 @@ use candle_core::{CpuStorage, Layout, Storage, Tensor};
 use super::config::Activation;
 
 #[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 pub mod int8;
+mod width;
+
+pub use width::{linear_kernel, width_choice, LinearKernel, WidthChoice};
 
 use gemm::Parallelism;
 
@@ -262,8 +269,9 @@ pub struct Epilogue<'a> {
 }
 
 /// `epilogue(x · Wᵀ + bias)` for `x` (rows, in), with W packed by
-/// [`PackedWeights::pack`]. AVX-512 CPUs take our own kernel; others the
-/// gemm crate, one call per panel, with the epilogue as a second pass.
+/// [`PackedWeights::pack`]. x86 CPUs with AVX-512 or AVX2 take our own
+/// kernel of the width [`linear_kernel`] chose; others the gemm crate, one
+/// call per panel, with the epilogue as a second pass.
 pub fn linear_packed(
     x: &[f32],
     weights: &PackedWeights,
@@ -274,11 +282,13 @@ pub fn linear_packed(
     let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
     check_linear_operands(x, (in_dim, out_dim), bias, rows, &epilogue)?;
     let parallel = worth_parallel(rows * in_dim * out_dim);
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        return avx512::linear(x, weights, bias, rows, epilogue, parallel);
+    match linear_kernel() {
+        #[cfg(target_arch = "x86_64")]
+        LinearKernel::Avx512 => avx512::linear(x, weights, bias, rows, epilogue, parallel),
+        #[cfg(target_arch = "x86_64")]
+        LinearKernel::Avx2 => avx2::linear(x, weights, bias, rows, epilogue, parallel),
+        _ => linear_portable(x, weights, bias, rows, epilogue, parallel),
     }
-    linear_portable(x, weights, bias, rows, epilogue, parallel)
 }
 
 /// [`linear_packed`] without AVX-512: the gemm crate (which picks AVX2,
@@ -1089,6 +1099,41 @@ mod tests {
         [x.collect(), w.collect(), bias.collect(), residual.collect()]
     }
 
+    /// The AVX2 and AVX-512 kernels sum every output in the same order
+    /// (one FMA per depth step, passes of the same depth) and finish it
+    /// with the same formulas, so a model's logits do not depend on which
+    /// of the two a CPU runs (tanh aside: the AVX-512 epilogue has its own).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_avx512_linears_are_bit_identical() {
+        if !(avx2::available() && is_x86_feature_detected!("avx512f")) {
+            eprintln!("skipped: this CPU lacks AVX2+FMA or AVX-512");
+            return;
+        }
+        for (rows, in_dim, out_dim) in [(1, 8, 3), (6, 24, 16), (29, 400, 70), (100, 800, 96)] {
+            let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
+            let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
+            for activation in [None, Some(Activation::Gelu), Some(Activation::Relu)] {
+                let epilogue = Epilogue {
+                    residual: Some(&residual),
+                    activation,
+                };
+                let wide = avx512::linear(&x, &packed, Some(&bias), rows, epilogue, true);
+                let narrow = avx2::linear(&x, &packed, Some(&bias), rows, epilogue, true);
+                let (wide, narrow) = (wide.unwrap(), narrow.unwrap());
+                let differing = wide
+                    .iter()
+                    .zip(&narrow)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(
+                    differing.count(),
+                    0,
+                    "{rows}x{in_dim}x{out_dim} {activation:?}"
+                );
+            }
+        }
+    }
+
     /// int8 is approximate by design: each output within 1% of the row's
     /// largest exact output, over shapes that leave partial quads, tiles
     /// and panels, with the residual and GELU epilogue applied as in f32.
@@ -1159,6 +1204,9 @@ mod tests {
             (13, 384, 64),
             (14, 384, 64),
             (29, 400, 70),
+            (6, 24, 16),
+            (5, 17, 8),
+            (200, 800, 50),
         ] {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let packed = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
@@ -1174,12 +1222,18 @@ mod tests {
                     residual: Some(&residual),
                     activation,
                 };
-                // The dispatched kernel (AVX-512 here) and the portable one,
-                // which this machine would otherwise never run.
-                let kernels = [
+                // The dispatched kernel (AVX-512 here), the AVX2 one and the
+                // gemm crate's, which this machine would otherwise never run.
+                let mut kernels = vec![
                     linear_packed(&x, &packed, Some(&bias), rows, epilogue).unwrap(),
                     linear_portable(&x, &packed, Some(&bias), rows, epilogue, false).unwrap(),
                 ];
+                #[cfg(target_arch = "x86_64")]
+                if avx2::available() {
+                    let parallel = rows > 20;
+                    let avx2 = avx2::linear(&x, &packed, Some(&bias), rows, epilogue, parallel);
+                    kernels.push(avx2.unwrap());
+                }
                 for (got, r, o) in kernels.iter().flat_map(|got| {
                     (0..rows).flat_map(move |r| (0..out_dim).map(move |o| (got, r, o)))
                 }) {
