@@ -291,8 +291,9 @@ pub fn linear_packed(
     }
 }
 
-/// [`linear_packed`] without AVX-512: the gemm crate (which picks AVX2,
-/// NEON or scalar kernels itself), one call per panel.
+/// [`linear_packed`] on CPUs without our kernels (x86 without AVX2 and
+/// FMA, ARM): the gemm crate (which picks NEON, AVX2 or scalar kernels
+/// itself), one call per panel.
 fn linear_portable(
     x: &[f32],
     weights: &PackedWeights,
