@@ -365,6 +365,45 @@ fn precision_lists_are_for_bench_only() {
     assert_eq!(output.status.code(), Some(0));
 }
 
+/// int8 without AVX-512 VNNI (here: `SENTIMENT_KERNELS=portable`, what
+/// such a CPU runs) works, with int8's label, but warns that it is slower
+/// than f32; with VNNI it runs quietly.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn int8_without_vnni_runs_and_says_it_is_slower() {
+    let tiny = tiny_model_dir();
+    let tiny = tiny.to_str().unwrap();
+    let args = [
+        "-m",
+        tiny,
+        "--precision",
+        "int8",
+        "predict",
+        "--json",
+        "a fine film",
+    ];
+    let portable = sentiment_command(&args)
+        .env("SENTIMENT_KERNELS", "portable")
+        .output()
+        .unwrap();
+    assert_eq!(portable.status.code(), Some(0), "{}", stderr(&portable));
+    let warning = stderr(&portable);
+    assert!(warning.contains("no AVX-512 VNNI kernel") && warning.contains("slower than f32"));
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    let line: serde_json::Value = serde_json::from_slice(&portable.stdout).unwrap();
+    assert!(line["label"].is_string(), "{line}");
+    let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw");
+    if vnni {
+        let native = sentiment_command(&args)
+            .env_remove("SENTIMENT_KERNELS")
+            .output()
+            .unwrap();
+        assert_eq!(native.status.code(), Some(0));
+        assert!(native.stderr.is_empty(), "{}", stderr(&native));
+    }
+}
+
 /// `--precision bf16` on a CPU without AVX512_BF16 runs f32 (the same
 /// output, byte for byte) and says so on stderr; with it, it runs bf16
 /// quietly, with the same label here.

@@ -42,13 +42,22 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
 }
 
 /// A precision asked for but not run (bf16 without AVX512_BF16, int8 or
-/// bf16 on a GPU) is allowed, as it gives the same labels, but never silent.
+/// bf16 on a GPU) is allowed, as it gives the same labels, but never silent;
+/// nor is int8 on an x86 CPU without VNNI, which runs, but slower than f32.
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
     if classifier.precision() != asked {
         crate::exit::diagnostic(format_args!(
             "warning: --precision {asked} has no kernel on this device (int8 and bf16 run on \
              the CPU, bf16 only with AVX512_BF16); running {}",
             classifier.precision()
+        ));
+    } else if asked == sentiment::Precision::Int8
+        && cfg!(target_arch = "x86_64")
+        && !classifier.int8_is_native()
+    {
+        crate::exit::diagnostic(format_args!(
+            "warning: --precision int8 has no AVX-512 VNNI kernel on this CPU; it runs \
+             candle's portable Q8_0, which is slower than f32 here (it saves memory, not time)"
         ));
     }
 }

@@ -109,6 +109,15 @@ pub fn bf16_kernel() -> Option<bf16::Kernel> {
     (emulate && bf16::Kernel::Emulated.available()).then_some(bf16::Kernel::Emulated)
 }
 
+/// Whether int8 layers run on our VNNI kernel ([`int8`]); elsewhere they
+/// take candle's portable Q8_0 kernels.
+pub fn vnni_int8() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return int8::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Multiply-adds below which a matmul runs on one thread: handing work to
 /// another thread costs microseconds, which a product this small does not
 /// repay.
