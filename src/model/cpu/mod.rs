@@ -1153,7 +1153,15 @@ mod tests {
         if !int8::available() {
             return;
         }
-        for (rows, in_dim, out_dim) in [(1, 6, 3), (13, 384, 70), (14, 64, 40), (30, 1536, 96)] {
+        for (rows, in_dim, out_dim) in [
+            (1, 6, 3),
+            (13, 384, 70),
+            (14, 64, 40),
+            (30, 1536, 96),
+            // Three row blocks (96, 96, 8), tiles of 14 and 13 rows.
+            (200, 67, 40),
+            (97, 8, 33),
+        ] {
             let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
             let epilogue = Epilogue {
                 residual: Some(&residual),
