@@ -248,6 +248,12 @@ impl Classifier {
         }
         let mut model = SequenceClassifier::load(vb, &config, num_labels).map_err(weight_error)?;
         let precision = narrow_to(&mut model, precision, device)?;
+        if device.is_cpu() {
+            // The f32 linears' vector width is measured once per process
+            // (about a millisecond): here, at load, rather than in the
+            // first request's forward pass.
+            crate::model::cpu::width_choice();
+        }
 
         let tokenizer = TextTokenizer::from_json(&files.tokenizer.bytes, config.max_input_tokens())
             .map_err(|err| {

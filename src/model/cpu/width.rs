@@ -1,6 +1,7 @@
 //! Which kernel runs the f32 linear layers: the 512-bit one (`avx512.rs`),
 //! the 256-bit one (`avx2.rs`) or the gemm crate's, chosen once per
-//! process at the first linear layer.
+//! process, when the first CPU model loads (or at the first linear layer,
+//! for callers of the kernels alone).
 //!
 //! Where a CPU has both AVX-512 and AVX2, the faster width is not a given:
 //! a core with full-width 512-bit units (Intel server parts, Zen 5) runs
