@@ -90,9 +90,7 @@ fn linear(c: &mut Criterion) {
         if cpu::avx2::available() {
             group.bench_function(format!("f32-avx2/{shape}"), |b| {
                 b.iter(|| {
-                    let parallel = rows * in_dim * out_dim >= 1 << 18;
-                    let x = black_box(&x);
-                    cpu::avx2::linear(x, &packed, None, rows, Epilogue::default(), parallel)
+                    cpu::linear_avx2(black_box(&x), &packed, None, rows, Epilogue::default())
                         .unwrap()
                 })
             });

@@ -17,11 +17,9 @@ use std::arch::x86_64::*;
 
 use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
 
-/// Depth of one pass: the AVX-512 kernel's, so the sums round alike.
-use super::avx512::KC;
-
-/// Rows per parallel task, as in the AVX-512 kernel.
-const MC: usize = 96;
+/// The AVX-512 kernel's depth of one pass (so the sums round alike) and
+/// rows per parallel task.
+use super::avx512::{KC, MC};
 
 /// Rows per register tile: 6 x 2 accumulators, the classic AVX2 SGEMM
 /// shape (12 of the 16 ymm registers; two more hold the weights).

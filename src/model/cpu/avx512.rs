@@ -18,7 +18,7 @@ use super::{Activation, Epilogue, OperandError, PackedWeights, SharedOut, PANEL}
 pub(super) const KC: usize = 384;
 /// Rows per parallel task, split into register tiles of at most TILE_ROWS:
 /// an activation block (MC x KC) that fits in L2 next to the panel.
-const MC: usize = 96;
+pub(super) const MC: usize = 96;
 
 /// Rows per register tile (see `MAX_TILE_ROWS`): 14, so a 14-token batch-1
 /// pass reads each weight panel once instead of twice (7 + 7 under 12).

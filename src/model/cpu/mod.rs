@@ -354,6 +354,21 @@ fn linear_portable(
     Ok(out)
 }
 
+/// [`linear_packed`] on the 256-bit kernel whatever the width choice (see
+/// [`avx2`]), to compare the widths; x86-64 with AVX2 and FMA only:
+/// elsewhere an error.
+#[cfg(target_arch = "x86_64")]
+pub fn linear_avx2(
+    x: &[f32],
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+) -> Result<Vec<f32>, OperandError> {
+    let parallel = worth_parallel(rows * weights.in_dim * weights.out_dim);
+    avx2::linear(x, weights, bias, rows, epilogue, parallel)
+}
+
 /// [`linear_packed`] with int8 weights (see [`int8`]); x86-64 with
 /// AVX-512 VNNI only: elsewhere an error (see [`int8::available`]).
 #[cfg(target_arch = "x86_64")]
@@ -1248,8 +1263,7 @@ mod tests {
                 ];
                 #[cfg(target_arch = "x86_64")]
                 if avx2::available() {
-                    let parallel = rows > 20;
-                    let avx2 = avx2::linear(&x, &packed, Some(&bias), rows, epilogue, parallel);
+                    let avx2 = linear_avx2(&x, &packed, Some(&bias), rows, epilogue);
                     kernels.push(avx2.unwrap());
                 }
                 for (got, r, o) in kernels.iter().flat_map(|got| {

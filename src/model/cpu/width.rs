@@ -95,32 +95,21 @@ fn choose() -> WidthChoice {
     {
         let (wide, narrow) = (super::avx512::available(), super::avx2::available());
         let forced = std::env::var("SENTIMENT_VECTOR_WIDTH").ok();
-        let only = |kernel| WidthChoice {
+        let chosen = |kernel, reason| WidthChoice {
             kernel,
-            reason: Reason::Only,
+            reason,
             took: started.elapsed(),
         };
         return match (wide, narrow, forced.as_deref()) {
-            (true, true, Some("512")) | (true, true, Some("256")) => WidthChoice {
-                kernel: if forced.as_deref() == Some("512") {
-                    LinearKernel::Avx512
-                } else {
-                    LinearKernel::Avx2
-                },
-                reason: Reason::Forced,
-                took: started.elapsed(),
-            },
+            (true, true, Some("512")) => chosen(LinearKernel::Avx512, Reason::Forced),
+            (true, true, Some("256")) => chosen(LinearKernel::Avx2, Reason::Forced),
             (true, true, _) => {
                 let (avx512, avx2) = measure();
-                WidthChoice {
-                    kernel: pick(avx512, avx2),
-                    reason: Reason::Measured { avx512, avx2 },
-                    took: started.elapsed(),
-                }
+                chosen(pick(avx512, avx2), Reason::Measured { avx512, avx2 })
             }
-            (true, false, _) => only(LinearKernel::Avx512),
-            (false, true, _) => only(LinearKernel::Avx2),
-            (false, false, _) => only(LinearKernel::Gemm),
+            (true, false, _) => chosen(LinearKernel::Avx512, Reason::Only),
+            (false, true, _) => chosen(LinearKernel::Avx2, Reason::Only),
+            (false, false, _) => chosen(LinearKernel::Gemm, Reason::Only),
         };
     }
     #[allow(unreachable_code)]
