@@ -312,12 +312,14 @@ impl Classifier {
         self.precision
     }
 
-    /// Whether int8 runs on this crate's AVX-512 VNNI kernel: true when
-    /// the encoder is int8 on such a CPU. Elsewhere int8 runs candle's
-    /// portable Q8_0 kernels, which on x86 took 3x as long as f32 (README,
-    /// "Precision"): int8 there saves memory, not time.
+    /// Whether int8 runs on one of this crate's int8 kernels: true when the
+    /// encoder is int8 on an x86 CPU with AVX-512 VNNI or AVX2. Elsewhere
+    /// int8 runs candle's portable Q8_0 kernels, which on x86 took 4x as
+    /// long as f32 (README, "Precision"): int8 there saves memory, not time.
     pub fn int8_is_native(&self) -> bool {
-        self.precision == Precision::Int8 && self.device.is_cpu() && crate::model::cpu::vnni_int8()
+        self.precision == Precision::Int8
+            && self.device.is_cpu()
+            && crate::model::cpu::native_int8()
     }
 
     /// Whether a padded batch runs without computing its padding: true on

@@ -44,41 +44,6 @@ fn bundled_logits_match_hf() {
     eprintln!("bundled model: max |Δlogit| {worst:e}");
 }
 
-/// The classifier's label for every SST-2 dev sentence, and the gold label.
-fn sst2_dev_labels(classifier: &Classifier) -> Vec<(String, String)> {
-    let dev = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/test_data/sst2_dev.jsonl"
-    ))
-    .unwrap();
-    let rows: Vec<serde_json::Value> = dev
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 872);
-    let mut labels = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(32) {
-        let texts: Vec<&str> = chunk.iter().map(|r| r["text"].as_str().unwrap()).collect();
-        for (prediction, row) in predict(classifier, &texts).iter().zip(chunk) {
-            labels.push((
-                prediction.label.clone(),
-                row["label"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    labels
-}
-
-/// Share of SST-2 dev sentences the classifier labels correctly.
-fn sst2_dev_accuracy(classifier: &Classifier) -> f64 {
-    let labels = sst2_dev_labels(classifier);
-    let correct = labels
-        .iter()
-        .filter(|(predicted, gold)| predicted == gold)
-        .count();
-    correct as f64 / labels.len() as f64
-}
-
 #[test]
 fn bundled_accuracy_on_sst2_dev() {
     let accuracy = sst2_dev_accuracy(&bundled());
@@ -86,15 +51,13 @@ fn bundled_accuracy_on_sst2_dev() {
     assert!(accuracy >= MIN_DEV_ACCURACY, "{accuracy}");
 }
 
-/// `--quantize int8` keeps accuracy within half a point of f32 (89.45%).
+/// `--quantize int8` keeps accuracy within half a point of f32 (89.45%);
+/// `tests/portable.rs` checks the same of the AVX2 int8 kernel.
 #[test]
 fn int8_accuracy_on_sst2_dev() {
-    let files = ModelSpec::Bundled.resolve().unwrap();
-    let classifier = Classifier::from_files(&files, &Device::Cpu, Precision::Int8).unwrap();
-    assert_eq!(classifier.precision(), Precision::Int8);
-    let accuracy = sst2_dev_accuracy(&classifier);
+    let accuracy = bundled_int8_accuracy();
     eprintln!("bundled model, int8: SST-2 dev accuracy {accuracy:.4}");
-    assert!(accuracy >= 0.8945 - 0.005, "{accuracy}");
+    assert!(accuracy >= MIN_INT8_DEV_ACCURACY, "{accuracy}");
 }
 
 /// `--precision bf16` (issue 14) stays within 0.3 points of f32's accuracy

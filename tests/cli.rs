@@ -365,12 +365,14 @@ fn precision_lists_are_for_bench_only() {
     assert_eq!(output.status.code(), Some(0));
 }
 
-/// int8 without AVX-512 VNNI (here: `SENTIMENT_KERNELS=portable`, what
-/// such a CPU runs) works, with int8's label, but warns that it is slower
-/// than f32; with VNNI it runs quietly.
+/// int8 without any of our int8 kernels (here: `SENTIMENT_KERNELS=generic`,
+/// candle's device-generic ops, as on a CPU without AVX2) works, with a
+/// label, but warns that it is slower than f32. On our kernels it runs
+/// quietly: AVX-512 VNNI, and AVX2 (`SENTIMENT_KERNELS=portable`, what a
+/// CPU without AVX-512 runs), whose scores are VNNI's to rounding.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn int8_without_vnni_runs_and_says_it_is_slower() {
+fn int8_without_an_int8_kernel_runs_and_says_it_is_slower() {
     let tiny = tiny_model_dir();
     let tiny = tiny.to_str().unwrap();
     let args = [
@@ -382,25 +384,40 @@ fn int8_without_vnni_runs_and_says_it_is_slower() {
         "--json",
         "a fine film",
     ];
-    let portable = sentiment_command(&args)
-        .env("SENTIMENT_KERNELS", "portable")
-        .output()
-        .unwrap();
-    assert_eq!(portable.status.code(), Some(0), "{}", stderr(&portable));
-    let warning = stderr(&portable);
-    assert!(warning.contains("no AVX-512 VNNI kernel") && warning.contains("slower than f32"));
+    let run = |kernels: Option<&str>| {
+        let mut command = sentiment_command(&args);
+        match kernels {
+            Some(kernels) => command.env("SENTIMENT_KERNELS", kernels),
+            None => command.env_remove("SENTIMENT_KERNELS"),
+        };
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (line, stderr(&output))
+    };
+    let (generic, warning) = run(Some("generic"));
+    assert!(generic["label"].is_string(), "{generic}");
+    assert!(warning.contains("no int8 kernel") && warning.contains("slower than f32"));
     assert_eq!(warning.lines().count(), 1, "{warning}");
-    let line: serde_json::Value = serde_json::from_slice(&portable.stdout).unwrap();
-    assert!(line["label"].is_string(), "{line}");
+    let avx2 =
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw");
-    if vnni {
-        let native = sentiment_command(&args)
-            .env_remove("SENTIMENT_KERNELS")
-            .output()
-            .unwrap();
-        assert_eq!(native.status.code(), Some(0));
-        assert!(native.stderr.is_empty(), "{}", stderr(&native));
+    if avx2 {
+        let (portable, warning) = run(Some("portable"));
+        assert!(warning.is_empty(), "{warning}");
+        if vnni {
+            let (native, warning) = run(None);
+            assert!(warning.is_empty(), "{warning}");
+            assert_eq!(portable["label"], native["label"]);
+            for (label, score) in native["scores"].as_object().unwrap() {
+                let other = portable["scores"][label].as_f64().unwrap();
+                assert!(
+                    (score.as_f64().unwrap() - other).abs() < 1e-4,
+                    "{portable} vs {native}"
+                );
+            }
+        }
     }
 }
 

@@ -175,10 +175,10 @@ mod kernels {
                 prop_assert_eq!(out.len(), rows * out_dim);
             }
             #[cfg(target_arch = "x86_64")]
-            {
-                let int8 = cpu::int8::PackedInt8::from_f32(&packed);
+            for kernel in [cpu::int8::Kernel::Vnni, cpu::int8::Kernel::Avx2] {
+                let int8 = cpu::int8::PackedInt8::from_f32(&packed, kernel);
                 let got = cpu::linear_int8(&x, &int8, bias.as_deref(), rows, epilogue);
-                prop_assert_eq!(got.is_ok(), fits && cpu::int8::available());
+                prop_assert_eq!(got.is_ok(), fits && kernel.available());
                 if let Ok(out) = got {
                     prop_assert_eq!(out.len(), rows * out_dim);
                 }

@@ -1,9 +1,9 @@
 //! A linear layer that is dense f32 (exact, the default), bf16
 //! (`--precision bf16`, [`cpu::bf16`], CPUs with AVX512_BF16) or int8
-//! (`--precision int8`). int8 on CPUs with AVX-512 VNNI is our kernel
-//! ([`cpu::int8`]: per-channel int8 weights, per-row uint8 activations, as
-//! ONNX Runtime's dynamic quantization); elsewhere candle's Q8_0 (blocks of
-//! 32 with an f16 scale) and its quantized matmul.
+//! (`--precision int8`). int8 on x86 CPUs with AVX-512 VNNI or AVX2 is our
+//! kernel ([`cpu::int8`]: per-channel int8 weights, per-row uint8
+//! activations, as ONNX Runtime's dynamic quantization); elsewhere candle's
+//! Q8_0 (blocks of 32 with an f16 scale) and its quantized matmul.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
@@ -38,9 +38,10 @@ pub enum Linear {
         weight_t: Tensor,
         bias: Option<Tensor>,
     },
-    /// int8 on AVX-512 VNNI CPUs, packed for [`cpu::linear_int8`].
+    /// int8 on x86 CPUs with one of our int8 kernels, packed for
+    /// [`cpu::linear_int8`].
     #[cfg(target_arch = "x86_64")]
-    Vnni {
+    Int8Packed {
         weights: Arc<cpu::int8::PackedInt8>,
         bias: Option<Tensor>,
     },
@@ -97,19 +98,19 @@ impl Linear {
         }
     }
 
-    /// The int8 form of a dense layer: VNNI-packed on CPUs that have it;
-    /// otherwise Q8_0, where layers whose input width is not a multiple of
+    /// The int8 form of a dense layer: packed for our int8 kernel on CPUs
+    /// that run one; otherwise Q8_0, where layers whose input width is not a multiple of
     /// its 32-value block stay dense.
     pub fn to_int8(&self) -> Result<Self> {
         let (weight, bias) = match self {
             Self::Dense { weight_t, bias } => (weight_t.t()?.contiguous()?, bias),
             Self::Packed { weights, bias } => {
-                // Packed weights are CPU f32: VNNI converts them panel by
-                // panel; Q8_0 needs them back in HF's (out, in) layout.
+                // Packed weights are CPU f32: our int8 kernels convert them
+                // panel by panel; Q8_0 needs them back in HF's (out, in) layout.
                 #[cfg(target_arch = "x86_64")]
-                if cpu::int8::available() {
-                    return Ok(Self::Vnni {
-                        weights: Arc::new(cpu::int8::PackedInt8::from_f32(weights)),
+                if let Some(kernel) = cpu::int8::Kernel::best() {
+                    return Ok(Self::Int8Packed {
+                        weights: Arc::new(cpu::int8::PackedInt8::from_f32(weights, kernel)),
                         bias: bias.clone(),
                     });
                 }
@@ -119,7 +120,7 @@ impl Linear {
             }
             Self::Int8 { .. } => return Ok(self.clone()),
             #[cfg(target_arch = "x86_64")]
-            Self::Vnni { .. } | Self::Bf16 { .. } => return Ok(self.clone()),
+            Self::Int8Packed { .. } | Self::Bf16 { .. } => return Ok(self.clone()),
         };
         let (_, in_dim) = weight.dims2()?;
         if !in_dim.is_multiple_of(Q8_BLOCK) {
@@ -159,7 +160,7 @@ impl Linear {
                 });
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Vnni { weights, bias } => {
+            Self::Int8Packed { weights, bias } => {
                 out_dims[last] = weights.out_dim();
                 return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
                     cpu::linear_int8(x, weights, b, rows, e)

@@ -193,3 +193,51 @@ pub fn assert_parity(device: &Device) -> f32 {
     }
     worst
 }
+
+/// The classifier's label for every SST-2 dev sentence, and the gold label.
+pub fn sst2_dev_labels(classifier: &Classifier) -> Vec<(String, String)> {
+    let dev = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/test_data/sst2_dev.jsonl"
+    ))
+    .unwrap();
+    let rows: Vec<serde_json::Value> = dev
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 872);
+    let mut labels = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|r| r["text"].as_str().unwrap()).collect();
+        for (prediction, row) in predict(classifier, &texts).iter().zip(chunk) {
+            labels.push((
+                prediction.label.clone(),
+                row["label"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    labels
+}
+
+/// Share of SST-2 dev sentences the classifier labels correctly.
+pub fn sst2_dev_accuracy(classifier: &Classifier) -> f64 {
+    let labels = sst2_dev_labels(classifier);
+    let correct = labels
+        .iter()
+        .filter(|(predicted, gold)| predicted == gold)
+        .count();
+    correct as f64 / labels.len() as f64
+}
+
+/// int8's accuracy floor on SST-2 dev: the bundled model's f32 accuracy
+/// (89.45%) less half a point.
+pub const MIN_INT8_DEV_ACCURACY: f64 = 0.8945 - 0.005;
+
+/// The bundled model's SST-2 dev accuracy in int8, on whichever int8
+/// kernel this process runs.
+pub fn bundled_int8_accuracy() -> f64 {
+    let files = ModelSpec::Bundled.resolve().unwrap();
+    let classifier = Classifier::from_files(&files, &Device::Cpu, Precision::Int8).unwrap();
+    assert_eq!(classifier.precision(), Precision::Int8);
+    sst2_dev_accuracy(&classifier)
+}

@@ -43,7 +43,8 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
 
 /// A precision asked for but not run (bf16 without AVX512_BF16, int8 or
 /// bf16 on a GPU) is allowed, as it gives the same labels, but never silent;
-/// nor is int8 on an x86 CPU without VNNI, which runs, but slower than f32.
+/// nor is int8 on an x86 CPU without our int8 kernels (AVX-512 VNNI or
+/// AVX2), which runs, but slower than f32.
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
     if classifier.precision() != asked {
         crate::exit::diagnostic(format_args!(
@@ -56,8 +57,9 @@ pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
         && !classifier.int8_is_native()
     {
         crate::exit::diagnostic(format_args!(
-            "warning: --precision int8 has no AVX-512 VNNI kernel on this CPU; it runs \
-             candle's portable Q8_0, which is slower than f32 here (it saves memory, not time)"
+            "warning: --precision int8 has no int8 kernel on this CPU (they need AVX-512 VNNI \
+             or AVX2); it runs candle's portable Q8_0, which is slower than f32 here (it saves \
+             memory, not time)"
         ));
     }
 }

@@ -203,7 +203,7 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
 /// Lane masks for the first `cols` of 16 columns (two 8-lane vectors):
 /// all bits set in a lane that exists.
 #[target_feature(enable = "avx2")]
-fn column_masks(cols: usize) -> [__m256i; 2] {
+pub(super) fn column_masks(cols: usize) -> [__m256i; 2] {
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let cols = cols.min(HALF) as i32;
     [
@@ -261,7 +261,7 @@ unsafe fn store_row(at: *mut f32, cols: usize, row: [__m256; 2]) {
 /// `values.len()` reads and writes (`cols`) that no other thread makes;
 /// `bias` and `residual`, where given, are `cols` long.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn finish_row(
+pub(super) unsafe fn finish_row(
     out: *mut f32,
     cols: usize,
     bias: Option<&[f32]>,

@@ -8,7 +8,8 @@
 //!   measures faster (`width.rs`), or by the gemm crate on other CPUs;
 //!   work is spread over threads unless the product is too small to repay
 //!   a wake-up;
-//! - [`linear_int8`]: the same with int8 weights on AVX-512 VNNI (`int8.rs`);
+//! - [`linear_int8`]: the same with int8 weights on AVX-512 VNNI or AVX2
+//!   (`int8/`);
 //! - [`linear_bf16`]: the same with bf16 weights on AVX512_BF16 (`bf16.rs`);
 //! - [`attention`]: every (sequence, head) pair is one task, reading q, k
 //!   and v in place from the fused QKV projection and writing its context
@@ -109,11 +110,12 @@ pub fn bf16_kernel() -> Option<bf16::Kernel> {
     (emulate && bf16::Kernel::Emulated.available()).then_some(bf16::Kernel::Emulated)
 }
 
-/// Whether int8 layers run on our VNNI kernel ([`int8`]); elsewhere they
-/// take candle's portable Q8_0 kernels.
-pub fn vnni_int8() -> bool {
+/// Whether int8 layers run on one of our kernels ([`int8`]: AVX-512 VNNI
+/// or AVX2); elsewhere (other architectures, `SENTIMENT_KERNELS=generic`)
+/// they take candle's portable Q8_0 kernels.
+pub fn native_int8() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return int8::available();
+    return kernel_choice() != KernelChoice::Generic && int8::Kernel::best().is_some();
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -369,8 +371,9 @@ pub fn linear_avx2(
     avx2::linear(x, weights, bias, rows, epilogue, parallel)
 }
 
-/// [`linear_packed`] with int8 weights (see [`int8`]); x86-64 with
-/// AVX-512 VNNI only: elsewhere an error (see [`int8::available`]).
+/// [`linear_packed`] with int8 weights (see [`int8`]); x86-64 CPUs that
+/// run the kernel the weights are packed for only: elsewhere an error (see
+/// [`int8::Kernel::available`]).
 #[cfg(target_arch = "x86_64")]
 pub fn linear_int8(
     x: &[f32],
@@ -1159,43 +1162,82 @@ mod tests {
         }
     }
 
+    /// Shapes that leave partial quads, tiles (of 14 and 6 rows), half
+    /// panels and panels, and several row blocks (96, 96, 8).
+    #[cfg(target_arch = "x86_64")]
+    const INT8_SHAPES: [(usize, usize, usize); 8] = [
+        (1, 6, 3),
+        (13, 384, 70),
+        (14, 64, 40),
+        (30, 1536, 96),
+        (200, 67, 40),
+        (97, 8, 33),
+        (11, 13, 20),
+        (7, 770, 48),
+    ];
+
+    /// The int8 forms of a linear on every kernel this CPU runs: (kernel,
+    /// exact f32 output, int8 output), with the residual and GELU epilogue.
+    #[cfg(target_arch = "x86_64")]
+    fn int8_outputs(
+        (rows, in_dim, out_dim): (usize, usize, usize),
+    ) -> Vec<(int8::Kernel, Vec<f32>, Vec<f32>)> {
+        let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
+        let epilogue = Epilogue {
+            residual: Some(&residual),
+            activation: Some(Activation::Gelu),
+        };
+        let f32_weights = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
+        let exact = linear_packed(&x, &f32_weights, Some(&bias), rows, epilogue).unwrap();
+        [int8::Kernel::Vnni, int8::Kernel::Avx2]
+            .into_iter()
+            .filter(|kernel| kernel.available())
+            .map(|kernel| {
+                let packed = int8::PackedInt8::from_f32(&f32_weights, kernel);
+                let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue).unwrap();
+                (kernel, exact.clone(), got)
+            })
+            .collect()
+    }
+
     /// int8 is approximate by design: each output within 1% of the row's
-    /// largest exact output, over shapes that leave partial quads, tiles
-    /// and panels, with the residual and GELU epilogue applied as in f32.
+    /// largest exact output, on every int8 kernel this CPU runs.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn int8_linear_is_within_quantization_error_of_f32() {
-        if !int8::available() {
-            return;
-        }
-        for (rows, in_dim, out_dim) in [
-            (1, 6, 3),
-            (13, 384, 70),
-            (14, 64, 40),
-            (30, 1536, 96),
-            // Three row blocks (96, 96, 8), tiles of 14 and 13 rows.
-            (200, 67, 40),
-            (97, 8, 33),
-        ] {
-            let [x, w, bias, residual] = operands(rows, in_dim, out_dim);
-            let epilogue = Epilogue {
-                residual: Some(&residual),
-                activation: Some(Activation::Gelu),
-            };
-            let f32_weights = PackedWeights::pack(&w, out_dim, in_dim).unwrap();
-            let exact = linear_packed(&x, &f32_weights, Some(&bias), rows, epilogue).unwrap();
-            let packed = int8::PackedInt8::from_f32(&f32_weights);
-            let got = linear_int8(&x, &packed, Some(&bias), rows, epilogue).unwrap();
-            for (r, (want_row, got_row)) in
-                exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
-            {
-                let scale = want_row.iter().fold(0f32, |m, v| m.max(v.abs()));
-                for (o, (want, got)) in want_row.iter().zip(got_row).enumerate() {
-                    assert!(
-                        (want - got).abs() <= 0.01 * scale,
-                        "{rows}x{in_dim}x{out_dim} [{r},{o}]: {got} vs {want} (row max {scale})"
-                    );
+        for (rows, in_dim, out_dim) in INT8_SHAPES {
+            for (kernel, exact, got) in int8_outputs((rows, in_dim, out_dim)) {
+                for (r, (want_row, got_row)) in
+                    exact.chunks(out_dim).zip(got.chunks(out_dim)).enumerate()
+                {
+                    let scale = want_row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for (o, (want, got)) in want_row.iter().zip(got_row).enumerate() {
+                        assert!(
+                            (want - got).abs() <= 0.01 * scale,
+                            "{kernel:?} {rows}x{in_dim}x{out_dim} [{r},{o}]: {got} vs {want} \
+                             (row max {scale})"
+                        );
+                    }
                 }
+            }
+        }
+    }
+
+    /// The AVX2 int8 kernel quantizes alike and sums exactly, as VNNI does,
+    /// so the two give the same bits (where this CPU runs both): int8's
+    /// measured accuracy holds on either.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_vnni_int8_linears_are_bit_identical() {
+        for shape in INT8_SHAPES {
+            let outputs = int8_outputs(shape);
+            if let [(_, _, vnni), (_, _, avx2)] = &outputs[..] {
+                let differing = vnni
+                    .iter()
+                    .zip(avx2)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(differing, 0, "{shape:?}: {} values", vnni.len());
             }
         }
     }

@@ -1,0 +1,283 @@
+//! The int8 kernel for x86 CPUs with AVX2 and FMA but without AVX-512 VNNI
+//! (see the scheme in `mod.rs`), where int8 otherwise took candle's Q8_0
+//! at a quarter of f32's speed.
+//!
+//! AVX2's byte multiply, `vpmaddubsw`, adds two u8·s8 products into an i16
+//! that saturates (2 · 255 · 127 > 32767), so instead both operands are
+//! 16-bit: activations are quantized straight to u16 (0..=255) and weights
+//! widened from int8 with `vpmovsxbw` as they are loaded, then `vpmaddwd`
+//! multiplies 16 pairs and adds each pair into an i32 lane: 16
+//! multiply-adds per instruction, exact, so the sums equal VNNI's. Register
+//! tiles are 6 rows by 16 outputs: 12 ymm accumulators, two widened weight
+//! vectors, the broadcast pair and the product (all 16 registers).
+
+use std::arch::x86_64::*;
+
+use crate::model::cpu::{self, Epilogue, SharedOut, PANEL};
+
+use super::{PackedInt8, QuantizedRows, QUAD};
+
+/// Rows per parallel task, as the VNNI kernel.
+use super::vnni::MC;
+
+/// Rows per register tile (see the module's register count).
+const TILE_ROWS: usize = 6;
+/// Outputs per register tile: two 8-lane vectors, half a panel.
+const HALF: usize = 16;
+/// Inputs per i32 lane of `vpmaddwd`.
+const PAIR: usize = 2;
+
+const _: () = assert!(PANEL == 2 * HALF, "a panel is two register tiles wide");
+const _: () = assert!(
+    QUAD.is_multiple_of(2 * PAIR),
+    "rows hold whole pairs of pairs"
+);
+
+/// Whether this CPU has the instructions the kernel uses (FMA for the
+/// quantization, which must round as the VNNI kernel's does). Like the f32
+/// AVX2 kernel, `SENTIMENT_KERNELS=portable` leaves it on.
+pub fn available() -> bool {
+    cpu::avx2::available()
+}
+
+/// Quantizes one row into `out` as 16-bit values; returns its (scale, zero
+/// point). Every step is the VNNI kernel's at half the width (same range,
+/// parameters, FMA and round-to-even conversion), so the values are the
+/// same.
+///
+/// # Safety
+/// The CPU must support avx2 and fma, and `out` must be valid for
+/// `row.len()` writes.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
+    // SAFETY: the caller upholds # Safety: loads are masked to the row,
+    // stores go to the row's length.
+    unsafe {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let load = |values: &[f32]| {
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(values.len() as i32), lanes);
+            _mm256_maskload_ps(values.as_ptr(), mask)
+        };
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for values in row.chunks(8) {
+            let v = load(values);
+            lo = _mm256_min_ps(lo, v);
+            hi = _mm256_max_ps(hi, v);
+        }
+        let (mut low, mut high) = ([0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(low.as_mut_ptr(), lo);
+        _mm256_storeu_ps(high.as_mut_ptr(), hi);
+        let min = low.iter().fold(0f32, |m, &v| m.min(v));
+        let max = high.iter().fold(0f32, |m, &v| m.max(v));
+        let (scale, zero) = super::row_parameters(min, max);
+        let (inv_scale, zero_lanes) = (_mm256_set1_ps(1.0 / scale), _mm256_set1_ps(zero));
+        for (chunk, values) in row.chunks(8).enumerate() {
+            let q = _mm256_cvtps_epi32(_mm256_fmadd_ps(load(values), inv_scale, zero_lanes));
+            let q = _mm256_min_epi32(
+                _mm256_max_epi32(q, _mm256_setzero_si256()),
+                _mm256_set1_epi32(255),
+            );
+            let mut quantized = [0i32; 8];
+            _mm256_storeu_si256(quantized.as_mut_ptr() as *mut __m256i, q);
+            for (i, &q) in quantized[..values.len()].iter().enumerate() {
+                out.add(8 * chunk + i).write(q as u16);
+            }
+        }
+        (scale, zero as i32)
+    }
+}
+
+/// `out = epilogue(x · Wᵀ + bias)` with W int8 and x quantized per row
+/// here (see [`super::linear`], which checks what this relies on).
+///
+/// # Safety
+/// The CPU must support the kernel ([`available`]), `weights` must be laid
+/// out for it, and `x`, `bias` and the epilogue must match the weights'
+/// dimensions (`check_linear_operands`).
+pub(super) unsafe fn linear(
+    x: &[f32],
+    weights: &PackedInt8,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) -> Vec<f32> {
+    let (k, n) = (weights.in_dim, weights.out_dim);
+    // SAFETY: avx2 and fma are present and x is (rows, k) (# Safety).
+    let quantized = unsafe { super::quantize_rows(x, rows, k, parallel && rows > 1, quantize_row) };
+    let block = |row0, block_rows, panel, out| {
+        // SAFETY: the CPU features are present and the operands match the
+        // weights (# Safety); the block's rows and the panel lie inside
+        // them, and no other task writes this block.
+        unsafe {
+            run_block(
+                &quantized,
+                weights,
+                bias,
+                &epilogue,
+                out,
+                (row0, block_rows),
+                panel,
+            )
+        }
+    };
+    // SAFETY: each block is one run_block, which stores every element of
+    // its rows x panel block (dequantized) and nothing else.
+    unsafe { cpu::blocked_output(rows, n, MC, parallel, block) }
+}
+
+/// One task of [`linear`]: rows `row0..row0 + rows` against one panel, a
+/// register tile at a time, each tile dequantized once its sums are in.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; `x` must hold the quantized rows of a
+/// (rows, in) input matching `weights`, `bias` and the residual must match
+/// the output, the rows and `panel` must lie inside them, and no other
+/// thread may write this block of `out`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_block(
+    x: &QuantizedRows<u16>,
+    weights: &PackedInt8,
+    bias: Option<&[f32]>,
+    epilogue: &Epilogue,
+    out: SharedOut,
+    (row0, rows): (usize, usize),
+    panel: usize,
+) {
+    let n = weights.out_dim;
+    let padded_in = x.stride;
+    let col0 = panel * PANEL;
+    for (row, tile_rows) in cpu::register_tiles(row0, rows, TILE_ROWS) {
+        for half in 0..(n - col0).min(PANEL).div_ceil(HALF) {
+            let col = col0 + half * HALF;
+            // SAFETY: the caller upholds # Safety: the tile's rows hold
+            // padded_in values each, the half panel padded_in / 2 pairs of
+            // 16 outputs (laid out by `Kernel::packed_offset`), and the
+            // output tile (row, col) with `cols` columns is in this block.
+            unsafe {
+                let tile = Tile {
+                    x: x.data.as_ptr().add(row * padded_in),
+                    x_stride: padded_in,
+                    weights: weights
+                        .data
+                        .as_ptr()
+                        .add((panel * PANEL + half * HALF) * padded_in),
+                    pairs: padded_in / PAIR,
+                    out: out.ptr().add(row * n + col),
+                    out_stride: n,
+                    cols: HALF.min(n - col),
+                };
+                cpu::by_tile_rows!(tile_rows, microkernel(&tile));
+                dequantize(&tile, x, weights, (row, col, tile_rows), bias, epilogue);
+            }
+        }
+    }
+}
+
+/// Pointers to the top-left corner of one register tile.
+struct Tile {
+    x: *const u16,
+    x_stride: usize,
+    /// The half panel: per pair of inputs, 2 bytes for each of 16 outputs.
+    weights: *const i8,
+    pairs: usize,
+    out: *mut f32,
+    out_stride: usize,
+    /// Output columns of the tile that exist (1 to 16); the panel is
+    /// zero-padded, so the weights are read in full either way.
+    cols: usize,
+}
+
+/// R rows x 16 outputs of Σ q_x·q_w, stored as i32 in the output's place.
+///
+/// # Safety
+/// The CPU must support avx2. `at.x` must be valid for R rows of
+/// `2 * at.pairs` values `at.x_stride` apart, `at.weights` for `at.pairs`
+/// groups of 32 bytes, and `at.out` for an R x `at.cols` tile
+/// `at.out_stride` apart that no other thread writes.
+#[target_feature(enable = "avx2")]
+unsafe fn microkernel<const R: usize>(at: &Tile) {
+    // SAFETY: the caller upholds # Safety.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        let mut x_rows = [at.x; R];
+        for (i, x_row) in x_rows.iter_mut().enumerate() {
+            *x_row = at.x.add(i * at.x_stride);
+        }
+        let mut w = at.weights;
+        for p in 0..at.pairs {
+            // One line of the half panel per two pairs; prefetching twice
+            // per line costs more loads than it saves.
+            if p % 2 == 0 {
+                cpu::avx512::prefetch_panel(w);
+            }
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w as *const __m128i));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16) as *const __m128i));
+            w = w.add(HALF * PAIR);
+            // Index loops, as in the other kernels, so `acc` stays in registers.
+            #[allow(clippy::needless_range_loop)]
+            for i in 0..R {
+                let pair = (x_rows[i].add(p * PAIR) as *const i32).read_unaligned();
+                let xv = _mm256_set1_epi32(pair);
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(xv, w0));
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, w1));
+            }
+        }
+        let [low, high] = cpu::avx2::column_masks(at.cols);
+        for (i, row) in acc.iter().enumerate() {
+            let at = at.out.add(i * at.out_stride) as *mut i32;
+            _mm256_maskstore_epi32(at, low, row[0]);
+            _mm256_maskstore_epi32(at.add(8), high, row[1]);
+        }
+    }
+}
+
+/// The i32 sums of a tile back to f32 (the VNNI kernel's formula, lane by
+/// lane), then the f32 AVX2 kernel's epilogue, in place.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; the tile (`rows` rows from `row0`,
+/// `tile.cols` columns from `col0`) must lie inside the output, `x`'s rows,
+/// the weights' scales and sums, and `bias` and the residual where given,
+/// and no other thread may write it.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dequantize(
+    tile: &Tile,
+    x: &QuantizedRows<u16>,
+    weights: &PackedInt8,
+    (row0, col0, rows): (usize, usize, usize),
+    bias: Option<&[f32]>,
+    epilogue: &Epilogue,
+) {
+    let columns = col0..col0 + tile.cols;
+    let (scales, sums) = (
+        &weights.scales[columns.clone()],
+        &weights.column_sums[columns.clone()],
+    );
+    for i in 0..rows {
+        let row = row0 + i;
+        let (x_scale, zero) = (x.scales[row], x.zeros[row]);
+        // SAFETY: the tile's row i is inside the output and only this task
+        // writes it (# Safety); it holds the microkernel's i32 sums.
+        let values =
+            unsafe { std::slice::from_raw_parts_mut(tile.out.add(i * tile.out_stride), tile.cols) };
+        for ((value, &sum), &scale) in values.iter_mut().zip(sums).zip(scales) {
+            let total = value.to_bits() as i32;
+            let centred = total.wrapping_sub(sum.wrapping_mul(zero));
+            *value = centred as f32 * (scale * x_scale);
+        }
+        let residual = epilogue
+            .residual
+            .map(|r| &r[row * tile.out_stride + col0..][..tile.cols]);
+        // SAFETY: as above; bias and residual are sliced to the tile's columns.
+        unsafe {
+            cpu::avx2::finish_row(
+                values.as_mut_ptr(),
+                tile.cols,
+                bias.map(|b| &b[columns.clone()]),
+                residual,
+                epilogue,
+            )
+        };
+    }
+}
