@@ -228,6 +228,7 @@ fn system_rows(report: &BenchReport) -> Vec<(&'static str, String)> {
         ("threads", report.threads.to_string()),
         ("simd", sys.simd.join(" ")),
         ("f32 kernel", sys.f32_kernel.clone()),
+        ("int8 kernel", sys.int8_kernel.to_string()),
         ("os", sys.os.clone()),
         ("devices built in", sys.build_features.join(" ")),
         (

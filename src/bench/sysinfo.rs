@@ -9,6 +9,8 @@ pub struct SystemInfo {
     pub simd: Vec<&'static str>,
     /// The f32 linear kernel and why (see `unstable_kernels::width_choice`).
     pub f32_kernel: String,
+    /// The kernel `--precision int8` runs (see `unstable_kernels::int8`).
+    pub int8_kernel: &'static str,
     pub os: String,
     pub build_features: Vec<&'static str>,
     pub sentiment_version: &'static str,
@@ -25,6 +27,7 @@ impl SystemInfo {
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             simd: simd_features(),
             f32_kernel: crate::model::cpu::width_choice().to_string(),
+            int8_kernel: crate::model::cpu::int8_kernel_name(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             build_features: crate::device::built_in(),
             sentiment_version: env!("CARGO_PKG_VERSION"),

@@ -120,6 +120,20 @@ pub fn native_int8() -> bool {
     false
 }
 
+/// The name of the kernel int8 layers run on this CPU: `vnni`, `avx2`
+/// (see [`int8::Kernel`]) or `candle Q8_0`.
+pub fn int8_kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if kernel_choice() != KernelChoice::Generic {
+        match int8::Kernel::best() {
+            Some(int8::Kernel::Vnni) => return "vnni",
+            Some(int8::Kernel::Avx2) => return "avx2",
+            None => {}
+        }
+    }
+    "candle Q8_0"
+}
+
 /// Multiply-adds below which a matmul runs on one thread: handing work to
 /// another thread costs microseconds, which a product this small does not
 /// repay.
