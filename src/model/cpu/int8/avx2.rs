@@ -17,9 +17,6 @@ use crate::model::cpu::{self, Epilogue, SharedOut, PANEL};
 
 use super::{PackedInt8, QuantizedRows, QUAD};
 
-/// Rows per parallel task, as the VNNI kernel.
-use super::vnni::MC;
-
 /// Rows per register tile (see the module's register count).
 const TILE_ROWS: usize = 6;
 /// Outputs per register tile: two 8-lane vectors, half a panel.
@@ -49,7 +46,7 @@ pub fn available() -> bool {
 /// The CPU must support avx2 and fma, and `out` must be valid for
 /// `row.len()` writes.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
+pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
     // SAFETY: the caller upholds # Safety: loads are masked to the row,
     // stores go to the row's length.
     unsafe {
@@ -87,55 +84,13 @@ unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
     }
 }
 
-/// `out = epilogue(x · Wᵀ + bias)` with W int8 and x quantized per row
-/// here (see [`super::linear`], which checks what this relies on).
-///
-/// # Safety
-/// The CPU must support the kernel ([`available`]), `weights` must be laid
-/// out for it, and `x`, `bias` and the epilogue must match the weights'
-/// dimensions (`check_linear_operands`).
-pub(super) unsafe fn linear(
-    x: &[f32],
-    weights: &PackedInt8,
-    bias: Option<&[f32]>,
-    rows: usize,
-    epilogue: Epilogue,
-    parallel: bool,
-) -> Vec<f32> {
-    let (k, n) = (weights.in_dim, weights.out_dim);
-    // SAFETY: avx2 and fma are present and x is (rows, k) (# Safety).
-    let quantized = unsafe { super::quantize_rows(x, rows, k, parallel && rows > 1, quantize_row) };
-    let block = |row0, block_rows, panel, out| {
-        // SAFETY: the CPU features are present and the operands match the
-        // weights (# Safety); the block's rows and the panel lie inside
-        // them, and no other task writes this block.
-        unsafe {
-            run_block(
-                &quantized,
-                weights,
-                bias,
-                &epilogue,
-                out,
-                (row0, block_rows),
-                panel,
-            )
-        }
-    };
-    // SAFETY: each block is one run_block, which stores every element of
-    // its rows x panel block (dequantized) and nothing else.
-    unsafe { cpu::blocked_output(rows, n, MC, parallel, block) }
-}
-
-/// One task of [`linear`]: rows `row0..row0 + rows` against one panel, a
+/// One task of the linear: rows `row0..row0 + rows` against one panel, a
 /// register tile at a time, each tile dequantized once its sums are in.
 ///
 /// # Safety
-/// The CPU must support avx2 and fma; `x` must hold the quantized rows of a
-/// (rows, in) input matching `weights`, `bias` and the residual must match
-/// the output, the rows and `panel` must lie inside them, and no other
-/// thread may write this block of `out`.
+/// As [`super::BlockFn`]'s, on a CPU with avx2 and fma.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_block(
+pub(super) unsafe fn run_block(
     x: &QuantizedRows<u16>,
     weights: &PackedInt8,
     bias: Option<&[f32]>,

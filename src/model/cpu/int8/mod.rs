@@ -248,12 +248,78 @@ pub fn linear(
     }
     let (k, n) = (weights.in_dim, weights.out_dim);
     super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
-    // SAFETY: the kernel's CPU features are present and the operands match
-    // the weights' dimensions (both checked above).
+    let operands = (x, weights, bias, rows, &epilogue, parallel);
+    // SAFETY: `run`'s contract: the CPU runs the kernel the weights are
+    // packed for (checked above), whose quantize_row and run_block are
+    // passed, and the operands match the weights' dimensions (checked above).
     Ok(unsafe {
         match weights.kernel {
-            Kernel::Vnni => vnni::linear(x, weights, bias, rows, epilogue, parallel),
-            Kernel::Avx2 => avx2::linear(x, weights, bias, rows, epilogue, parallel),
+            Kernel::Vnni => run(operands, vnni::quantize_row, vnni::run_block),
+            Kernel::Avx2 => run(operands, avx2::quantize_row, avx2::run_block),
         }
     })
+}
+
+/// Rows per parallel task of either kernel.
+const MC: usize = 96;
+
+/// A kernel's task: the block of rows (first, count) against one panel of
+/// PANEL outputs, from the quantized rows to the finished f32 outputs.
+///
+/// # Safety
+/// The CPU must support the kernel; `x` must hold the quantized rows of a
+/// (rows, in) input matching `weights`, laid out for this kernel; `bias`
+/// and the epilogue's residual must match the output; the block's rows and
+/// panel must lie inside them; and no other thread may write the block.
+type BlockFn<T> = unsafe fn(
+    &QuantizedRows<T>,
+    &PackedInt8,
+    Option<&[f32]>,
+    &Epilogue,
+    SharedOut,
+    (usize, usize),
+    usize,
+);
+
+/// The linear on one kernel: quantize the rows, then every block of MC
+/// rows against every panel, spread over the pool when `parallel`.
+///
+/// # Safety
+/// The CPU must support `quantize_row` and `run_block` (one kernel's), the
+/// weights must be laid out for that kernel, and `x`, `bias` and the
+/// epilogue must match the weights' dimensions (`check_linear_operands`).
+unsafe fn run<T: Sync>(
+    (x, weights, bias, rows, epilogue, parallel): (
+        &[f32],
+        &PackedInt8,
+        Option<&[f32]>,
+        usize,
+        &Epilogue,
+        bool,
+    ),
+    quantize_row: unsafe fn(&[f32], *mut T) -> (f32, i32),
+    run_block: BlockFn<T>,
+) -> Vec<f32> {
+    let (k, n) = (weights.in_dim, weights.out_dim);
+    // SAFETY: the CPU runs quantize_row and x is (rows, k) (# Safety).
+    let quantized = unsafe { quantize_rows(x, rows, k, parallel && rows > 1, quantize_row) };
+    let block = |row0, block_rows, panel, out| {
+        // SAFETY: the CPU runs the kernel, whose layout the weights have,
+        // and the operands match them (# Safety); blocked_output's blocks
+        // lie inside them and are each handed to one task.
+        unsafe {
+            run_block(
+                &quantized,
+                weights,
+                bias,
+                epilogue,
+                out,
+                (row0, block_rows),
+                panel,
+            )
+        }
+    };
+    // SAFETY: each block is one run_block, which stores every element of
+    // its rows x panel block (dequantized, finished) and nothing else.
+    unsafe { super::blocked_output(rows, n, MC, parallel, block) }
 }

@@ -10,8 +10,6 @@ use cpu::avx512::{finish, masks, Output};
 
 use super::{PackedInt8, QuantizedRows, QUAD};
 
-/// Rows per parallel task.
-pub(super) const MC: usize = 96;
 /// Rows per register tile (see `MAX_TILE_ROWS`): 14, as in f32, so a
 /// 14-token pass reads each panel once; `cargo bench --bench forward --
 /// int8`, 2 alternating pairs against 12: bundled 1x16 1.02 -> 0.92 ms,
@@ -31,7 +29,7 @@ pub fn available() -> bool {
 /// The CPU must support avx512f, and `out` must be valid for `row.len()`
 /// writes.
 #[target_feature(enable = "avx512f")]
-unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
+pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
     // SAFETY: the caller upholds # Safety: loads are masked to the row, stores
     // to the row's length.
     unsafe {
@@ -60,57 +58,19 @@ unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
     }
 }
 
-/// `out = epilogue(x · Wᵀ + bias)` with W int8 and x quantized per row
-/// here (see [`super::linear`], which checks what this relies on).
+/// One task of the linear: a block of rows against one panel, a register
+/// tile at a time, each tile dequantized once its sums are in.
 ///
 /// # Safety
-/// The CPU must support the kernel ([`available`]), `weights` must be laid
-/// out for it, and `x`, `bias` and the epilogue must match the weights'
-/// dimensions (`check_linear_operands`).
-pub(super) unsafe fn linear(
-    x: &[f32],
-    weights: &PackedInt8,
-    bias: Option<&[f32]>,
-    rows: usize,
-    epilogue: Epilogue,
-    parallel: bool,
-) -> Vec<f32> {
-    let (k, n) = (weights.in_dim, weights.out_dim);
-    // SAFETY: avx512f is present and x is (rows, k) (# Safety).
-    let quantized = unsafe { super::quantize_rows(x, rows, k, parallel && rows > 1, quantize_row) };
-    let block = |row0, block_rows, panel, out| {
-        // SAFETY: the CPU features are present and the operands match the
-        // weights (# Safety); the block's rows and the panel lie inside
-        // them, and no other task writes this block.
-        unsafe {
-            run_tile(
-                &quantized, weights, bias, &epilogue, out, row0, block_rows, panel,
-            )
-        }
-    };
-    // SAFETY: each block is one run_tile, which stores every element of its
-    // rows x panel block (dequantized) and nothing else.
-    unsafe { cpu::blocked_output(rows, n, MC, parallel, block) }
-}
-
-/// One task of [`linear`]: a block of up to MC rows against one panel,
-/// a register tile at a time, each tile dequantized once its sums are in.
-///
-/// # Safety
-/// The CPU must support avx512f, avx512bw and avx512vnni; `x` must hold
-/// the quantized rows of a (rows, in) input matching `weights`, `bias` and
-/// the residual must match the output, `row0 + rows` and `panel` must lie
-/// inside them, and no other thread may write this block of `out`.
-#[allow(clippy::too_many_arguments)]
+/// As [`super::BlockFn`]'s, on a CPU with avx512f, avx512bw and avx512vnni.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn run_tile(
+pub(super) unsafe fn run_block(
     x: &QuantizedRows<u8>,
     weights: &PackedInt8,
     bias: Option<&[f32]>,
     epilogue_of: &Epilogue,
     out: SharedOut,
-    row0: usize,
-    rows: usize,
+    (row0, rows): (usize, usize),
     panel: usize,
 ) {
     // SAFETY: the caller upholds # Safety: every tile below lies inside the
