@@ -22,7 +22,8 @@ pub enum Precision {
     #[default]
     F32,
     /// int8 weights per output channel and uint8 activations per token
-    /// (AVX-512 VNNI CPUs; elsewhere candle's Q8_0, blocks of 32). Faster;
+    /// (x86 CPUs with AVX-512 VNNI or AVX2, bit-identical on either;
+    /// elsewhere candle's Q8_0, blocks of 32). Faster;
     /// within half a point of f32 accuracy on SST-2, but no longer HF's
     /// exact logits. Embeddings, norms and the head stay f32. CPU only: on
     /// a GPU the model loads in f32 ([`Classifier::precision`] says so).
@@ -314,8 +315,9 @@ impl Classifier {
 
     /// Whether int8 runs on one of this crate's int8 kernels: true when the
     /// encoder is int8 on an x86 CPU with AVX-512 VNNI or AVX2. Elsewhere
-    /// int8 runs candle's portable Q8_0 kernels, which on x86 took 4x as
-    /// long as f32 (README, "Precision"): int8 there saves memory, not time.
+    /// int8 runs candle's portable Q8_0 kernels, which on an AVX2 CPU took
+    /// 4-6x as long as our f32 (README, "int8 without AVX-512 VNNI"): int8
+    /// there saves memory, not time.
     pub fn int8_is_native(&self) -> bool {
         self.precision == Precision::Int8
             && self.device.is_cpu()

@@ -134,7 +134,8 @@ pub enum PrecisionArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Quantize {
     /// int8 weights per output channel and uint8 activations per token
-    /// (AVX-512 VNNI CPUs; elsewhere candle's Q8_0, blocks of 32).
+    /// (x86 CPUs with AVX-512 VNNI or AVX2; elsewhere candle's Q8_0, blocks
+    /// of 32).
     Int8,
 }
 
