@@ -67,7 +67,7 @@ impl MultiHeadSelfAttention {
     /// The attention output plus `xs`: the block's residual, fused into the
     /// output projection. `xs` is laid out as `sequences` says.
     ///
-    /// A batch of more than [`SLICE_ROWS`] tokens is projected and attended
+    /// A batch of more than `SLICE_ROWS` tokens is projected and attended
     /// a slice of whole sequences at a time, each slice's context written
     /// into the batch's in place, so the query/key/value projections (3x
     /// the hidden states) never exist for the whole batch.
@@ -188,7 +188,7 @@ impl FeedForward {
 
     /// output(activation(intermediate(xs))) + xs: the residual is fused
     /// into the output projection and the activation into the intermediate one.
-    /// A batch of more than [`SLICE_ROWS`] tokens goes through in slices of
+    /// A batch of more than `SLICE_ROWS` tokens goes through in slices of
     /// rows, each written into the output in place, so the intermediate
     /// activation (4x the model's width) never exists for the whole batch.
     pub fn forward_with_residual(&self, xs: &Tensor) -> Result<Tensor> {

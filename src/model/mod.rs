@@ -1,7 +1,7 @@
 //! Sequence classifiers as candle modules that mirror HF transformers'
 //! `*ForSequenceClassification` weight for weight.
 //!
-//! One encoder ([`encoder`]) and one set of kernels ([`cpu`]) serve every
+//! One encoder ([`encoder`]) and one set of kernels (`cpu`) serve every
 //! architecture. Each architecture is a small file ([`distilbert`],
 //! [`bert`], [`roberta`]) that reads its config.json fields and names its
 //! weights ([`WeightNames`]); the embeddings and the head differ only in

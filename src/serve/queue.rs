@@ -1,6 +1,6 @@
 //! Dynamic batching: concurrent requests' texts go into one queue, and one
 //! model thread takes them a batch at a time, up to the padded-token and
-//! sequence caps, sorted by length (the [`Batcher`] does the sorting and
+//! sequence caps, sorted by length (the [`crate::batch::Batcher`] does the sorting and
 //! the splitting). The model's CPU pool runs one forward pass at a time
 //! anyway, so one worker feeding one model is the design: under load, many
 //! small requests become a few full batches.

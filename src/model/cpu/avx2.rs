@@ -7,11 +7,9 @@
 //! registers: a register tile of up to 6 rows by 16 columns (12 ymm
 //! accumulators, two weight vectors and a broadcast: 15 of AVX2's 16
 //! registers), reading the activations in place and half a 32-column panel
-//! of weights, the depth in passes of [`avx512::KC`] so that every output
+//! of weights, the depth in passes of `avx512::KC` so that every output
 //! is summed in the same order as the AVX-512 kernel sums it: both kernels
 //! give bit-identical linear outputs (tested below).
-//!
-//! [`avx512::KC`]: super::avx512::KC
 
 use std::arch::x86_64::*;
 
@@ -290,7 +288,7 @@ pub(super) unsafe fn finish_row(
 }
 
 /// Row softmax of `scores + bias` in place, max-shifted like torch's, eight
-/// lanes at a time with [`exp`]: under `SENTIMENT_KERNELS=portable`, libm's
+/// lanes at a time with `exp`: under `SENTIMENT_KERNELS=portable`, libm's
 /// expf per score and the scalar loops around it were about 17% of a
 /// 400-token int8 pass. Without AVX2 and FMA, the portable softmax.
 pub fn softmax_with_bias(scores: &mut [f32], bias: &[f32]) {
