@@ -1,6 +1,6 @@
 //! The int8 kernel for x86 CPUs with AVX2 and FMA but without AVX-512 VNNI
-//! (see the scheme in `mod.rs`), where int8 otherwise took candle's Q8_0
-//! at a quarter of f32's speed.
+//! (see the scheme in `mod.rs`), where int8 otherwise took candle's Q8_0,
+//! whose AVX2 tier ran at a quarter to a sixth of our f32's speed (README).
 //!
 //! AVX2's byte multiply, `vpmaddubsw`, adds two u8·s8 products into an i16
 //! that saturates (2 · 255 · 127 > 32767), so instead both operands are
@@ -161,9 +161,10 @@ unsafe fn microkernel<const R: usize>(at: &Tile) {
         }
         let mut w = at.weights;
         for p in 0..at.pairs {
-            // One line of the half panel per two pairs, so one prefetch per
-            // line: every step was 4-14% slower on `linear/int8-avx2/*`
-            // (2 alternating rounds); none was level in one, slower in one.
+            // A step reads 32 bytes and `prefetch_panel` covers 128 ahead:
+            // every other step still reaches each line (twice). Every step
+            // was 4-14% slower on `linear/int8-avx2/*` (2 alternating
+            // rounds); no prefetch was level in one round, slower in one.
             if p % 2 == 0 {
                 cpu::avx512::prefetch_panel(w);
             }
