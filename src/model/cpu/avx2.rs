@@ -135,6 +135,53 @@ unsafe fn run_block(
     }
 }
 
+/// `out = x · B` on the calling thread, for attention's small products, as
+/// the AVX-512 kernel's `small_product`: `x` (rows, k) with rows `x_stride`
+/// apart, B (k, n) packed by `avx512::pack_operand` (panels of 32 columns,
+/// the linears' layout), `out` (rows, n) with rows `out_stride` apart. One
+/// pass over the whole depth (attention's k is a head size or a sequence
+/// length, at most 512), no epilogue.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; `x` must be valid for `rows` rows of
+/// `k` values, `panels` hold B packed for (k, n), and `out` be valid for
+/// `rows` rows of `n` values that no other thread writes.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn small_product(
+    (rows, n, k): (usize, usize, usize),
+    x: *const f32,
+    x_stride: usize,
+    panels: &[f32],
+    out: *mut f32,
+    out_stride: usize,
+) {
+    debug_assert!(panels.len() >= n.div_ceil(PANEL) * PANEL * k);
+    let pass = Pass { k, first: true };
+    for panel in 0..n.div_ceil(PANEL) {
+        let col0 = panel * PANEL;
+        for (row, tile_rows) in super::register_tiles(0, rows, TILE_ROWS) {
+            for half in 0..(n - col0).min(PANEL).div_ceil(HALF) {
+                let col = col0 + half * HALF;
+                // SAFETY: the caller upholds # Safety: the tile's rows hold
+                // k values each, the packed panel k rows of 32 (this half's
+                // 16 from `half * HALF`), and `out` the tile (row, col) with
+                // `cols` columns.
+                unsafe {
+                    let at = Operands {
+                        x: x.add(row * x_stride),
+                        x_stride,
+                        panel: panels.as_ptr().add(col0 * k + half * HALF),
+                        out: out.add(row * out_stride + col),
+                        out_stride,
+                        cols: HALF.min(n - col),
+                    };
+                    super::by_tile_rows!(tile_rows, microkernel(&at, pass));
+                }
+            }
+        }
+    }
+}
+
 /// Which slice of the depth a microkernel call covers: the first pass
 /// starts from zero, later ones add to what is stored.
 #[derive(Clone, Copy)]

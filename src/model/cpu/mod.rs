@@ -697,6 +697,19 @@ pub fn attention(
     n_heads: usize,
     head_dim: usize,
 ) -> Result<Vec<f32>, OperandError> {
+    let kernel = AttentionKernel::for_this_cpu();
+    attention_on(kernel, qkv, mask_bias, (batch, seq), (n_heads, head_dim))
+}
+
+/// [`attention`] on the given kernel, which the CPU must run (callers pick
+/// it with [`AttentionKernel::for_this_cpu`], tests each available one).
+fn attention_on(
+    kernel: AttentionKernel,
+    qkv: &[f32],
+    mask_bias: &[f32],
+    (batch, seq): (usize, usize),
+    (n_heads, head_dim): (usize, usize),
+) -> Result<Vec<f32>, OperandError> {
     expect_len("qkv", qkv.len(), &[batch, seq, 3, n_heads, head_dim])?;
     expect_len("mask_bias", mask_bias.len(), &[batch, seq])?;
     let dim = n_heads * head_dim;
@@ -736,7 +749,7 @@ pub fn attention(
     // SAFETY: every span's rows lie inside qkv's batch*seq rows and out's
     // capacity; each bias is its own sequence's, span.len long.
     unsafe {
-        attend(qkv, shared, n_heads, head_dim, &spans, |b| {
+        attend(kernel, qkv, shared, n_heads, head_dim, &spans, |b| {
             &mask_bias[b * seq..b * seq + spans[b].len]
         })
     };
@@ -751,6 +764,18 @@ pub fn attention(
 /// token, so no mask is needed; the results equal [`attention`]'s for the
 /// same sequences padded (its bias for real tokens is exactly 0).
 pub fn attention_unpadded(
+    qkv: &[f32],
+    lengths: &[usize],
+    n_heads: usize,
+    head_dim: usize,
+) -> Result<Vec<f32>, OperandError> {
+    let kernel = AttentionKernel::for_this_cpu();
+    attention_unpadded_on(kernel, qkv, lengths, n_heads, head_dim)
+}
+
+/// [`attention_unpadded`] on the given kernel, which the CPU must run.
+fn attention_unpadded_on(
+    kernel: AttentionKernel,
     qkv: &[f32],
     lengths: &[usize],
     n_heads: usize,
@@ -780,13 +805,54 @@ pub fn attention_unpadded(
     // SAFETY: the spans tile rows 0..tokens, inside qkv (checked above)
     // and out's capacity; each bias is span.len zeros.
     unsafe {
-        attend(qkv, shared, n_heads, head_dim, &spans, |b| {
+        attend(kernel, qkv, shared, n_heads, head_dim, &spans, |b| {
             &no_bias[..spans[b].len]
         })
     };
     // SAFETY: the spans cover every row, and `attend` wrote each.
     unsafe { out.set_len(tokens * dim) };
     Ok(out)
+}
+
+/// What attention's two products run on: our register tiles, with kᵀ and v
+/// packed as panels (AVX-512, or AVX2 on CPUs without it), or the gemm
+/// crate (x86 without AVX2, and other architectures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttentionKernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Gemm,
+}
+
+impl AttentionKernel {
+    /// The fastest this CPU runs (`SENTIMENT_KERNELS=portable` rules out
+    /// AVX-512, not AVX2, as for the linears).
+    fn for_this_cpu() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx512::available() {
+                return Self::Avx512;
+            }
+            if avx2::available() {
+                return Self::Avx2;
+            }
+        }
+        Self::Gemm
+    }
+
+    /// Whether this CPU runs it.
+    #[cfg(test)]
+    fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => avx512::available(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => avx2::available(),
+            Self::Gemm => true,
+        }
+    }
 }
 
 /// One sequence's rows in a (rows, 3 * dim) projection and a (rows, dim)
@@ -800,10 +866,11 @@ struct Span {
 /// pool, written into `out`'s rows of each span (this head's columns).
 ///
 /// # Safety
-/// Every span's rows must lie inside `qkv` (rows of 3 * n_heads * head_dim)
-/// and inside `out`, a buffer of rows of n_heads * head_dim; spans must not
-/// overlap; `bias(i)` must be span i's `len` long.
+/// The CPU must run `kernel`. Every span's rows must lie inside `qkv` (rows
+/// of 3 * n_heads * head_dim) and inside `out`, a buffer of rows of n_heads
+/// * head_dim; spans must not overlap; `bias(i)` must be span i's `len` long.
 unsafe fn attend<'a>(
+    kernel: AttentionKernel,
     qkv: &[f32],
     out: SharedOut,
     n_heads: usize,
@@ -823,23 +890,32 @@ unsafe fn attend<'a>(
         let base = first * 3 * dim + h * head_dim;
         let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
         #[cfg(target_arch = "x86_64")]
-        if avx512::available() {
-            // SAFETY: avx512f is present; q, k and v rows are `row` apart
-            // and head_dim long inside qkv (this function's contract); the
-            // output elements written (this head's columns of its span's
-            // rows) lie inside `out` and belong to no other task.
-            unsafe {
-                attend_avx512(
-                    (len, head_dim),
-                    (q.as_ptr(), k.as_ptr(), v.as_ptr()),
-                    3 * dim,
-                    bias(b),
-                    out.ptr().add(first * dim + h * head_dim),
-                    dim,
-                    scratch,
-                )
+        {
+            let products: Option<TileAttention> = match kernel {
+                AttentionKernel::Avx512 => Some((avx512::small_product, avx512::softmax_with_bias)),
+                AttentionKernel::Avx2 => Some((avx2::small_product, avx2::softmax_with_bias)),
+                AttentionKernel::Gemm => None,
             };
-            return;
+            if let Some(kernels) = products {
+                // SAFETY: the CPU runs the kernel (this function's
+                // contract); q, k and v rows are `row` apart and head_dim
+                // long inside qkv; the output elements written (this
+                // head's columns of its span's rows) lie inside `out` and
+                // belong to no other task.
+                unsafe {
+                    attend_packed(
+                        kernels,
+                        (len, head_dim),
+                        (q.as_ptr(), k.as_ptr(), v.as_ptr()),
+                        3 * dim,
+                        bias(b),
+                        out.ptr().add(first * dim + h * head_dim),
+                        dim,
+                        scratch,
+                    )
+                };
+                return;
+            }
         }
         let scores = &mut scratch.scores[..len * len];
         // SAFETY: q, k and v rows are `row` apart and head_dim long inside
@@ -860,9 +936,6 @@ unsafe fn attend<'a>(
         }
         let bias = bias(b);
         for scores_row in scores.chunks_exact_mut(len) {
-            #[cfg(target_arch = "x86_64")]
-            avx2::softmax_with_bias(scores_row, bias);
-            #[cfg(not(target_arch = "x86_64"))]
             softmax_with_bias(scores_row, bias);
         }
         // SAFETY: scores holds len*len values and v's rows are `row` apart
@@ -899,25 +972,35 @@ unsafe fn attend<'a>(
 struct Scratch {
     /// A head's (len, len) scores, then weights.
     scores: Vec<f32>,
-    /// kᵀ and v packed as GEMM panels (AVX-512 path).
+    /// kᵀ and v packed as GEMM panels (our kernels' path).
     keys: Vec<f32>,
     values: Vec<f32>,
 }
 
-/// One head of one sequence on our AVX-512 GEMM tiles: kᵀ and v packed as
+/// One of our kernels' `small_product`s (see `avx512.rs`, `avx2.rs`).
+#[cfg(target_arch = "x86_64")]
+type SmallProduct = unsafe fn((usize, usize, usize), *const f32, usize, &[f32], *mut f32, usize);
+
+/// One kernel's product and row softmax, for [`attend_packed`].
+#[cfg(target_arch = "x86_64")]
+type TileAttention = (SmallProduct, fn(&mut [f32], &[f32]));
+
+/// One head of one sequence on our register tiles: kᵀ and v packed as
 /// panels, scores = q · kᵀ, softmax(scores + bias) in place, out = weights
-/// · v: the same register tiles as the linear layers, instead of the gemm
-/// crate (which stays for CPUs without AVX-512). The two products were
-/// about 5% of `sentiment bench`'s profile at 400 tokens on the gemm
-/// crate, and no faster or slower on these tiles within this VM's noise.
+/// · v, with one kernel's product and softmax. On AVX-512 the two products
+/// were about 5% of `sentiment bench`'s profile at 400 tokens on the gemm
+/// crate, and no faster or slower on these tiles within this VM's noise;
+/// on AVX2 see the README ("A portable figure").
 ///
 /// # Safety
-/// The CPU must support avx512f; q, k and v must each be valid for `len`
+/// The CPU must run `product`; q, k and v must each be valid for `len`
 /// rows of `head_dim` values `qkv_stride` apart; `bias` must be `len`
 /// long; `out` must be valid for `len` rows of `head_dim` values
 /// `out_stride` apart that no other thread writes.
 #[cfg(target_arch = "x86_64")]
-unsafe fn attend_avx512(
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_packed(
+    (product, softmax): TileAttention,
     (len, head_dim): (usize, usize),
     (q, k, v): (*const f32, *const f32, *const f32),
     qkv_stride: usize,
@@ -932,7 +1015,7 @@ unsafe fn attend_avx512(
     // and the packed panels and write scores (len x len) and out.
     unsafe {
         avx512::pack_operand(&mut scratch.keys, k, (head_dim, len), 1, qkv_stride);
-        avx512::small_product(
+        product(
             (len, len, head_dim),
             q,
             qkv_stride,
@@ -941,10 +1024,10 @@ unsafe fn attend_avx512(
             len,
         );
         for scores_row in scores.chunks_exact_mut(len) {
-            avx512::softmax_with_bias(scores_row, bias);
+            softmax(scores_row, bias);
         }
         avx512::pack_operand(&mut scratch.values, v, (len, head_dim), qkv_stride, 1);
-        avx512::small_product(
+        product(
             (len, head_dim, len),
             scores.as_ptr(),
             len,
@@ -1043,11 +1126,26 @@ mod tests {
         out
     }
 
-    /// Both attention entry points, on whichever kernels this CPU runs,
-    /// against an f64 reference: key counts around the 32-wide panels and
-    /// past one 384-deep pass, head sizes that fill no panel, padding.
+    /// Both attention entry points, on every attention kernel this CPU
+    /// runs, against an f64 reference: key counts around the 32-wide panels
+    /// and their 16-wide halves and past one 384-deep pass, head sizes that
+    /// fill no panel, padding.
     #[test]
     fn attention_matches_an_f64_reference_padded_and_unpadded() {
+        #[cfg(target_arch = "x86_64")]
+        let kernels = [
+            AttentionKernel::Avx512,
+            AttentionKernel::Avx2,
+            AttentionKernel::Gemm,
+        ];
+        #[cfg(not(target_arch = "x86_64"))]
+        let kernels = [AttentionKernel::Gemm];
+        for kernel in kernels.into_iter().filter(|k| k.available()) {
+            attention_matches_an_f64_reference_on(kernel);
+        }
+    }
+
+    fn attention_matches_an_f64_reference_on(kernel: AttentionKernel) {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut random = move || {
             state ^= state << 13;
@@ -1059,6 +1157,7 @@ mod tests {
             (vec![1usize, 1], 1, 1),
             (vec![33, 5, 32], 2, 5),
             (vec![70, 64], 3, 40),
+            (vec![23, 9], 1, 20),
             (vec![400, 17], 2, 32),
         ] {
             let dim = n_heads * head_dim;
@@ -1070,7 +1169,8 @@ mod tests {
                 .iter()
                 .flat_map(|&len| (0..seq).map(move |t| if t < len { 0.0 } else { f32::MIN }))
                 .collect();
-            let padded = attention(&qkv, &mask, lengths.len(), seq, n_heads, head_dim).unwrap();
+            let shape = ((lengths.len(), seq), (n_heads, head_dim));
+            let padded = attention_on(kernel, &qkv, &mask, shape.0, shape.1).unwrap();
             // The same sequences end to end.
             let packed: Vec<f32> = lengths
                 .iter()
@@ -1078,7 +1178,8 @@ mod tests {
                 .flat_map(|(b, &len)| &qkv[b * seq * 3 * dim..(b * seq + len) * 3 * dim])
                 .copied()
                 .collect();
-            let unpadded = attention_unpadded(&packed, &lengths, n_heads, head_dim).unwrap();
+            let unpadded =
+                attention_unpadded_on(kernel, &packed, &lengths, n_heads, head_dim).unwrap();
             let mut unpadded_row = 0;
             for (b, &len) in lengths.iter().enumerate() {
                 let want = attention_reference(&qkv, b * seq, len, n_heads, head_dim);
@@ -1090,7 +1191,10 @@ mod tests {
                         .zip(&want)
                         .map(|(g, w)| (*g as f64 - w).abs())
                         .fold(0.0, f64::max);
-                    assert!(worst < 1e-5, "{what} sequence {b} of {lengths:?}: {worst}");
+                    assert!(
+                        worst < 1e-5,
+                        "{kernel:?} {what} sequence {b} of {lengths:?}: {worst}"
+                    );
                 }
                 assert!(padded[(b * seq + len) * dim..(b + 1) * seq * dim]
                     .iter()
