@@ -1,7 +1,7 @@
 //! The path a CPU without AVX-512 runs (`SENTIMENT_KERNELS=portable`): our
-//! 256-bit AVX2 linears where the CPU has AVX2 and FMA (the gemm crate's
-//! elsewhere), the gemm crate's attention products, and the portable
-//! LayerNorm and softmax, against HF's goldens within 1e-4, alone and in
+//! 256-bit AVX2 linears, attention products and softmax where the CPU has
+//! AVX2 and FMA (the gemm crate's and the scalar softmax elsewhere), and
+//! the portable LayerNorm, against HF's goldens within 1e-4, alone and in
 //! padded batches, for every architecture; and int8 on our AVX2 int8
 //! kernel, at int8's accuracy. CI's machines have AVX-512, so without this
 //! file that path would never meet a golden.

@@ -14,7 +14,8 @@
 //! - [`attention`]: every (sequence, head) pair is one task, reading q, k
 //!   and v in place from the fused QKV projection and writing its context
 //!   straight into the (batch, seq, dim) output, with no permute or
-//!   contiguous copies;
+//!   contiguous copies; its products on the linears' register tiles
+//!   (AVX-512 or AVX2), or the gemm crate on other CPUs;
 //! - [`layer_norm`]: rows, vectorised, spread over threads when many.
 //!
 //! Other devices and dtypes take candle's generic ops instead (see callers).
@@ -71,8 +72,8 @@ fn expect_len(what: &str, len: usize, dims: &[usize]) -> Result<(), OperandError
 
 /// Which CPU code the model runs, from `SENTIMENT_KERNELS` (read once):
 /// unset, our fastest kernels for this CPU; `portable`, the kernels a CPU
-/// without AVX-512 runs (the gemm crate's, candle's Q8_0), to measure what
-/// AVX2 and ARM users get; `generic`, none of this module: candle's
+/// without AVX-512 runs (our AVX2 ones where the CPU has AVX2 and FMA), to
+/// measure what AVX2 users get; `generic`, none of this module: candle's
 /// device-generic ops, the path CUDA and Metal take, so CI checks that
 /// path's numerics on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
