@@ -524,8 +524,27 @@ pub fn activate(activation: Activation, x: f32) -> f32 {
 
 /// √(2/π), the tanh GELU's inner scale.
 pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
 /// The tanh GELU's cubic coefficient.
 pub(crate) const GELU_CUBIC: f32 = 0.044_715;
+
+/// The vector exps (`avx512.rs`, `avx2.rs`) reduce x = n·ln2 + r with ln 2
+/// in two parts, so n·ln2 is exact to f32 precision: this the high part...
+pub(crate) const LN2_HIGH: f32 = 0.693_145_75;
+/// ...and this the low one.
+pub(crate) const LN2_LOW: f32 = 1.428_606_8e-6;
+/// e^r for |r| <= ln2/2 by its Taylor series to r^7 (error < 1e-8
+/// relative): Horner's coefficients, from 1/7! down.
+pub(crate) const EXP_TAYLOR: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
 
 /// GELU's tanh approximation, HF's "gelu_new" / "gelu_pytorch_tanh":
 /// x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
