@@ -909,6 +909,9 @@ unsafe fn attend<'a>(
         }
         let base = first * 3 * dim + h * head_dim;
         let (q, k, v) = (&qkv[base..], &qkv[base + dim..], &qkv[base + 2 * dim..]);
+        // Elsewhere the gemm crate is the only kernel.
+        #[cfg(not(target_arch = "x86_64"))]
+        let AttentionKernel::Gemm = kernel;
         #[cfg(target_arch = "x86_64")]
         {
             let products: Option<TileAttention> = match kernel {
