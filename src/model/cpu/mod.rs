@@ -163,6 +163,13 @@ pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R
     }
 }
 
+/// The multiply-adds of a (rows, in) · (in, out) product, saturating: the
+/// linear entry points size their threads by it before their kernels check
+/// the operands, so no row count may make it overflow.
+fn linear_macs(rows: usize, in_dim: usize, out_dim: usize) -> usize {
+    rows.saturating_mul(in_dim).saturating_mul(out_dim)
+}
+
 /// Whether a product is big enough for its work to be spread over threads.
 fn worth_parallel(macs: usize) -> bool {
     thread_count() > 1 && macs >= PARALLEL_MIN_MACS
@@ -307,7 +314,7 @@ pub fn linear_packed(
 ) -> Result<Vec<f32>, OperandError> {
     let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
     check_linear_operands(x, (in_dim, out_dim), bias, rows, &epilogue)?;
-    let parallel = worth_parallel(rows * in_dim * out_dim);
+    let parallel = worth_parallel(linear_macs(rows, in_dim, out_dim));
     match linear_kernel() {
         #[cfg(target_arch = "x86_64")]
         LinearKernel::Avx512 => avx512::linear(x, weights, bias, rows, epilogue, parallel),
@@ -382,7 +389,7 @@ pub fn linear_avx2(
     rows: usize,
     epilogue: Epilogue,
 ) -> Result<Vec<f32>, OperandError> {
-    let parallel = worth_parallel(rows * weights.in_dim * weights.out_dim);
+    let parallel = worth_parallel(linear_macs(rows, weights.in_dim, weights.out_dim));
     avx2::linear(x, weights, bias, rows, epilogue, parallel)
 }
 
@@ -397,7 +404,7 @@ pub fn linear_int8(
     rows: usize,
     epilogue: Epilogue,
 ) -> Result<Vec<f32>, OperandError> {
-    let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 4);
+    let parallel = worth_parallel(linear_macs(rows, weights.in_dim(), weights.out_dim()) / 4);
     int8::linear(x, weights, bias, rows, epilogue, parallel)
 }
 
@@ -412,7 +419,7 @@ pub fn linear_bf16(
     epilogue: Epilogue,
     kernel: bf16::Kernel,
 ) -> Result<Vec<f32>, OperandError> {
-    let parallel = worth_parallel(rows * weights.in_dim() * weights.out_dim() / 2);
+    let parallel = worth_parallel(linear_macs(rows, weights.in_dim(), weights.out_dim()) / 2);
     bf16::linear(x, weights, bias, rows, epilogue, parallel, kernel)
 }
 
@@ -1271,6 +1278,30 @@ mod tests {
                         assert_eq!(*v, 0.0, "{name}: a masked key gets exactly no weight");
                     }
                 }
+            }
+        }
+    }
+
+    /// A row count whose product with the layer's dimensions overflows is
+    /// refused like any other mismatch, not a panic: the entry points
+    /// multiply rows by the dimensions to decide on threads before their
+    /// kernels check the operands (overflow checks are on in debug builds).
+    #[test]
+    fn linear_entry_points_refuse_overflowing_row_counts() {
+        let packed = PackedWeights::pack(&[1.0; 4], 2, 2).unwrap();
+        let (x, rows) = ([0f32; 4], usize::MAX / 2);
+        assert!(linear_packed(&x, &packed, None, rows, Epilogue::default()).is_err());
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(linear_avx2(&x, &packed, None, rows, Epilogue::default()).is_err());
+            for kernel in [int8::Kernel::Vnni, int8::Kernel::Avx2] {
+                let int8 = int8::PackedInt8::from_f32(&packed, kernel);
+                assert!(linear_int8(&x, &int8, None, rows, Epilogue::default()).is_err());
+            }
+            let bf16 = bf16::PackedBf16::from_f32(&packed);
+            for kernel in [bf16::Kernel::Native, bf16::Kernel::Emulated] {
+                let got = linear_bf16(&x, &bf16, None, rows, Epilogue::default(), kernel);
+                assert!(got.is_err());
             }
         }
     }
