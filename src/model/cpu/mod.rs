@@ -312,9 +312,8 @@ pub fn linear_packed(
     rows: usize,
     epilogue: Epilogue,
 ) -> Result<Vec<f32>, OperandError> {
-    let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
-    check_linear_operands(x, (in_dim, out_dim), bias, rows, &epilogue)?;
-    let parallel = worth_parallel(linear_macs(rows, in_dim, out_dim));
+    // Each kernel checks the operands (and its CPU features) itself.
+    let parallel = worth_parallel(linear_macs(rows, weights.in_dim, weights.out_dim));
     match linear_kernel() {
         #[cfg(target_arch = "x86_64")]
         LinearKernel::Avx512 => avx512::linear(x, weights, bias, rows, epilogue, parallel),
