@@ -150,6 +150,8 @@ fn measure() -> (Duration, Duration) {
     let Ok(packed) = PackedWeights::pack(&w, n, k) else {
         return (Duration::ZERO, Duration::MAX);
     };
+    // A kernel that refuses the block (it cannot, for these operands) times
+    // as `Duration::MAX`, so it is never the one chosen.
     let time = |kernel: LinearKernel| {
         let started = Instant::now();
         let out = match kernel {
@@ -158,8 +160,11 @@ fn measure() -> (Duration, Duration) {
             }
             _ => super::avx2::linear(&x, &packed, None, rows, Epilogue::default(), false),
         };
-        std::hint::black_box(out.ok());
-        started.elapsed()
+        let took = started.elapsed();
+        match std::hint::black_box(out) {
+            Ok(out) if out.len() == rows * n => took,
+            _ => Duration::MAX,
+        }
     };
     let (mut avx512, mut avx2) = (Duration::MAX, Duration::MAX);
     for _ in 0..PROBE_ROUNDS {
@@ -182,7 +187,9 @@ mod tests {
         assert_eq!(pick(us(100), us(200)), LinearKernel::Avx512);
     }
 
-    /// The probe runs both kernels and reports real times, quickly.
+    /// The probe runs both kernels to completion: each returns its whole
+    /// output (a refused or short output times as `Duration::MAX`) and takes
+    /// some time. How long is for benchmarks, not for this test.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_probe_times_both_kernels() {
@@ -192,10 +199,7 @@ mod tests {
         }
         let (avx512, avx2) = measure();
         for probe in [avx512, avx2] {
-            assert!(
-                probe > Duration::ZERO && probe < Duration::from_millis(50),
-                "{probe:?}"
-            );
+            assert!(probe > Duration::ZERO && probe < Duration::MAX, "{probe:?}");
         }
     }
 }
