@@ -86,6 +86,24 @@ fn linear(c: &mut Criterion) {
                 cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()).unwrap()
             })
         });
+        // The feed-forward's first layer runs GELU in its epilogue: the same
+        // layer with it, to see what the activation costs inside the tile.
+        let gelu = Epilogue {
+            residual: None,
+            activation: Some(sentiment::model::Activation::Gelu),
+        };
+        if out_dim == 3072 {
+            group.bench_function(format!("f32-gelu/{shape}"), |b| {
+                b.iter(|| cpu::linear_packed(black_box(&x), &packed, None, rows, gelu).unwrap())
+            });
+            #[cfg(target_arch = "x86_64")]
+            if cpu::int8::Kernel::Vnni.available() {
+                let int8 = cpu::int8::PackedInt8::from_f32(&packed, cpu::int8::Kernel::Vnni);
+                group.bench_function(format!("int8-gelu/{shape}"), |b| {
+                    b.iter(|| cpu::linear_int8(black_box(&x), &int8, None, rows, gelu).unwrap())
+                });
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         if cpu::avx2::available() {
             group.bench_function(format!("f32-avx2/{shape}"), |b| {
