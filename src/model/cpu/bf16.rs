@@ -315,6 +315,78 @@ microkernels!(
     emulated_step
 );
 
+/// Whether `vdpbf16ps` computes on this CPU what the emulation computes,
+/// checked once per process. The machines this kernel was written and
+/// tested on (CI's included) lack AVX512_BF16, so its first run is on a
+/// user's CPU: before bf16 is handed to it, its outputs on a probe block
+/// must agree with the tested emulation's ([`agrees_with_emulation`]). It
+/// costs one small product each way, microseconds; a CPU where the two
+/// disagree runs f32 (see [`super::bf16_kernel`]).
+pub fn native_kernel_verified() -> bool {
+    static VERIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VERIFIED.get_or_init(|| {
+        Kernel::Native.available()
+            && agrees_with_emulation(|x, weights, bias, rows| {
+                linear(
+                    x,
+                    weights,
+                    Some(bias),
+                    rows,
+                    Epilogue::default(),
+                    false,
+                    Kernel::Native,
+                )
+            })
+    })
+}
+
+/// Whether `candidate` agrees with the emulated kernel on a probe block of
+/// 19 rows x 71 inputs x 45 outputs (a partial register tile, an odd depth,
+/// a partial panel): every output within 1e-5 of the sum of its terms'
+/// magnitudes (Σ|x·w| + |bias|). Summing the same exact products in
+/// another order moves an output by at most 71 roundings of that sum (4e-6
+/// of it); a wrong product, pair or panel moves it by a sizeable part.
+fn agrees_with_emulation(
+    candidate: impl Fn(&[f32], &PackedBf16, &[f32], usize) -> Result<Vec<f32>, OperandError>,
+) -> bool {
+    let (rows, in_dim, out_dim) = (19, 71, 45);
+    if !Kernel::Emulated.available() {
+        return false;
+    }
+    // Values well inside bf16's normal range: the one place the two
+    // kernels may differ, denormals, is left out of the comparison.
+    let value = |i: usize, scale: f32| ((i * 7919 % 211) as f32 / 211.0 - 0.4975) * scale;
+    let x: Vec<f32> = (0..rows * in_dim).map(|i| value(i, 3.0)).collect();
+    let w: Vec<f32> = (0..out_dim * in_dim).map(|i| value(i + 5, 0.2)).collect();
+    let bias: Vec<f32> = (0..out_dim).map(|i| value(i + 11, 1.0)).collect();
+    let Ok(packed) = PackedWeights::pack(&w, out_dim, in_dim) else {
+        return false;
+    };
+    let packed = PackedBf16::from_f32(&packed);
+    let reference = linear(
+        &x,
+        &packed,
+        Some(&bias),
+        rows,
+        Epilogue::default(),
+        false,
+        Kernel::Emulated,
+    );
+    let (Ok(got), Ok(want)) = (candidate(&x, &packed, &bias, rows), reference) else {
+        return false;
+    };
+    let widen = |v: f32| f32::from_bits(u32::from(to_bf16(v)) << 16);
+    got.len() == want.len()
+        && (0..rows * out_dim).all(|at| {
+            let (r, o) = (at / out_dim, at % out_dim);
+            let magnitude: f32 = (0..in_dim)
+                .map(|k| (widen(x[r * in_dim + k]) * widen(w[o * in_dim + k])).abs())
+                .sum::<f32>()
+                + bias[o].abs();
+            (got[at] - want[at]).abs() <= 1e-5 * magnitude
+        })
+}
+
 /// `acc + x.hi·w.hi + x.lo·w.lo` per lane with `vdpbf16ps`.
 ///
 /// # Safety
@@ -365,6 +437,86 @@ mod tests {
         assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
         assert_eq!(to_bf16(f32::MAX), 0x7f80, "rounds up to infinity, as torch");
         assert!(f32::from_bits(u32::from(to_bf16(f32::NAN)) << 16).is_nan());
+    }
+
+    /// The start-up check passes the emulation itself, so a correct native
+    /// kernel (which sums the same products in the same order) passes too.
+    #[test]
+    fn the_native_check_accepts_the_emulation() {
+        if !Kernel::Emulated.available() {
+            eprintln!("skipped: this CPU lacks AVX-512");
+            return;
+        }
+        assert!(agrees_with_emulation(|x, weights, bias, rows| {
+            linear(
+                x,
+                weights,
+                Some(bias),
+                rows,
+                Epilogue::default(),
+                false,
+                Kernel::Emulated,
+            )
+        }));
+    }
+
+    /// Kernels with the bugs a native kernel could have are refused: one
+    /// that drops the last input pair, one that reads the wrong half of each
+    /// pair for one column (a layout slip), one that fails, one that returns
+    /// a short output.
+    #[test]
+    fn the_native_check_refuses_a_wrong_kernel() {
+        if !Kernel::Emulated.available() {
+            eprintln!("skipped: this CPU lacks AVX-512");
+            return;
+        }
+        let emulated = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
+            linear(
+                x,
+                weights,
+                Some(bias),
+                rows,
+                Epilogue::default(),
+                false,
+                Kernel::Emulated,
+            )
+        };
+        let drops_the_last_pair = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
+            let in_dim = weights.in_dim;
+            let mut x = x.to_vec();
+            for row in x.chunks_exact_mut(in_dim) {
+                row[(in_dim - 1) / 2 * 2..].fill(0.0);
+            }
+            emulated(&x, weights, bias, rows)
+        };
+        assert!(!agrees_with_emulation(drops_the_last_pair));
+        let swaps_one_column = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
+            let mut swapped = PackedBf16 {
+                data: weights.data.clone(),
+                ..*weights
+            };
+            for pair in swapped.data.iter_mut().skip(3).step_by(PANEL) {
+                *pair = pair.rotate_left(16);
+            }
+            emulated(x, &swapped, bias, rows)
+        };
+        assert!(!agrees_with_emulation(swaps_one_column));
+        assert!(!agrees_with_emulation(|_, _, _, _| Err(OperandError(
+            "refused".into()
+        ))));
+        assert!(!agrees_with_emulation(|x, weights, bias, rows| {
+            emulated(x, weights, bias, rows).map(|mut out| {
+                out.pop();
+                out
+            })
+        }));
+    }
+
+    /// Where `vdpbf16ps` runs, it passes the check (on CPUs without it,
+    /// the check says no and bf16 runs f32).
+    #[test]
+    fn the_native_kernel_passes_its_check_where_it_runs() {
+        assert_eq!(native_kernel_verified(), Kernel::Native.available());
     }
 
     /// The kernels against a scalar sum of the same bf16 products.

@@ -97,14 +97,15 @@ pub fn portable_forced() -> bool {
     kernel_choice() != KernelChoice::Fastest
 }
 
-/// The bf16 kernel this CPU runs: `vdpbf16ps` where it has AVX512_BF16;
-/// elsewhere none (bf16 then runs as f32), unless `SENTIMENT_BF16=emulate`
-/// asks for the AVX-512F emulation, which gives bf16's numerics at f32's
-/// speed (to measure bf16's accuracy on any AVX-512 CPU). Read at each
-/// model load.
+/// The bf16 kernel this CPU runs: `vdpbf16ps` where it has AVX512_BF16
+/// and the kernel passes its start-up check against the emulation
+/// ([`bf16::native_kernel_verified`]); elsewhere none (bf16 then runs as
+/// f32), unless `SENTIMENT_BF16=emulate` asks for the AVX-512F emulation,
+/// which gives bf16's numerics at f32's speed (to measure bf16's accuracy
+/// on any AVX-512 CPU). Read at each model load.
 #[cfg(target_arch = "x86_64")]
 pub fn bf16_kernel() -> Option<bf16::Kernel> {
-    if bf16::Kernel::Native.available() {
+    if bf16::native_kernel_verified() {
         return Some(bf16::Kernel::Native);
     }
     let emulate = std::env::var("SENTIMENT_BF16").is_ok_and(|v| v == "emulate");
