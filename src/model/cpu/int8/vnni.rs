@@ -94,6 +94,7 @@ pub(super) unsafe fn run_block(
                 n,
                 mask,
             );
+            output.prefetch_residual(tile_rows);
             cpu::by_tile_rows!(tile_rows, microkernel(at));
             dequantize(&output, x, weights, row, col0, tile_rows, mask);
         }
