@@ -372,6 +372,15 @@ pub(super) fn prefetch_panel<T>(panel: *const T) {
     }
 }
 
+/// Prefetches the cache line holding `at`. Safe for any address, as
+/// [`prefetch_panel`].
+#[inline(always)]
+pub(super) fn prefetch_line<T>(at: *const T) {
+    // SAFETY: prefetching reads nothing architecturally and never faults,
+    // whatever the address (Intel SDM, PREFETCHh).
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) }
+}
+
 /// One R x 32 register tile: R rows of x against one panel, over one pass
 /// of the depth.
 ///

@@ -35,6 +35,10 @@ pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
     unsafe {
         let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         for values in row.chunks(16) {
+            // The next row (rows are contiguous, and a task quantizes them
+            // in order): it is the previous layer's output, often still in
+            // the other core's cache, and its first load stalled this pass.
+            cpu::avx512::prefetch_line(values.as_ptr().wrapping_add(row.len()));
             let mask = ((1u32 << values.len()) - 1) as __mmask16;
             let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
             lo = _mm512_min_ps(lo, v);
