@@ -86,46 +86,38 @@ pub(super) unsafe fn run_block(
         let cols = PANEL.min(n - col0);
         let mask = masks(cols);
         let panel_data = weights.data.as_ptr().add(panel * PANEL * quads * QUAD);
+        // A tile's i32 sums, whole vectors: stored and reloaded unmasked, so
+        // the reload is forwarded from the stores (a masked store is not
+        // forwarded: reloading the sums from the output, under the panel's
+        // masks, waited for every store to reach L1).
+        let mut sums = [[_mm512_setzero_si512(); 2]; TILE_ROWS];
         for (row, tile_rows) in cpu::register_tiles(row0, rows, TILE_ROWS) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let xs = x.data.as_ptr().add(row * x.stride);
-            let at = (
-                xs,
-                x.stride,
-                panel_data,
-                quads,
-                output.out as *mut i32,
-                n,
-                mask,
-            );
+            let at = (xs, x.stride, panel_data, quads, sums.as_mut_ptr());
             output.prefetch_residual(tile_rows);
             cpu::by_tile_rows!(tile_rows, microkernel(at));
-            dequantize(&output, x, weights, row, col0, tile_rows, mask);
+            let tile = Tile {
+                sums: &sums[..tile_rows],
+                row0: row,
+                col0,
+                mask,
+            };
+            dequantize(&output, x, weights, tile);
         }
     }
 }
 
-type TileArgs = (
-    *const u8,
-    usize,
-    *const i8,
-    usize,
-    *mut i32,
-    usize,
-    [__mmask16; 2],
-);
+type TileArgs = (*const u8, usize, *const i8, usize, *mut [__m512i; 2]);
 
-/// R rows x 32 outputs of Σ q_x·q_w, stored as i32 in the output's place.
+/// R rows x 32 outputs of Σ q_x·q_w, stored as i32 vectors in `sums`.
 ///
 /// # Safety
 /// The CPU must support avx512f, avx512bw and avx512vnni. `x` must be
 /// valid for R rows of `quads * 4` bytes `x_stride` apart, `panel` for
-/// `quads` groups of 128 bytes, and `out` for an R x 32 (masked) tile of
-/// i32 `out_stride` apart that no other thread writes.
+/// `quads` groups of 128 bytes, and `sums` for R writes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn microkernel<const R: usize>(
-    (x, x_stride, panel, quads, out, out_stride, mask): TileArgs,
-) {
+unsafe fn microkernel<const R: usize>((x, x_stride, panel, quads, sums): TileArgs) {
     // SAFETY: the caller upholds # Safety.
     unsafe {
         let mut acc = [[_mm512_setzero_si512(); 2]; R];
@@ -149,38 +141,37 @@ unsafe fn microkernel<const R: usize>(
             }
         }
         for (i, row) in acc.iter().enumerate() {
-            for (half, lane) in row.iter().enumerate() {
-                let at = out.add(i * out_stride + 16 * half);
-                _mm512_mask_storeu_epi32(at, mask[half], *lane);
-            }
+            sums.add(i).write(*row);
         }
     }
 }
 
-/// The i32 sums of a tile back to f32, through the f32 epilogue, in place.
-///
-/// # Safety
-/// The CPU must support avx512f; the `rows` x (masked) tile at `output`,
-/// rows `row0..row0 + rows` of `x` and columns `col0..` of the weights' scales
-/// and sums (under the masks) must be in bounds.
-#[target_feature(enable = "avx512f")]
-unsafe fn dequantize(
-    output: &Output,
-    x: &QuantizedRows<u8>,
-    weights: &PackedInt8,
+/// A register tile's sums and where they go: rows `row0..` of the
+/// output, columns `col0..` under `mask`.
+struct Tile<'a> {
+    sums: &'a [[__m512i; 2]],
     row0: usize,
     col0: usize,
-    rows: usize,
     mask: [__mmask16; 2],
-) {
+}
+
+/// A tile's i32 sums back to f32, through the f32 epilogue, into the
+/// output.
+///
+/// # Safety
+/// The CPU must support avx512f; the tile's rows x (masked) columns at
+/// `output`, its rows of `x` and its columns of the weights' scales and
+/// sums (under the masks) must be in bounds.
+#[target_feature(enable = "avx512f")]
+unsafe fn dequantize(output: &Output, x: &QuantizedRows<u8>, weights: &PackedInt8, tile: Tile) {
     // SAFETY: the caller upholds # Safety.
     unsafe {
-        for i in 0..rows {
-            let (x_scale, zero) = (x.scales[row0 + i], x.zeros[row0 + i]);
-            for (half, &mask) in mask.iter().enumerate() {
-                let col = col0 + 16 * half;
+        for (i, row_sums) in tile.sums.iter().enumerate() {
+            let (x_scale, zero) = (x.scales[tile.row0 + i], x.zeros[tile.row0 + i]);
+            for (half, &mask) in tile.mask.iter().enumerate() {
+                let col = tile.col0 + 16 * half;
                 let at = output.out.add(i * output.stride + 16 * half);
-                let sums = _mm512_maskz_loadu_epi32(mask, at as *const i32);
+                let sums = row_sums[half];
                 let column_sums =
                     _mm512_maskz_loadu_epi32(mask, weights.column_sums.as_ptr().add(col));
                 let centred = _mm512_sub_epi32(
