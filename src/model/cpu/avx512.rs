@@ -424,34 +424,39 @@ unsafe fn microkernel<const R: usize>(at: &Operands, pass: Pass) {
                 acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
             }
         }
-        for (i, row) in acc.iter().enumerate() {
-            for (half, lane) in row.iter().enumerate() {
-                let at_out = at.output.out.add(i * at.output.stride + 16 * half);
-                _mm512_mask_storeu_ps(at_out, mask[half], *lane);
-            }
-        }
         if pass.last {
-            epilogue(&at.output, R, mask);
+            // Whole vectors through the stack, not the output under the
+            // masks: a masked store is not forwarded to a reload.
+            let sums = acc;
+            epilogue(&at.output, &sums, mask);
+        } else {
+            for (i, row) in acc.iter().enumerate() {
+                for (half, lane) in row.iter().enumerate() {
+                    let at_out = at.output.out.add(i * at.output.stride + 16 * half);
+                    _mm512_mask_storeu_ps(at_out, mask[half], *lane);
+                }
+            }
         }
     }
 }
 
-/// Bias, residual and activation over a tile just stored (so still in L1).
-/// A pass of its own: done on `acc` above, its size kept LLVM from
-/// unrolling the loop, and the accumulators lived on the stack.
+/// Bias, residual and activation over a tile's sums, stored to the output
+/// under the masks. A function of its own, fed from a copy of the
+/// accumulators: done on `acc` inside the microkernel, its size kept LLVM
+/// from unrolling the loop, and the accumulators lived on the stack.
 ///
 /// # Safety
-/// The CPU must support avx512f, and `at` must be valid for a `rows` x
-/// (the masks' columns) tile, as for [`microkernel`].
+/// The CPU must support avx512f, and `at` must be valid for a
+/// `sums.len()` x (the masks' columns) tile, as for [`microkernel`].
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn epilogue(at: &Output, rows: usize, mask: [__mmask16; 2]) {
+pub(super) unsafe fn epilogue(at: &Output, sums: &[[__m512; 2]], mask: [__mmask16; 2]) {
     // SAFETY: the caller upholds # Safety.
     unsafe {
-        for i in 0..rows {
+        for (i, row) in sums.iter().enumerate() {
             for (half, &mask) in mask.iter().enumerate() {
                 let offset = i * at.stride + 16 * half;
-                let lane = _mm512_maskz_loadu_ps(mask, at.out.add(offset));
-                _mm512_mask_storeu_ps(at.out.add(offset), mask, finish(at, i, half, mask, lane));
+                let value = finish(at, i, half, mask, row[half]);
+                _mm512_mask_storeu_ps(at.out.add(offset), mask, value);
             }
         }
     }

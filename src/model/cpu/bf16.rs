@@ -215,6 +215,10 @@ unsafe fn run_tile(
         let col0 = panel * PANEL;
         let mask = masks(PANEL.min(n - col0));
         let panel_data = weights.data.as_ptr().add(panel * PANEL * pairs);
+        // A tile's sums, whole vectors (as in the int8 kernel: a masked
+        // store into the output would not be forwarded to the epilogue's
+        // reload).
+        let mut sums = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
         for (row, tile_rows) in super::register_tiles(row0, rows, TILE_ROWS) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let at = TileArgs {
@@ -222,15 +226,13 @@ unsafe fn run_tile(
                 x_stride: pairs,
                 panel: panel_data,
                 pairs,
-                out: output.out,
-                out_stride: n,
-                mask,
+                sums: sums.as_mut_ptr(),
             };
             match kernel {
                 Kernel::Native => native_tile(tile_rows, &at),
                 Kernel::Emulated => emulated_tile(tile_rows, &at),
             }
-            epilogue(&output, tile_rows, mask);
+            epilogue(&output, &sums[..tile_rows], mask);
         }
     }
 }
@@ -241,13 +243,12 @@ struct TileArgs {
     x_stride: usize,
     panel: *const u32,
     pairs: usize,
-    out: *mut f32,
-    out_stride: usize,
-    mask: [__mmask16; 2],
+    /// Where the tile's R rows of two sum vectors go.
+    sums: *mut [__m512; 2],
 }
 
-/// Defines one microkernel, R rows x 32 outputs of f32 sums stored in the
-/// output's place, and its dispatcher over R = 1..=12. The two kernels
+/// Defines one microkernel, R rows x 32 outputs of f32 sums stored in
+/// `at.sums`, and its dispatcher over R = 1..=12. The two kernels
 /// differ only in `$features` and in `$step`, which adds one pair of row `x`
 /// (a u32: two bf16) times one vector of 16 weight pairs into `acc`.
 macro_rules! microkernels {
@@ -265,9 +266,8 @@ macro_rules! microkernels {
         /// # Safety
         /// The CPU must support the features enabled here. `at.x` must be
         /// valid for R rows of `at.pairs` u32 `at.x_stride` apart,
-        /// `at.panel` for `at.pairs` groups of 32 u32, and `at.out` for an
-        /// R x 32 (masked) f32 tile `at.out_stride` apart that no other
-        /// thread writes.
+        /// `at.panel` for `at.pairs` groups of 32 u32, and `at.sums` for R
+        /// writes.
         #[target_feature(enable = $features)]
         unsafe fn $kernel<const R: usize>(at: &TileArgs) {
             // SAFETY: the caller upholds # Safety.
@@ -292,10 +292,7 @@ macro_rules! microkernels {
                     }
                 }
                 for (i, row) in acc.iter().enumerate() {
-                    for (half, lane) in row.iter().enumerate() {
-                        let out = at.out.add(i * at.out_stride + 16 * half);
-                        _mm512_mask_storeu_ps(out, at.mask[half], *lane);
-                    }
+                    at.sums.add(i).write(*row);
                 }
             }
         }
