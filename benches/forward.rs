@@ -68,6 +68,7 @@ fn linear(c: &mut Criterion) {
     for (rows, in_dim, out_dim) in [
         (14, 384, 1152),
         (75, 384, 1536),
+        (800, 384, 1536),
         (800, 768, 3072),
         (800, 3072, 768),
         (400, 768, 2304),
@@ -92,7 +93,7 @@ fn linear(c: &mut Criterion) {
             residual: None,
             activation: Some(sentiment::model::Activation::Gelu),
         };
-        if out_dim == 3072 {
+        if out_dim == 4 * in_dim {
             group.bench_function(format!("f32-gelu/{shape}"), |b| {
                 b.iter(|| cpu::linear_packed(black_box(&x), &packed, None, rows, gelu).unwrap())
             });
