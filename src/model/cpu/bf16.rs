@@ -322,19 +322,26 @@ microkernels!(
 pub fn native_kernel_verified() -> bool {
     static VERIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *VERIFIED.get_or_init(|| {
-        Kernel::Native.available()
-            && agrees_with_emulation(|x, weights, bias, rows| {
-                linear(
-                    x,
-                    weights,
-                    Some(bias),
-                    rows,
-                    Epilogue::default(),
-                    false,
-                    Kernel::Native,
-                )
-            })
+        Kernel::Native.available() && agrees_with_emulation(probe_product(Kernel::Native))
     })
+}
+
+/// `kernel`'s linear as [`agrees_with_emulation`] calls it: the probe's
+/// product plus bias, no epilogue, on the calling thread.
+fn probe_product(
+    kernel: Kernel,
+) -> impl Fn(&[f32], &PackedBf16, &[f32], usize) -> Result<Vec<f32>, OperandError> {
+    move |x, weights, bias, rows| {
+        linear(
+            x,
+            weights,
+            Some(bias),
+            rows,
+            Epilogue::default(),
+            false,
+            kernel,
+        )
+    }
 }
 
 /// Whether `candidate` agrees with the emulated kernel on a probe block of
@@ -360,15 +367,7 @@ fn agrees_with_emulation(
         return false;
     };
     let packed = PackedBf16::from_f32(&packed);
-    let reference = linear(
-        &x,
-        &packed,
-        Some(&bias),
-        rows,
-        Epilogue::default(),
-        false,
-        Kernel::Emulated,
-    );
+    let reference = probe_product(Kernel::Emulated)(&x, &packed, &bias, rows);
     let (Ok(got), Ok(want)) = (candidate(&x, &packed, &bias, rows), reference) else {
         return false;
     };
@@ -444,17 +443,7 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX-512");
             return;
         }
-        assert!(agrees_with_emulation(|x, weights, bias, rows| {
-            linear(
-                x,
-                weights,
-                Some(bias),
-                rows,
-                Epilogue::default(),
-                false,
-                Kernel::Emulated,
-            )
-        }));
+        assert!(agrees_with_emulation(probe_product(Kernel::Emulated)));
     }
 
     /// Kernels with the bugs a native kernel could have are refused: one
@@ -467,17 +456,7 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX-512");
             return;
         }
-        let emulated = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
-            linear(
-                x,
-                weights,
-                Some(bias),
-                rows,
-                Epilogue::default(),
-                false,
-                Kernel::Emulated,
-            )
-        };
+        let emulated = probe_product(Kernel::Emulated);
         let drops_the_last_pair = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
             let in_dim = weights.in_dim;
             let mut x = x.to_vec();
