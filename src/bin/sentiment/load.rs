@@ -42,9 +42,10 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
 }
 
 /// A precision asked for but not run (bf16 without AVX512_BF16 or whose
-/// kernel failed its start-up check, int8 or bf16 on a GPU) is allowed, as it gives the same labels, but never silent;
-/// nor is int8 on an x86 CPU without our int8 kernels (AVX-512 VNNI or
-/// AVX2), which runs, but slower than f32.
+/// kernel failed its start-up check, int8 or bf16 on a GPU) is allowed, as
+/// it gives the same labels, but never silent; nor is int8 on an x86 CPU
+/// without our int8 kernels (AVX-512 VNNI or AVX2), which runs, but slower
+/// than f32.
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
     if classifier.precision() != asked {
         crate::exit::diagnostic(format_args!(

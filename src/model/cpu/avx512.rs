@@ -309,9 +309,7 @@ impl Output {
             }
         }
     }
-}
 
-impl Output {
     /// Prefetches the residual rows that this tile's epilogue will add, so
     /// that they arrive while the tile's multiply-adds run: the residual is
     /// the layer's input, long out of L1 and L2 by then, and loading it only

@@ -316,7 +316,7 @@ microkernels!(
 /// checked once per process. The machines this kernel was written and
 /// tested on (CI's included) lack AVX512_BF16, so its first run is on a
 /// user's CPU: before bf16 is handed to it, its outputs on a probe block
-/// must agree with the tested emulation's ([`agrees_with_emulation`]). It
+/// must agree with the tested emulation's (`agrees_with_emulation`). It
 /// costs one small product each way, microseconds; a CPU where the two
 /// disagree runs f32 (see [`super::bf16_kernel`]).
 pub fn native_kernel_verified() -> bool {
