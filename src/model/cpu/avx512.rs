@@ -315,8 +315,7 @@ impl Output {
     /// the layer's input, long out of L1 and L2 by then, and loading it only
     /// in the epilogue stalled every row (a quarter of the epilogue's
     /// samples in `perf record` of an int8 batch pass). Safe for any
-    /// address: a prefetch never faults, and `wrapping_add` keeps the
-    /// pointer arithmetic defined.
+    /// address, as [`prefetch_line`].
     #[inline(always)]
     pub(super) fn prefetch_residual(&self, rows: usize) {
         let Some(residual) = self.residual else {
@@ -325,12 +324,8 @@ impl Output {
         for i in 0..rows {
             let row = residual.wrapping_add(i * self.stride) as *const i8;
             // A tile row is 128 bytes, over two or three lines.
-            // SAFETY: prefetching reads nothing architecturally and never
-            // faults, whatever the address (Intel SDM, PREFETCHh).
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(row);
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(127));
+            for offset in [0, 64, 127] {
+                prefetch_line(row.wrapping_add(offset));
             }
         }
     }
