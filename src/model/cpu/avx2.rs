@@ -85,37 +85,16 @@ unsafe fn run_block(
     let (k, n) = (weights.in_dim, weights.out_dim);
     let col0 = panel * PANEL;
     let panel_cols = PANEL.min(n - col0);
-    let mut depth = 0;
-    while depth < k {
-        let kc = KC.min(k - depth);
-        let pass = Pass {
-            k: kc,
-            first: depth == 0,
-        };
-        for (row, tile_rows) in super::register_tiles(row0, rows, TILE_ROWS) {
-            for half in 0..panel_cols.div_ceil(HALF) {
-                let col = col0 + half * HALF;
-                // SAFETY: the caller upholds # Safety: the tile's rows hold
-                // k values each from `depth`, the panel (zero-padded to 32
-                // columns) k rows of 32 from this half, and the output's
-                // tile (row, col) with `cols` columns is inside this block.
-                unsafe {
-                    let at = Operands {
-                        x: x.as_ptr().add(row * k + depth),
-                        x_stride: k,
-                        panel: weights
-                            .data
-                            .as_ptr()
-                            .add(panel * PANEL * k + depth * PANEL + half * HALF),
-                        out: out.ptr().add(row * n + col),
-                        out_stride: n,
-                        cols: HALF.min(n - col),
-                    };
-                    super::by_tile_rows!(tile_rows, microkernel(&at, pass));
-                }
-            }
-        }
-        depth += kc;
+    // SAFETY: the caller upholds # Safety: x holds the block's rows of k
+    // values, the panel (zero-padded to 32 columns) k rows of 32, and the
+    // output this block's rows x panel_cols columns.
+    unsafe {
+        panel_passes(
+            (row0, rows, k),
+            (x.as_ptr(), k),
+            (weights.data.as_ptr().add(panel * PANEL * k), panel_cols),
+            (out.ptr().add(col0), n),
+        );
     }
     // The epilogue over the block just stored (still in L1/L2), row by row.
     for row in row0..row0 + rows {
@@ -138,9 +117,8 @@ unsafe fn run_block(
 /// `out = x · B` on the calling thread, for attention's small products, as
 /// the AVX-512 kernel's `small_product`: `x` (rows, k) with rows `x_stride`
 /// apart, B (k, n) packed by `avx512::pack_operand` (panels of 32 columns,
-/// the linears' layout), `out` (rows, n) with rows `out_stride` apart. One
-/// pass over the whole depth (attention's k is a head size or a sequence
-/// length, at most 512), no epilogue.
+/// the linears' layout), `out` (rows, n) with rows `out_stride` apart. The
+/// same register tiles and depth passes as [`linear`], without its epilogue.
 ///
 /// # Safety
 /// The CPU must support avx2 and fma; `x` must be valid for `rows` rows of
@@ -156,29 +134,66 @@ pub(super) unsafe fn small_product(
     out_stride: usize,
 ) {
     debug_assert!(panels.len() >= n.div_ceil(PANEL) * PANEL * k);
-    let pass = Pass { k, first: true };
     for panel in 0..n.div_ceil(PANEL) {
         let col0 = panel * PANEL;
-        for (row, tile_rows) in super::register_tiles(0, rows, TILE_ROWS) {
-            for half in 0..(n - col0).min(PANEL).div_ceil(HALF) {
-                let col = col0 + half * HALF;
+        // SAFETY: the caller upholds # Safety: x holds the rows, the packed
+        // panel k rows of 32, and out every tile of these columns.
+        unsafe {
+            panel_passes(
+                (0, rows, k),
+                (x, x_stride),
+                (panels.as_ptr().add(col0 * k), PANEL.min(n - col0)),
+                (out.add(col0), out_stride),
+            );
+        }
+    }
+}
+
+/// Every depth pass of every register tile of rows `row0..row0 + rows`
+/// against one panel, as the AVX-512 kernel's `panel_passes`: `x` points
+/// at row 0, depth 0 with rows `x_stride` apart; `panel` at the panel's
+/// first depth row, `cols` of its 32 columns real; `out` at row 0 of the
+/// panel's first column, rows `out_stride` apart. Each tile is two 16-wide
+/// halves; sums are stored, with no epilogue.
+///
+/// # Safety
+/// The CPU must support avx2 and fma; `x` must be valid for those rows'
+/// `k` values, `panel` for `k` rows of 32 (zero-padded), and `out` for
+/// those rows' `cols` values, which no other thread writes.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_passes(
+    (row0, rows, k): (usize, usize, usize),
+    (x, x_stride): (*const f32, usize),
+    (panel, cols): (*const f32, usize),
+    (out, out_stride): (*mut f32, usize),
+) {
+    let mut depth = 0;
+    while depth < k {
+        let kc = KC.min(k - depth);
+        let pass = Pass {
+            k: kc,
+            first: depth == 0,
+        };
+        for (row, tile_rows) in super::register_tiles(row0, rows, TILE_ROWS) {
+            for half in 0..cols.div_ceil(HALF) {
+                let col = half * HALF;
                 // SAFETY: the caller upholds # Safety: the tile's rows hold
-                // k values each, the packed panel k rows of 32 (this half's
-                // 16 from `half * HALF`), and `out` the tile (row, col) with
-                // `cols` columns.
+                // k values each from `depth`, the panel k rows of 32 from
+                // this half, and `out` the tile (row, col) with its columns.
                 unsafe {
                     let at = Operands {
-                        x: x.add(row * x_stride),
+                        x: x.add(row * x_stride + depth),
                         x_stride,
-                        panel: panels.as_ptr().add(col0 * k + half * HALF),
+                        panel: panel.add(depth * PANEL + col),
                         out: out.add(row * out_stride + col),
                         out_stride,
-                        cols: HALF.min(n - col),
+                        cols: HALF.min(cols - col),
                     };
                     super::by_tile_rows!(tile_rows, microkernel(&at, pass));
                 }
             }
         }
+        depth += kc;
     }
 }
 
