@@ -22,6 +22,44 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SENTIMENT_GIT_COMMIT={commit}");
+    host_cpu_features();
+}
+
+/// `host_avx512`, `host_avx2`, `host_vnni` and `host_bf16` where the machine
+/// building (and so running `cargo test`) has the kernels' instructions, so a
+/// kernel test this CPU cannot run is ignored with its reason in the test
+/// summary rather than passing by doing nothing.
+fn host_cpu_features() {
+    for name in ["host_avx512", "host_avx2", "host_vnni", "host_bf16"] {
+        println!("cargo::rustc-check-cfg=cfg({name})");
+    }
+    if std::env::var("HOST") != std::env::var("TARGET") {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+        let features = [
+            ("host_avx512", is_x86_feature_detected!("avx512f")),
+            (
+                "host_avx2",
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            ),
+            (
+                "host_vnni",
+                avx512 && is_x86_feature_detected!("avx512vnni"),
+            ),
+            (
+                "host_bf16",
+                avx512 && is_x86_feature_detected!("avx512bf16"),
+            ),
+        ];
+        for (name, present) in features {
+            if present {
+                println!("cargo:rustc-cfg={name}");
+            }
+        }
+    }
 }
 
 fn locked_version(lock: &str, krate: &str) -> String {

@@ -7,12 +7,12 @@
 
 use std::hint::black_box;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sentiment::model::linear::Narrow;
-use sentiment::model::{Config, SequenceClassifier};
-use sentiment::tokenize::TextTokenizer;
+use sentiment::model::{Config, RaggedBatch, SequenceClassifier};
+use sentiment::unstable_kernels::TextTokenizer;
+use sentiment::unstable_kernels::{KernelPlan, Narrow};
 
 fn config(dim: usize, hidden_dim: usize) -> Config {
     let json = format!(
@@ -30,12 +30,14 @@ fn forward(c: &mut Criterion) {
         let cfg = config(dim, hidden_dim);
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = SequenceClassifier::load(vb, &cfg, 2).unwrap();
+        let plan = KernelPlan::fastest();
+        let cpu = plan.cpu.unwrap();
+        let model = SequenceClassifier::load(vb, &cfg, 2, plan).unwrap();
         let mut int8 = model.clone();
-        int8.narrow(Narrow::Int8).unwrap();
+        int8.narrow(Narrow::Int8(cpu.int8)).unwrap();
         let mut models = vec![("f32", model), ("int8", int8)];
         #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = sentiment::unstable_kernels::bf16_kernel() {
+        if let Some(kernel) = cpu.bf16 {
             let mut bf16 = models[0].1.clone();
             bf16.narrow(Narrow::Bf16(kernel)).unwrap();
             models.push(("bf16", bf16));
@@ -44,14 +46,12 @@ fn forward(c: &mut Criterion) {
             let mut group = c.benchmark_group(format!("forward/{name}/{precision}"));
             group.sample_size(20);
             for (batch, seq) in [(1, 16), (1, 128), (1, 512), (32, 32)] {
-                let ids = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
-                let mask = Tensor::ones((batch, seq), DType::U32, &Device::Cpu).unwrap();
+                let ids = vec![1u32; seq];
+                let input = RaggedBatch::new((0..batch).map(|_| &ids[..])).unwrap();
                 group.bench_with_input(
                     BenchmarkId::from_parameter(format!("{batch}x{seq}")),
-                    &(ids, mask),
-                    |b, (ids, mask)| {
-                        b.iter(|| model.forward(black_box(ids), black_box(mask)).unwrap())
-                    },
+                    &input,
+                    |b, input| b.iter(|| model.forward(black_box(input)).unwrap()),
                 );
             }
             group.finish();
@@ -63,7 +63,9 @@ fn forward(c: &mut Criterion) {
 /// the same kernels the model calls, so kernel changes can be judged
 /// without the rest of the pass.
 fn linear(c: &mut Criterion) {
-    use sentiment::unstable_kernels::{self as cpu, Epilogue, PackedWeights};
+    use sentiment::unstable_kernels::{self as cpu, Epilogue, Isa, PackedWeights};
+    let kernels = KernelPlan::fastest().cpu.unwrap();
+    let f32_kernel = kernels.linear.kernel;
     let mut group = c.benchmark_group("linear");
     for (rows, in_dim, out_dim) in [
         (14, 384, 1152),
@@ -84,7 +86,8 @@ fn linear(c: &mut Criterion) {
         let shape = format!("{rows}x{in_dim}x{out_dim}");
         group.bench_function(format!("f32/{shape}"), |b| {
             b.iter(|| {
-                cpu::linear_packed(black_box(&x), &packed, None, rows, Epilogue::default()).unwrap()
+                let none = Epilogue::default();
+                cpu::linear_packed(black_box(&x), &packed, None, rows, none, f32_kernel).unwrap()
             })
         });
         // The feed-forward's first layer runs GELU in its epilogue: the same
@@ -95,7 +98,10 @@ fn linear(c: &mut Criterion) {
         };
         if out_dim == 4 * in_dim {
             group.bench_function(format!("f32-gelu/{shape}"), |b| {
-                b.iter(|| cpu::linear_packed(black_box(&x), &packed, None, rows, gelu).unwrap())
+                b.iter(|| {
+                    cpu::linear_packed(black_box(&x), &packed, None, rows, gelu, f32_kernel)
+                        .unwrap()
+                })
             });
             #[cfg(target_arch = "x86_64")]
             if cpu::int8::Kernel::Vnni.available() {
@@ -106,11 +112,11 @@ fn linear(c: &mut Criterion) {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if cpu::avx2::available() {
+        if Isa::Avx2.available() {
             group.bench_function(format!("f32-avx2/{shape}"), |b| {
                 b.iter(|| {
-                    cpu::linear_avx2(black_box(&x), &packed, None, rows, Epilogue::default())
-                        .unwrap()
+                    let none = Epilogue::default();
+                    cpu::linear_packed(black_box(&x), &packed, None, rows, none, Isa::Avx2).unwrap()
                 })
             });
         }
@@ -132,7 +138,7 @@ fn linear(c: &mut Criterion) {
             });
         }
         #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = cpu::bf16_kernel() {
+        if let Some(kernel) = kernels.bf16 {
             let bf16 = cpu::bf16::PackedBf16::from_f32(&packed);
             group.bench_function(format!("bf16-{kernel:?}/{shape}"), |b| {
                 b.iter(|| {

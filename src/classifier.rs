@@ -5,35 +5,34 @@
 //! [`Classifier::batcher`]. Every front end (the CLI, the tests, the
 //! benches, the examples) goes through this API.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use crate::device::{configure_threads, DeviceSpec};
 use crate::error::{Error, Result};
-use crate::model::{Config, SequenceClassifier, WeightNames};
+use crate::model::cpu::{KernelOptions, KernelPlan};
+use crate::model::{Config, RaggedBatch, SequenceClassifier};
 use crate::postprocess::{Aggregate, Postprocessor, Prediction};
 use crate::source::{weights, ModelFiles, ModelSpec};
-use crate::tokenize::{pad_batch, Encoded, TextTokenizer};
+use crate::tokenize::{Encoded, TextTokenizer};
 
-/// The numeric precision the encoder runs in.
+/// The numeric precision the encoder runs in. Embeddings, norms,
+/// attention and the head stay f32 in every one; where a precision has no
+/// kernel, the model loads in f32 ([`Classifier::precision`] says which
+/// runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum Precision {
-    /// f32 throughout: logits match HF transformers (within 1e-5 here).
+    /// f32 throughout: logits match HF transformers (within 1e-4).
     #[default]
     F32,
-    /// int8 weights per output channel and uint8 activations per token
-    /// (x86 CPUs with AVX-512 VNNI or AVX2, bit-identical on either;
-    /// elsewhere candle's Q8_0, blocks of 32). Faster;
-    /// within half a point of f32 accuracy on SST-2, but no longer HF's
-    /// exact logits. Embeddings, norms and the head stay f32. CPU only: on
-    /// a GPU the model loads in f32 ([`Classifier::precision`] says so).
+    /// int8 weights per output channel and uint8 activations per token in
+    /// the encoder's linear layers (AVX-512 VNNI or AVX2; elsewhere
+    /// candle's Q8_0); within half a point of f32 on SST-2 dev. CPU only.
     Int8,
-    /// bf16 weights and activations in the encoder's linear layers, with
-    /// f32 sums (`vdpbf16ps`), on CPUs with AVX512_BF16; norms, softmax,
-    /// attention and the residual stream stay f32. Within 0.3 points of
-    /// f32 on SST-2 dev. Where the CPU lacks AVX512_BF16, or on a GPU,
-    /// the model loads in f32 instead: [`Classifier::precision`] says which
-    /// precision runs.
+    /// bf16 weights and activations in the encoder's linear layers, f32
+    /// sums (`vdpbf16ps`, CPUs with AVX512_BF16); within 0.3 points of f32
+    /// on SST-2 dev. Elsewhere the model runs f32, and says so.
     Bf16,
 }
 
@@ -55,6 +54,10 @@ impl std::fmt::Display for Precision {
 }
 
 /// How texts longer than the model's limit are handled.
+/// The tokens each long-text window shares with the previous one, unless
+/// told otherwise.
+pub const DEFAULT_STRIDE: usize = 128;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LongText {
     /// Keep the first tokens, as HF does (the default).
@@ -98,6 +101,7 @@ pub struct ClassifierBuilder {
     device: DeviceSpec,
     precision: Precision,
     threads: Option<usize>,
+    kernels: KernelOptions,
     progress: Option<Box<DownloadProgress>>,
 }
 
@@ -111,6 +115,7 @@ impl std::fmt::Debug for ClassifierBuilder {
             .field("device", &self.device)
             .field("precision", &self.precision)
             .field("threads", &self.threads)
+            .field("kernels", &self.kernels)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +148,14 @@ impl ClassifierBuilder {
     }
 
     /// Reports a hub download's progress (nothing is printed otherwise).
+    /// Which CPU kernels may run (default: the fastest this CPU has). The
+    /// choice is resolved once, at load, into the classifier's
+    /// [`KernelPlan`].
+    pub fn kernels(mut self, kernels: KernelOptions) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
     pub fn download_progress(
         mut self,
         progress: impl FnMut(&str, u64, u64) + Send + 'static,
@@ -160,7 +173,7 @@ impl ClassifierBuilder {
             Some(progress) => self.model.resolve_with_progress(&mut **progress)?,
             None => self.model.resolve()?,
         };
-        Classifier::from_files(&files, &device, self.precision)
+        Classifier::from_files_with_kernels(&files, &device, self.precision, &self.kernels)
     }
 }
 
@@ -201,6 +214,16 @@ impl Classifier {
 
     /// Loads already-resolved model files on `device`.
     pub fn from_files(files: &ModelFiles, device: &Device, precision: Precision) -> Result<Self> {
+        Self::from_files_with_kernels(files, device, precision, &KernelOptions::default())
+    }
+
+    /// [`Classifier::from_files`] with the CPU kernels `kernels` allows.
+    pub fn from_files_with_kernels(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
+        kernels: &KernelOptions,
+    ) -> Result<Self> {
         // Pins the thread count if nothing has yet (see configure_threads).
         configure_threads(None)?;
         let config_path = &files.config.origin;
@@ -211,7 +234,7 @@ impl Classifier {
         config.validate().map_err(invalid_config)?;
 
         let weights_path = files.weights.origin();
-        let names = WeightNames::of(config.architecture);
+        let names = crate::model::weight_names(config.architecture);
         let (vb, word_table) = weights::open(&files.weights, device, &names.word_embeddings())?;
         config.word_table = word_table;
         // A file of another architecture (or a bare encoder) would fail on
@@ -247,14 +270,10 @@ impl Classifier {
                 ),
             ));
         }
-        let mut model = SequenceClassifier::load(vb, &config, num_labels).map_err(weight_error)?;
-        let precision = narrow_to(&mut model, precision, device)?;
-        if device.is_cpu() {
-            // The f32 linears' vector width is measured once per process
-            // (about a millisecond): here, at load, rather than in the
-            // first request's forward pass.
-            crate::model::cpu::width_choice();
-        }
+        let plan = KernelPlan::resolve(kernels, device.is_cpu());
+        let mut model =
+            SequenceClassifier::load(vb, &config, num_labels, plan).map_err(weight_error)?;
+        let precision = narrow_to(&mut model, precision, &plan, device.is_cpu())?;
 
         let tokenizer = TextTokenizer::from_json(&files.tokenizer.bytes, config.max_input_tokens())
             .map_err(|err| {
@@ -320,16 +339,43 @@ impl Classifier {
     /// there saves memory, not time.
     pub fn int8_is_native(&self) -> bool {
         self.precision == Precision::Int8
-            && self.device.is_cpu()
-            && crate::model::cpu::native_int8()
+            && self.kernel_plan().cpu.is_some_and(|cpu| cpu.int8.is_some())
+    }
+
+    /// The one warning every front end prints when a classifier does not
+    /// run `asked` as asked: a precision without a kernel on this device
+    /// (it runs f32, with the same labels), or int8 without our int8
+    /// kernels on an x86 CPU (it runs candle's Q8_0, slower than f32 there).
+    pub fn precision_warning(&self, asked: Precision) -> Option<String> {
+        if self.precision != asked {
+            return Some(format!(
+                "--precision {asked} has no kernel on this device (int8 and bf16 run on the CPU, \
+                 bf16 only with AVX512_BF16 and a kernel that passes its start-up check); \
+                 running {}",
+                self.precision
+            ));
+        }
+        (asked == Precision::Int8 && cfg!(target_arch = "x86_64") && !self.int8_is_native()).then(
+            || {
+                "--precision int8 has no int8 kernel on this CPU (they need AVX-512 VNNI or AVX2); \
+             it runs candle's portable Q8_0, which is slower than f32 here (it saves memory, \
+             not time)"
+                    .to_string()
+            },
+        )
+    }
+
+    /// Which kernels this classifier runs, resolved at load.
+    pub fn kernel_plan(&self) -> &KernelPlan {
+        self.model.plan()
     }
 
     /// Whether a padded batch runs without computing its padding: true on
-    /// the CPU kernels (see [`crate::model::encoder::Encoder::forward`]), where
+    /// the CPU kernels (see [`crate::model::SequenceClassifier::forward`]), where
     /// sequences of any lengths batch together at the cost of their tokens;
     /// false on a GPU, where grouping by length pays.
     pub fn runs_unpadded(&self) -> bool {
-        crate::model::encoder::runs_unpadded(&self.device)
+        self.model.runs_unpadded()
     }
 
     /// The most tokens one sequence may hold, special tokens included.
@@ -376,16 +422,9 @@ impl Classifier {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        if batch.iter().any(|e| e.is_empty()) {
-            return Err(Error::tokenize(
-                "the tokenizer produced no tokens for a text",
-            ));
-        }
-        let padded = pad_batch(batch, self.config.pad_token_id as u32);
-        let shape = (padded.batch_size, padded.seq_len);
-        let input_ids = Tensor::from_vec(padded.ids, shape, &self.device)?;
-        let attention_mask = Tensor::from_vec(padded.attention_mask, shape, &self.device)?;
-        let logits = self.model.forward(&input_ids, &attention_mask)?;
+        let batch = RaggedBatch::new(batch.iter().map(|e| &e.ids[..]))
+            .ok_or_else(|| Error::tokenize("the tokenizer produced no tokens for a text"))?;
+        let logits = self.model.forward(&batch)?;
         Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
     }
 
@@ -416,19 +455,21 @@ impl Classifier {
 fn narrow_to(
     model: &mut SequenceClassifier,
     precision: Precision,
-    device: &Device,
+    plan: &KernelPlan,
+    on_cpu: bool,
 ) -> Result<Precision> {
     use crate::model::linear::Narrow;
-    let narrow = match precision {
-        Precision::F32 => None,
-        // candle's Q8_0 on a GPU goes through its GGUF kernels, which CI's
-        // CUDA build stubs out (tools/cuda-toolkit.sh) and which would not
-        // repay themselves on a model this small: int8 is a CPU precision.
-        Precision::Int8 if device.is_cpu() => Some(Narrow::Int8),
-        Precision::Int8 => None,
+    let narrow = match (precision, plan.cpu) {
+        (Precision::F32, _) => None,
+        (Precision::Int8, Some(cpu)) => Some(Narrow::Int8(cpu.int8)),
+        // Without our kernels on the CPU: candle's Q8_0. On a GPU, Q8_0
+        // goes through candle's GGUF kernels, which CI's CUDA build stubs
+        // out and which would not repay themselves on a model this small:
+        // int8 is a CPU precision.
+        (Precision::Int8, None) => on_cpu.then_some(Narrow::Int8(None)),
         #[cfg(target_arch = "x86_64")]
-        Precision::Bf16 if device.is_cpu() => crate::model::cpu::bf16_kernel().map(Narrow::Bf16),
-        Precision::Bf16 => None,
+        (Precision::Bf16, Some(cpu)) => cpu.bf16.map(Narrow::Bf16),
+        (Precision::Bf16, _) => None,
     };
     match narrow {
         Some(narrow) => {

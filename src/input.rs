@@ -9,12 +9,15 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::json::json_kind;
+
 /// Lines longer than this become an error record (and are not buffered),
 /// so one runaway line cannot exhaust memory.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// How each input line is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum InputFormat {
     /// One JSON object per line; the text is in a named field.
     #[default]
@@ -141,18 +144,6 @@ fn strip_line_ends(raw: &[u8], first: bool) -> &[u8] {
         raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
     } else {
         raw
-    }
-}
-
-/// "a number", "an array", ...: for messages about JSON values.
-pub fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -1,5 +1,6 @@
 //! `sentiment`: sentiment classification with HF sequence-classification
-//! models (DistilBERT today) on candle, exact against HF transformers.
+//! models (DistilBERT, BERT, RoBERTa, XLM-R) on candle, exact against HF
+//! transformers.
 //!
 //! Load a model once and classify from as many threads as you like:
 //!
@@ -26,9 +27,9 @@
 //! are chosen per call. [`Batcher`] streams any number of texts through the
 //! model in bounded memory, with per-text results and cancellation.
 //!
-//! The modules follow the data: [`input`] (lines) → [`tokenize`] →
-//! [`batch`] (the engine) → [`model`] (the forward pass, driven through
-//! [`classifier`]) → [`postprocess`] (scores, windows) → [`output`]
+//! The modules follow the data: [`input`] (lines) → tokenize → [`batch`]
+//! (the engine) → [`model`] (the forward pass, driven through the
+//! [`Classifier`]) → [`postprocess`] (scores, windows) → [`output`]
 //! (records). [`source`] finds model files, [`device`] opens devices and
 //! sets threads, [`mod@bench`] measures.
 //!
@@ -41,28 +42,36 @@
 
 pub mod batch;
 pub mod bench;
-pub mod classifier;
+mod classifier;
 pub mod device;
-pub mod error;
+mod error;
 pub mod input;
+pub(crate) mod json;
 pub mod model;
 pub mod output;
 pub mod postprocess;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod source;
-pub mod tokenize;
+mod tokenize;
 
 pub use batch::{Batcher, CancelFlag, Classifiable, EncodedText, Feed, RunSummary, Sink};
-pub use classifier::{Classifier, ClassifierBuilder, ClassifyOptions, LongText, Precision};
+pub use classifier::{
+    Classifier, ClassifierBuilder, ClassifyOptions, DownloadProgress, LongText, Precision,
+    DEFAULT_STRIDE,
+};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
+pub use model::cpu::{KernelChoice, KernelOptions, KernelPlan, VectorWidth};
 pub use postprocess::{Aggregate, LabelScore, Prediction};
 pub use source::{ModelFiles, ModelSpec};
+pub use tokenize::Encoded;
 
 /// The CPU kernels, for the criterion benches. **Unstable**: not part of
 /// the public API, and may change or vanish in any release.
 #[doc(hidden)]
 pub mod unstable_kernels {
     pub use crate::model::cpu::*;
+    pub use crate::model::linear::Narrow;
+    pub use crate::tokenize::TextTokenizer;
 }

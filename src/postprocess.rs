@@ -60,6 +60,7 @@ impl Prediction {
 
 /// How window scores combine into one prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Aggregate {
     /// The mean of the windows' scores (and logits).
     #[default]

@@ -3,8 +3,8 @@
 //!
 //! Whatever padding or truncation the file has baked in is replaced: inputs
 //! are truncated to the model's limit (or cut into overlapping windows, see
-//! [`TextTokenizer::encode_windows`]) and padded per batch, to the longest
-//! sequence in that batch, by [`pad_batch`].
+//! [`TextTokenizer::encode_windows`]). Sequences go to the model ragged;
+//! the model pads them itself where its path needs padding.
 
 use tokenizers::{
     Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
@@ -14,8 +14,8 @@ use tokenizers::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub ids: Vec<u32>,
-    /// 1 for every real token, including a literal "`[PAD]`" typed in the
-    /// text; only padding added by [`pad_batch`] gets 0.
+    /// The tokenizer's mask: 1 for every token, including a literal
+    /// "`[PAD]`" typed in the text (only padding the model adds gets 0).
     pub attention_mask: Vec<u32>,
     /// The text had more tokens than the model accepts and was cut.
     pub truncated: bool,
@@ -271,35 +271,6 @@ fn into_encoded(mut encoding: Encoding) -> Encoded {
         ids: encoding.get_ids().to_vec(),
         attention_mask: encoding.get_attention_mask().to_vec(),
         truncated,
-    }
-}
-
-/// A batch padded on the right to its longest member, flattened row-major.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaddedBatch {
-    pub ids: Vec<u32>,
-    pub attention_mask: Vec<u32>,
-    pub batch_size: usize,
-    pub seq_len: usize,
-}
-
-/// Pads `items` on the right with `pad_token_id` (mask 0) to the longest.
-pub fn pad_batch(items: &[&Encoded], pad_token_id: u32) -> PaddedBatch {
-    let seq_len = items.iter().map(|e| e.len()).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(items.len() * seq_len);
-    let mut attention_mask = Vec::with_capacity(items.len() * seq_len);
-    for item in items {
-        let padding = seq_len - item.len();
-        ids.extend_from_slice(&item.ids);
-        ids.extend(std::iter::repeat_n(pad_token_id, padding));
-        attention_mask.extend_from_slice(&item.attention_mask);
-        attention_mask.extend(std::iter::repeat_n(0, padding));
-    }
-    PaddedBatch {
-        ids,
-        attention_mask,
-        batch_size: items.len(),
-        seq_len,
     }
 }
 

@@ -314,6 +314,21 @@ fn completions_and_man_page_come_from_the_real_flags() {
     let page = String::from_utf8(man.stdout).unwrap();
     assert!(page.starts_with(".ie") && page.contains(".TH sentiment 1"));
     assert!(page.contains("batch") && page.contains("bench"));
+    // One page covers every subcommand's flags, and points to no page
+    // that does not exist (such as sentiment-predict(1)).
+    for (section, flag) in [
+        ("SENTIMENT PREDICT", "top\\-k"),
+        ("SENTIMENT BATCH", "resume"),
+        ("SENTIMENT BENCH", "batch\\-sizes"),
+        ("SENTIMENT SERVE", "max\\-batch\\-tokens"),
+    ] {
+        let at = page.find(&format!(".SH \"{section}\"")).expect(section);
+        assert!(page[at..].contains(flag), "{section}: {flag}");
+    }
+    assert!(
+        !page.contains("sentiment\\-predict(1)"),
+        "a dangling page reference"
+    );
     assert_eq!(
         sentiment(&["completions", "tcsh"], b"").status.code(),
         Some(2)

@@ -3,53 +3,42 @@
 //! our CPU kernels), against HF's goldens within 1e-4, alone and in padded
 //! batches, for every architecture.
 //!
-//! - On the CPU, always: `SENTIMENT_KERNELS=generic` turns our CPU kernels
+//! - On the CPU, always: [`KernelChoice::Generic`] turns our CPU kernels
 //!   off, so CI checks the GPU path's numerics on every run.
-//! - On a CUDA GPU, where `SENTIMENT_TEST_CUDA=1` (a `--features cuda`
-//!   build; README, "CUDA"): the same parity, `batch --device cuda` with its
-//!   contract, and `bench --device cpu,cuda`. Without the variable, the
-//!   CUDA tests check instead that `--device cuda` fails cleanly (exit 5):
-//!   what a CPU-only build, or a CUDA build on a machine without a GPU (CI,
+//! - On a CUDA GPU (a `--features cuda` build, run with `--ignored` and
+//!   `SENTIMENT_TEST_CUDA=1`; docs/cuda.md): the same parity, `batch
+//!   --device cuda` with its contract, and `bench --device cpu,cuda`.
+//!   Without a GPU, `--device cuda` must fail cleanly (exit 5): what a
+//!   CPU-only build, or a CUDA build on a machine without a GPU (CI,
 //!   against the stub driver), must do.
 
 mod common;
 
 use candle_core::Device;
 use common::*;
-use sentiment::unstable_kernels::{kernel_choice, KernelChoice};
-use sentiment::DeviceSpec;
-
-/// Every test here first turns our CPU kernels off: the choice is read
-/// once per process, so no test may run a model before it is set.
-fn generic_kernels() {
-    std::env::set_var("SENTIMENT_KERNELS", "generic");
-    assert_eq!(kernel_choice(), KernelChoice::Generic);
-}
+use sentiment::{DeviceSpec, KernelChoice};
 
 #[test]
 fn the_generic_path_matches_hf_on_the_cpu() {
-    generic_kernels();
-    let worst = assert_parity(&Device::Cpu);
+    let worst = assert_parity_with(&Device::Cpu, KernelChoice::Generic);
     eprintln!("generic ops on the CPU: max |Δlogit| {worst:e}");
 }
 
-/// The CUDA device when `SENTIMENT_TEST_CUDA` asks for GPU tests; it must
-/// then open.
-fn cuda() -> Option<Device> {
-    generic_kernels();
-    std::env::var_os("SENTIMENT_TEST_CUDA")?;
-    Some(
-        DeviceSpec::Cuda(0)
-            .open()
-            .expect("SENTIMENT_TEST_CUDA is set, but cuda:0 does not open"),
-    )
+/// The CUDA device, which a run with `--ignored` on a GPU machine must open.
+fn cuda() -> Device {
+    assert!(
+        std::env::var_os("SENTIMENT_TEST_CUDA").is_some(),
+        "the CUDA tests run where SENTIMENT_TEST_CUDA=1 says a GPU is there"
+    );
+    DeviceSpec::Cuda(0)
+        .open()
+        .expect("SENTIMENT_TEST_CUDA is set, but cuda:0 does not open")
 }
 
 #[test]
 fn without_a_gpu_cuda_fails_cleanly() {
-    generic_kernels();
     if std::env::var_os("SENTIMENT_TEST_CUDA").is_some() {
-        return; // a GPU is there: the tests below use it
+        return; // a GPU is there: the ignored tests below use it
     }
     let err = DeviceSpec::Cuda(0).open().unwrap_err();
     assert!(err.to_string().to_lowercase().contains("cuda"), "{err}");
@@ -61,8 +50,9 @@ fn without_a_gpu_cuda_fails_cleanly() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (SENTIMENT_TEST_CUDA=1)"]
 fn golden_parity_on_cuda() {
-    let Some(device) = cuda() else { return };
+    let device = cuda();
     let worst = assert_parity(&device);
     eprintln!("cuda: max |Δlogit| {worst:e}");
 }
@@ -70,10 +60,9 @@ fn golden_parity_on_cuda() {
 /// `batch --device cuda`: one line out per line in, in order, a bad line
 /// as an error record in its place, and the CPU's labels and scores.
 #[test]
+#[ignore = "needs a CUDA GPU (SENTIMENT_TEST_CUDA=1)"]
 fn batch_on_cuda_keeps_the_contract() {
-    if cuda().is_none() {
-        return;
-    }
+    cuda();
     let long = "a fine and moving film . ".repeat(200);
     let input = format!(
         "{{\"text\": \"a triumph\", \"id\": 1}}\nnot json\n{{\"text\": \"\"}}\n{{\"text\": \"{long}\"}}\n{{\"text\": \"a dull mess\"}}\n"
@@ -104,10 +93,9 @@ fn batch_on_cuda_keeps_the_contract() {
 }
 
 #[test]
+#[ignore = "needs a CUDA GPU (SENTIMENT_TEST_CUDA=1)"]
 fn bench_compares_cpu_and_cuda() {
-    if cuda().is_none() {
-        return;
-    }
+    cuda();
     let output = sentiment_command(&["--device", "cpu,cuda", "bench", "--format", "json"])
         .args([
             "--runs",

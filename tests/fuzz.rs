@@ -146,6 +146,11 @@ mod kernels {
     use proptest::prelude::*;
     use sentiment::unstable_kernels as cpu;
 
+    /// The kernels this CPU runs fastest.
+    fn fastest() -> cpu::CpuKernels {
+        cpu::KernelPlan::fastest().cpu.unwrap()
+    }
+
     proptest! {
         #[test]
         fn linear_refuses_mismatched_operands(
@@ -169,7 +174,7 @@ mod kernels {
                 residual: residual.as_deref(),
                 activation: gelu.then_some(sentiment::model::Activation::Gelu),
             };
-            let got = cpu::linear_packed(&x, &packed, bias.as_deref(), rows, epilogue);
+            let got = cpu::linear_packed(&x, &packed, bias.as_deref(), rows, epilogue, fastest().linear.kernel);
             prop_assert_eq!(got.is_ok(), fits);
             if let Ok(out) = got {
                 prop_assert_eq!(out.len(), rows * out_dim);
@@ -207,7 +212,7 @@ mod kernels {
             let weight = vec![1.0f32; dim];
             let bias = vec![0.0f32; near(dim, bias_delta)];
             let fits = dim > 0 && bias.len() == dim && x.len().is_multiple_of(dim);
-            let got = cpu::layer_norm(&x, &weight, &bias, 1e-12);
+            let got = cpu::layer_norm(&x, &weight, &bias, 1e-12, fastest().vector);
             prop_assert_eq!(got.is_ok(), fits);
             if let Ok(out) = got {
                 prop_assert_eq!(out.len(), x.len());
@@ -232,7 +237,7 @@ mod kernels {
                 row.iter_mut().skip(keep).for_each(|m| *m = f32::MIN);
             }
             let fits = qkv.len() == batch * seq * 3 * dim && mask.len() == batch * seq;
-            let got = cpu::attention(&qkv, &mask, batch, seq, n_heads, head_dim);
+            let got = cpu::attention(fastest().vector, &qkv, &mask, (batch, seq), (n_heads, head_dim));
             prop_assert_eq!(got.is_ok(), fits);
             if let Ok(out) = got {
                 prop_assert_eq!(out.len(), batch * seq * dim);

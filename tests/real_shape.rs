@@ -12,7 +12,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use sentiment::model::{Config, WeightNames};
+use sentiment::model::Config;
 use sentiment::{Classifier, ClassifyOptions, ModelSpec, Precision};
 
 /// (config under tests/fixtures/real-shape, a tokenizer of its family).
@@ -49,7 +49,7 @@ impl Normal {
 
 /// Every tensor the architecture's classifier reads, named as HF names it.
 fn random_weights(config: &Config, num_labels: usize) -> HashMap<String, Tensor> {
-    let names = WeightNames::of(config.architecture);
+    let names = sentiment::model::weight_names(config.architecture);
     let (h, i) = (config.hidden_size, config.intermediate_size);
     let mut normal = Normal(0x9e37_79b9_7f4a_7c15);
     let mut tensors = HashMap::new();

@@ -19,6 +19,7 @@ use crate::classifier::{Classifier, ClassifyOptions, Precision};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::input::{parse_line, InputFormat, ParsedLine};
+use crate::model::cpu::{KernelOptions, KernelPlan};
 use crate::source::ModelSpec;
 use crate::tokenize::TextTokenizer;
 use sysinfo::{peak_rss_bytes, SystemInfo};
@@ -38,6 +39,8 @@ pub struct BenchOptions {
     pub dataset_name: String,
     /// Passes over the dataset per batch size; the median pass is reported.
     pub dataset_passes: usize,
+    /// Which CPU kernels may run.
+    pub kernels: KernelOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,14 +154,11 @@ pub fn run_bench(
         progress(&format!("{name}: loading"));
         let device = device_spec.open()?;
         let started = Instant::now();
-        let classifier = Classifier::from_files(&files, &device, precision)?;
+        let classifier =
+            Classifier::from_files_with_kernels(&files, &device, precision, &options.kernels)?;
         let load_ms = ms_since(started);
-        if classifier.precision() != precision {
-            notes.push(format!(
-                "{name}: no {precision} kernel on this device (int8 and bf16 run on the CPU, \
-                 bf16 only with AVX512_BF16); measured {} instead",
-                classifier.precision()
-            ));
+        if let Some(warning) = classifier.precision_warning(precision) {
+            notes.push(format!("{name}: {warning}"));
         }
         let started = Instant::now();
         TextTokenizer::from_json(&files.tokenizer.bytes, classifier.max_input_tokens()).map_err(
@@ -229,7 +229,7 @@ pub fn run_bench(
             .join(","),
         dataset: options.dataset_name.clone(),
         threads,
-        system: SystemInfo::collect(),
+        system: SystemInfo::collect(&KernelPlan::resolve(&options.kernels, true)),
         devices: reports,
         peak_rss_bytes: peak_rss_bytes(),
         notes,

@@ -7,12 +7,18 @@ use std::fmt::Write as _;
 
 use super::{BenchReport, DeviceReport, LatencyRow, Stats, ThroughputRow};
 
+/// How `bench` prints its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ReportFormat {
+    /// Aligned tables for a terminal.
     #[default]
     Console,
+    /// The whole report as one JSON document.
     Json,
+    /// One row per measurement.
     Csv,
+    /// Markdown tables.
     Markdown,
 }
 
@@ -229,6 +235,7 @@ fn system_rows(report: &BenchReport) -> Vec<(&'static str, String)> {
         ("simd", sys.simd.join(" ")),
         ("f32 kernel", sys.f32_kernel.clone()),
         ("int8 kernel", sys.int8_kernel.to_string()),
+        ("bf16 kernel", sys.bf16_kernel.to_string()),
         ("os", sys.os.clone()),
         ("devices built in", sys.build_features.join(" ")),
         (

@@ -2,15 +2,19 @@
 
 use serde::Serialize;
 
+use crate::model::cpu::KernelPlan;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemInfo {
     pub cpu: String,
     pub logical_cores: usize,
     pub simd: Vec<&'static str>,
-    /// The f32 linear kernel and why (see `unstable_kernels::width_choice`).
+    /// The f32 linear kernel and why (the CPU kernel plan's choice).
     pub f32_kernel: String,
-    /// The kernel `--precision int8` runs (see `unstable_kernels::int8`).
+    /// The kernel `--precision int8` runs.
     pub int8_kernel: &'static str,
+    /// The kernel `--precision bf16` runs.
+    pub bf16_kernel: &'static str,
     pub os: String,
     pub build_features: Vec<&'static str>,
     pub sentiment_version: &'static str,
@@ -21,13 +25,15 @@ pub struct SystemInfo {
 }
 
 impl SystemInfo {
-    pub fn collect() -> Self {
+    /// This machine and build, with the CPU kernels of `plan`.
+    pub fn collect(plan: &KernelPlan) -> Self {
         Self {
             cpu: cpu_model(),
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             simd: simd_features(),
-            f32_kernel: crate::model::cpu::width_choice().to_string(),
-            int8_kernel: crate::model::cpu::int8_kernel_name(),
+            f32_kernel: plan.f32_description(),
+            int8_kernel: plan.int8_name(),
+            bf16_kernel: plan.bf16_name(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             build_features: crate::device::built_in(),
             sentiment_version: env!("CARGO_PKG_VERSION"),

@@ -6,8 +6,9 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
 use super::config::{Config, Positions, WordTable};
+use super::cpu::KernelPlan;
+use super::names::WeightNames;
 use super::norm::LayerNorm;
-use super::WeightNames;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
@@ -21,7 +22,12 @@ pub struct Embeddings {
 
 impl Embeddings {
     /// `vb` is the embeddings module (`bert.embeddings`, ...).
-    pub fn load(vb: VarBuilder, cfg: &Config, names: &WeightNames) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &WeightNames,
+        plan: &KernelPlan,
+    ) -> Result<Self> {
         let dim = cfg.hidden_size;
         let word_embeddings = match cfg.word_table {
             WordTable::F32 => {
@@ -69,7 +75,7 @@ impl Embeddings {
                     vb.pp("position_embeddings"),
                 )?
             };
-        let layer_norm = LayerNorm::load(dim, cfg.layer_norm_eps, vb.pp("LayerNorm"))?;
+        let layer_norm = LayerNorm::load(dim, cfg.layer_norm_eps, vb.pp("LayerNorm"), plan)?;
         Ok(Self {
             word_embeddings,
             token_type,
@@ -133,34 +139,35 @@ impl Embeddings {
         self.layer_norm.forward(&summed)
     }
 
-    /// The embeddings of a right-padded batch's real tokens only, end to
-    /// end: (tokens, dim), sequence b its first `lengths[b]` tokens, each
-    /// row equal to [`Module::forward`]'s for that token (see
-    /// [`crate::model::encoder::Sequences::Unpadded`]).
-    pub fn forward_unpadded(&self, input_ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        let ids = input_ids.to_vec2::<u32>()?;
-        if ids.len() != lengths.len() || ids.iter().zip(lengths).any(|(row, &len)| len > row.len())
-        {
-            candle_core::bail!("lengths {lengths:?} do not fit the ids' rows");
+    /// A ragged batch's embeddings: `ids` holds the sequences of `lengths`
+    /// end to end, every token real. Returns (tokens, dim) in that order.
+    pub fn forward_unpadded(
+        &self,
+        ids: &[u32],
+        lengths: &[usize],
+        device: &Device,
+    ) -> Result<Tensor> {
+        if lengths.iter().sum::<usize>() != ids.len() {
+            candle_core::bail!("lengths {lengths:?} do not add up to {} ids", ids.len());
         }
         let positions: Vec<u32> = match self.positions {
             Positions::FromZero => lengths.iter().flat_map(|&len| 0..len as u32).collect(),
-            Positions::AfterPadding { padding_idx } => positions_after_padding(&ids, padding_idx)
-                .iter()
-                .zip(lengths)
-                .flat_map(|(row, &len)| row[..len].iter().copied())
-                .collect(),
+            Positions::AfterPadding { padding_idx } => {
+                let mut start = 0;
+                let rows: Vec<Vec<u32>> = lengths
+                    .iter()
+                    .map(|&len| {
+                        start += len;
+                        ids[start - len..start].to_vec()
+                    })
+                    .collect();
+                positions_after_padding(&rows, padding_idx).concat()
+            }
         };
-        let tokens = positions.len();
-        let real: Vec<u32> = ids
-            .iter()
-            .zip(lengths)
-            .flat_map(|(row, &len)| row[..len].iter().copied())
-            .collect();
-        let device = input_ids.device();
+        let tokens = ids.len();
         let words = self
             .word_embeddings
-            .forward(&Tensor::from_vec(real, (1, tokens), device)?)?
+            .forward(&Tensor::from_slice(ids, (1, tokens), device)?)?
             .squeeze(0)?;
         let positions = self
             .position_embeddings

@@ -4,14 +4,14 @@
 //! output_layer_norm, BERT's and RoBERTa's attention.self.query ..
 //! output.LayerNorm.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
-use super::cpu;
+use super::cpu::{self, KernelPlan};
 use super::linear::{Linear, Narrow};
+use super::names::LayerNames;
 use super::norm::LayerNorm;
-use super::LayerNames;
 
 #[derive(Debug, Clone)]
 pub struct MultiHeadSelfAttention {
@@ -22,17 +22,24 @@ pub struct MultiHeadSelfAttention {
     output: Linear,
     n_heads: usize,
     head_dim: usize,
+    /// Our attention on this kernel; None: candle's ops.
+    kernel: Option<cpu::Isa>,
 }
 
 impl MultiHeadSelfAttention {
     /// `vb` is the layer's root.
-    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &LayerNames,
+        plan: &KernelPlan,
+    ) -> Result<Self> {
         let dim = cfg.hidden_size;
         let head_dim = dim / cfg.num_attention_heads;
         let q_lin = candle_nn::linear(dim, dim, vb.pp(names.query))?;
         let k_lin = candle_nn::linear(dim, dim, vb.pp(names.key))?;
         let v_lin = candle_nn::linear(dim, dim, vb.pp(names.value))?;
-        let output = Linear::load(dim, dim, vb.pp(names.attention_output))?;
+        let output = Linear::load(dim, dim, vb.pp(names.attention_output), plan)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let weight = Tensor::cat(
             &[
@@ -51,10 +58,11 @@ impl MultiHeadSelfAttention {
             0,
         )?;
         Ok(Self {
-            qkv: Linear::new(weight, Some(bias))?,
+            qkv: Linear::new(weight, Some(bias), plan)?,
             output,
             n_heads: cfg.num_attention_heads,
             head_dim,
+            kernel: plan.cpu.map(|cpu| cpu.vector),
         })
     }
 
@@ -97,12 +105,15 @@ impl MultiHeadSelfAttention {
     fn padded_slice_context(&self, xs: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, dim) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
-        let fast = cpu::with_cpu_f32(&qkv, |qkv| {
-            cpu::with_cpu_f32(mask_bias, |bias| {
-                cpu::attention(qkv, bias, batch, seq_len, self.n_heads, self.head_dim)
+        let fast = self.kernel.and_then(|kernel| {
+            cpu::with_cpu_f32(&qkv, |qkv| {
+                cpu::with_cpu_f32(mask_bias, |bias| {
+                    let shape = ((batch, seq_len), (self.n_heads, self.head_dim));
+                    cpu::attention(kernel, qkv, bias, shape.0, shape.1)
+                })
             })
-        })
-        .flatten();
+            .flatten()
+        });
         match fast {
             Some(context) => Tensor::from_vec(context?, (batch, seq_len, dim), xs.device()),
             None => self.generic_attention(&qkv, mask_bias),
@@ -128,12 +139,19 @@ impl MultiHeadSelfAttention {
         slices.push((row, (row, first..lengths.len(), rows)));
         in_slices(xs, &[tokens, dim], slices, |(row, sequences, rows)| {
             let qkv = self.qkv.forward(&xs.narrow(0, row, rows)?)?;
-            let context = cpu::with_cpu_f32(&qkv, |qkv| {
-                cpu::attention_unpadded(qkv, &lengths[sequences], self.n_heads, self.head_dim)
-            })
-            .ok_or_else(|| {
-                candle_core::Error::Msg("unpadded attention runs on the CPU kernels only".into())
-            })??;
+            let context = self
+                .kernel
+                .and_then(|kernel| {
+                    cpu::with_cpu_f32(&qkv, |qkv| {
+                        let lengths = &lengths[sequences];
+                        cpu::attention_unpadded(kernel, qkv, lengths, self.n_heads, self.head_dim)
+                    })
+                })
+                .ok_or_else(|| {
+                    candle_core::Error::Msg(
+                        "unpadded attention runs on the CPU kernels only".into(),
+                    )
+                })??;
             Tensor::from_vec(context, (rows, dim), xs.device())
         })
     }
@@ -171,11 +189,16 @@ pub struct FeedForward {
 
 impl FeedForward {
     /// `vb` is the layer's root.
-    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &LayerNames,
+        plan: &KernelPlan,
+    ) -> Result<Self> {
         let (dim, hidden) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            intermediate: Linear::load(dim, hidden, vb.pp(names.intermediate))?,
-            output: Linear::load(hidden, dim, vb.pp(names.output))?,
+            intermediate: Linear::load(dim, hidden, vb.pp(names.intermediate), plan)?,
+            output: Linear::load(hidden, dim, vb.pp(names.output), plan)?,
             activation: cfg.hidden_act,
         })
     }
@@ -258,12 +281,17 @@ pub struct TransformerBlock {
 
 impl TransformerBlock {
     /// `vb` is the layer's root.
-    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
-        let norm = |name| LayerNorm::load(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &LayerNames,
+        plan: &KernelPlan,
+    ) -> Result<Self> {
+        let norm = |name| LayerNorm::load(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name), plan);
         Ok(Self {
-            attention: MultiHeadSelfAttention::load(vb.clone(), cfg, names)?,
+            attention: MultiHeadSelfAttention::load(vb.clone(), cfg, names, plan)?,
             attention_norm: norm(names.attention_norm)?,
-            ffn: FeedForward::load(vb.clone(), cfg, names)?,
+            ffn: FeedForward::load(vb.clone(), cfg, names, plan)?,
             output_norm: norm(names.output_norm)?,
         })
     }
@@ -296,9 +324,14 @@ pub struct Encoder {
 
 impl Encoder {
     /// `vb` holds the layers, numbered from 0.
-    pub fn load(vb: VarBuilder, cfg: &Config, names: &LayerNames) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &Config,
+        names: &LayerNames,
+        plan: &KernelPlan,
+    ) -> Result<Self> {
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| TransformerBlock::load(vb.pp(i.to_string()), cfg, names))
+            .map(|i| TransformerBlock::load(vb.pp(i.to_string()), cfg, names, plan))
             .collect::<Result<_>>()?;
         Ok(Self { layers })
     }
@@ -310,21 +343,11 @@ impl Encoder {
     }
 
     /// `attention_mask`: (batch, seq) with 1 for real tokens and 0 for
-    /// padding, exactly as the tokenizer and HF produce it. Takes the
-    /// embeddings by value so that each layer frees its input (see
-    /// [`TransformerBlock::forward`]).
-    ///
-    /// On our CPU kernels a right-padded batch runs unpadded: its real
-    /// tokens end to end, so no projection, norm or feed-forward row is
-    /// spent on padding, and a server's batch of mixed lengths costs what
-    /// its tokens cost. The states of padding positions are then zero.
+    /// padding, exactly as the tokenizer and HF produce it: the padded path
+    /// (candle's generic ops; see [`Encoder::forward_unpadded`] for our
+    /// kernels'). Takes the embeddings by value so that each layer frees its
+    /// input (see [`TransformerBlock::forward`]).
     pub fn forward(&self, xs: Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        // The unpadded layers need f32 states in CPU memory.
-        if cpu::with_cpu_f32(&xs, |_| ()).is_some() {
-            if let Some(lengths) = unpadded_lengths(xs.device(), attention_mask)? {
-                return self.forward_gathered(xs, &lengths);
-            }
-        }
         let mask_bias = additive_mask(attention_mask)?;
         let mut xs = xs;
         for layer in &self.layers {
@@ -338,28 +361,8 @@ impl Encoder {
         Ok(xs)
     }
 
-    /// `xs`: (batch, seq, dim), each sequence's real tokens first: gathered
-    /// end to end, run unpadded, scattered back.
-    fn forward_gathered(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
-        let (batch, seq, dim) = xs.dims3()?;
-        let rows: Vec<u32> = lengths
-            .iter()
-            .enumerate()
-            .flat_map(|(b, &len)| (0..len).map(move |t| (b * seq + t) as u32))
-            .collect();
-        let count = rows.len();
-        let rows = Tensor::from_vec(rows, count, xs.device())?;
-        let gathered = xs.reshape((batch * seq, dim))?.index_select(&rows, 0)?;
-        drop(xs);
-        let hidden = self.forward_unpadded(gathered, lengths)?;
-        Tensor::zeros((batch * seq, dim), hidden.dtype(), hidden.device())?
-            .index_add(&rows, &hidden, 0)?
-            .reshape((batch, seq, dim))
-    }
-
     /// `xs`: (tokens, dim), the sequences of `lengths` end to end (see
-    /// [`Sequences::Unpadded`]); returns the same layout. CPU kernels only
-    /// ([`runs_unpadded`]).
+    /// [`Sequences::Unpadded`]); returns the same layout. CPU kernels only.
     pub fn forward_unpadded(&self, xs: Tensor, lengths: &[usize]) -> Result<Tensor> {
         let mut hidden = xs;
         for layer in &self.layers {
@@ -381,37 +384,6 @@ pub enum Sequences<'a> {
     Unpadded { lengths: &'a [usize] },
 }
 
-/// Whether right-padded batches run unpadded on `device`: on the CPU,
-/// unless `SENTIMENT_KERNELS=generic` turns our kernels off.
-pub fn runs_unpadded(device: &candle_core::Device) -> bool {
-    device.is_cpu() && cpu::kernel_choice() != cpu::KernelChoice::Generic
-}
-
-/// Each sequence's length, where a batch on `device` can run unpadded: on
-/// our CPU kernels ([`runs_unpadded`]), with every mask row a run of 1s
-/// then 0s (right padding, as [`crate::tokenize::pad_batch`] pads), no
-/// sequence empty, some padding to save, and row indexes that fit u32.
-/// None otherwise: the padded path then runs, as on a GPU.
-pub fn unpadded_lengths(
-    device: &candle_core::Device,
-    attention_mask: &Tensor,
-) -> Result<Option<Vec<usize>>> {
-    if !runs_unpadded(device) || attention_mask.elem_count() > u32::MAX as usize {
-        return Ok(None);
-    }
-    let mask = attention_mask.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-    let mut lengths = Vec::with_capacity(mask.len());
-    for row in &mask {
-        let len = row.iter().take_while(|&&m| m == 1).count();
-        if len == 0 || row[len..].iter().any(|&m| m != 0) {
-            return Ok(None);
-        }
-        lengths.push(len);
-    }
-    let seq = mask.first().map_or(0, Vec::len);
-    Ok(lengths.iter().any(|&len| len < seq).then_some(lengths))
-}
-
 /// (batch, seq) 1/0 mask to a (batch, 1, 1, seq) bias: 1 -> 0, 0 -> f32::MIN.
 /// f32::MAX + f32::MIN is exactly 0, so kept tokens get no perturbation.
 fn additive_mask(attention_mask: &Tensor) -> Result<Tensor> {
@@ -427,7 +399,6 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
-    use crate::model::WeightNames;
 
     /// A module loaded with random weights. A VarMap's variables start
     /// as zeros or constants (a zero projection would hide any attention
@@ -471,8 +442,10 @@ mod tests {
     #[test]
     fn attention_in_slices_equals_one_pass() {
         let cfg = tiny_config(1, 256);
-        let names = WeightNames::of(cfg.architecture);
-        let attention = random(|vb| MultiHeadSelfAttention::load(vb, &cfg, &names.layer));
+        let names = crate::model::weight_names(cfg.architecture);
+        let attention = random(|vb| {
+            MultiHeadSelfAttention::load(vb, &cfg, &names.layer, &KernelPlan::fastest())
+        });
         // 5 sequences of 200 tokens: 2 per slice, so slices of 2, 2 and 1.
         let (batch, seq) = (5, 200);
         assert!(batch * seq > SLICE_ROWS && 2 * seq <= SLICE_ROWS && 3 * seq > SLICE_ROWS);
@@ -502,50 +475,32 @@ mod tests {
         Tensor::from_vec(mask, (lengths.len(), seq), &Device::Cpu).unwrap()
     }
 
-    /// A right-padded batch runs unpadded on the CPU; every real token's
-    /// state equals the padded run's, in one slice and in several.
+    /// The ragged run on our kernels gives every real token the state the
+    /// padded run gives it, in one slice and in several.
     #[test]
     fn unpadded_batch_equals_padded_batch() {
         let cfg = tiny_config(2, 512);
-        let names = WeightNames::of(cfg.architecture);
-        let encoder = random(|vb| Encoder::load(vb, &cfg, &names.layer));
+        let names = crate::model::weight_names(cfg.architecture);
+        let encoder = random(|vb| Encoder::load(vb, &cfg, &names.layer, &KernelPlan::fastest()));
         // 30 tokens in all: one slice; 763: two (SLICE_ROWS is 512).
         for (seq, lengths) in [(12, vec![12u32, 7, 1, 10]), (300, vec![300, 250, 13, 200])] {
             let xs = Tensor::randn(0f32, 1f32, (lengths.len(), seq, 32), &Device::Cpu).unwrap();
             let mask = right_padded_mask(&lengths, seq);
+            let real = |t: &Tensor, b: usize| t.get(b).unwrap().narrow(0, 0, lengths[b] as usize);
+            let ragged: Vec<Tensor> = (0..lengths.len()).map(|b| real(&xs, b).unwrap()).collect();
             let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
-            assert_eq!(
-                unpadded_lengths(xs.device(), &mask).unwrap().as_deref(),
-                Some(&lengths_usize[..])
-            );
-            let unpadded = encoder.forward(xs.clone(), &mask).unwrap();
-            let bias = additive_mask(&mask).unwrap();
-            let mut padded = xs;
-            for layer in &encoder.layers {
-                padded = layer
-                    .forward(padded, Sequences::Padded { mask_bias: &bias })
-                    .unwrap();
-            }
-            for (b, &len) in lengths.iter().enumerate() {
-                let real = |t: &Tensor| t.get(b).unwrap().narrow(0, 0, len as usize).unwrap();
-                let diff = max_abs_diff(&real(&unpadded), &real(&padded));
+            let unpadded = encoder
+                .forward_unpadded(Tensor::cat(&ragged, 0).unwrap(), &lengths_usize)
+                .unwrap();
+            let padded = encoder.forward(xs, &mask).unwrap();
+            let mut row = 0;
+            for (b, &len) in lengths_usize.iter().enumerate() {
+                let got = unpadded.narrow(0, row, len).unwrap();
+                let diff = max_abs_diff(&got, &real(&padded, b).unwrap());
                 assert!(diff <= 1e-5, "sequence {b}: {diff}");
+                row += len;
             }
         }
-    }
-
-    /// Masks the unpadded path cannot take run padded: no padding, a hole,
-    /// left padding, an empty sequence.
-    #[test]
-    fn only_right_padded_batches_run_unpadded() {
-        let mask =
-            |rows: [[u32; 4]; 2]| Tensor::from_vec(rows.concat(), (2, 4), &Device::Cpu).unwrap();
-        let lengths = |rows| unpadded_lengths(&Device::Cpu, &mask(rows)).unwrap();
-        assert_eq!(lengths([[1, 1, 1, 0], [1, 0, 0, 0]]), Some(vec![3, 1]));
-        assert_eq!(lengths([[1, 1, 1, 1], [1, 1, 1, 1]]), None);
-        assert_eq!(lengths([[1, 0, 1, 0], [1, 1, 1, 1]]), None);
-        assert_eq!(lengths([[0, 1, 1, 1], [1, 1, 1, 1]]), None);
-        assert_eq!(lengths([[0, 0, 0, 0], [1, 1, 1, 0]]), None);
     }
 
     /// A batch taller than SLICE_ROWS goes through in slices; each row's sums
@@ -553,8 +508,8 @@ mod tests {
     #[test]
     fn feed_forward_in_slices_equals_one_pass() {
         let cfg = tiny_config(1, 16);
-        let names = WeightNames::of(cfg.architecture);
-        let ffn = random(|vb| FeedForward::load(vb, &cfg, &names.layer));
+        let names = crate::model::weight_names(cfg.architecture);
+        let ffn = random(|vb| FeedForward::load(vb, &cfg, &names.layer, &KernelPlan::fastest()));
         // 3 x 263 = 789 rows: one full slice and a partial one.
         let xs = Tensor::randn(0f32, 1f32, (3, SLICE_ROWS / 2 + 7, 32), &Device::Cpu).unwrap();
         let sliced = ffn.forward_with_residual(&xs).unwrap();

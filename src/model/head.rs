@@ -14,8 +14,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Activation, Config};
+use super::cpu::KernelPlan;
 use super::linear::Linear;
-use super::HeadNames;
+use super::names::HeadNames;
 
 #[derive(Debug, Clone)]
 pub struct ClassificationHead {
@@ -32,12 +33,13 @@ impl ClassificationHead {
         cfg: &Config,
         names: &HeadNames,
         num_labels: usize,
+        plan: &KernelPlan,
     ) -> Result<Self> {
         let dim = cfg.hidden_size;
         Ok(Self {
-            dense: Linear::load(dim, dim, vb.pp(names.dense))?,
+            dense: Linear::load(dim, dim, vb.pp(names.dense), plan)?,
             activation: names.activation,
-            out_proj: Linear::load(dim, num_labels, vb.pp(names.out_proj))?,
+            out_proj: Linear::load(dim, num_labels, vb.pp(names.out_proj), plan)?,
         })
     }
 }

@@ -17,20 +17,23 @@ use super::cpu;
 /// Q8_0 quantizes rows in blocks of this many values.
 const Q8_BLOCK: usize = 32;
 
-/// A number type narrower than f32 for the encoder's linears.
+/// A number type narrower than f32 for the encoder's linears, with the
+/// kernel the plan chose for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Narrow {
-    Int8,
+    /// On our int8 kernel, or candle's Q8_0 where None.
+    Int8(Option<cpu::Int8Kernel>),
     #[cfg(target_arch = "x86_64")]
     Bf16(cpu::bf16::Kernel),
 }
 
 #[derive(Debug, Clone)]
 pub enum Linear {
-    /// CPU f32: weights packed once for the fast path in [`cpu::linear_packed`].
+    /// CPU f32: weights packed once for `kernel` ([`cpu::linear_packed`]).
     Packed {
         weights: Arc<cpu::PackedWeights>,
         bias: Option<Tensor>,
+        kernel: cpu::Isa,
     },
     /// Other devices: `weight_t` is the (in, out) transpose of HF's (out, in)
     /// weight, made contiguous once at load.
@@ -60,21 +63,30 @@ pub enum Linear {
 }
 
 impl Linear {
-    pub fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn load(
+        in_dim: usize,
+        out_dim: usize,
+        vb: VarBuilder,
+        plan: &cpu::KernelPlan,
+    ) -> Result<Self> {
         let layer = candle_nn::linear(in_dim, out_dim, vb)?;
-        Self::new(layer.weight().clone(), layer.bias().cloned())
+        Self::new(layer.weight().clone(), layer.bias().cloned(), plan)
     }
 
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+    /// Packed for the plan's f32 kernel where it has CPU kernels; else dense.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, plan: &cpu::KernelPlan) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        let packed = cpu::with_cpu_f32(&weight.contiguous()?, |w| {
-            cpu::PackedWeights::pack(w, out_dim, in_dim)
-        });
-        if let Some(packed) = packed {
-            return Ok(Self::Packed {
-                weights: Arc::new(packed?),
-                bias,
+        if let Some(kernels) = plan.cpu {
+            let packed = cpu::with_cpu_f32(&weight.contiguous()?, |w| {
+                cpu::PackedWeights::pack(w, out_dim, in_dim)
             });
+            if let Some(packed) = packed {
+                return Ok(Self::Packed {
+                    weights: Arc::new(packed?),
+                    bias,
+                    kernel: kernels.linear.kernel,
+                });
+            }
         }
         // Only the transpose is kept, so the weights are held once.
         let weight_t = weight.t()?.contiguous()?;
@@ -84,10 +96,10 @@ impl Linear {
     /// This layer in a narrower number type.
     pub fn narrowed(&self, to: Narrow) -> Result<Self> {
         match to {
-            Narrow::Int8 => self.to_int8(),
+            Narrow::Int8(kernel) => self.to_int8(kernel),
             #[cfg(target_arch = "x86_64")]
             Narrow::Bf16(kernel) => Ok(match self {
-                Self::Packed { weights, bias } => Self::Bf16 {
+                Self::Packed { weights, bias, .. } => Self::Bf16 {
                     weights: Arc::new(cpu::bf16::PackedBf16::from_f32(weights)),
                     bias: bias.clone(),
                     kernel,
@@ -98,17 +110,17 @@ impl Linear {
         }
     }
 
-    /// The int8 form of a dense layer: packed for our int8 kernel on CPUs
-    /// that run one; otherwise Q8_0, where layers whose input width is not a multiple of
-    /// its 32-value block stay dense.
-    pub fn to_int8(&self) -> Result<Self> {
+    /// The int8 form of a dense layer: packed for `kernel`, our int8 kernel,
+    /// where there is one; otherwise Q8_0, where layers whose input width is
+    /// not a multiple of its 32-value block stay dense.
+    pub fn to_int8(&self, kernel: Option<cpu::Int8Kernel>) -> Result<Self> {
         let (weight, bias) = match self {
             Self::Dense { weight_t, bias } => (weight_t.t()?.contiguous()?, bias),
-            Self::Packed { weights, bias } => {
+            Self::Packed { weights, bias, .. } => {
                 // Packed weights are CPU f32: our int8 kernels convert them
                 // panel by panel; Q8_0 needs them back in HF's (out, in) layout.
                 #[cfg(target_arch = "x86_64")]
-                if let Some(kernel) = cpu::int8::Kernel::best() {
+                if let Some(kernel) = kernel {
                     return Ok(Self::Int8Packed {
                         weights: Arc::new(cpu::int8::PackedInt8::from_f32(weights, kernel)),
                         bias: bias.clone(),
@@ -153,10 +165,14 @@ impl Linear {
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         let out = match self {
-            Self::Packed { weights, bias } => {
+            Self::Packed {
+                weights,
+                bias,
+                kernel,
+            } => {
                 out_dims[last] = weights.out_dim();
                 return run_on_cpu(&matrix, bias, residual, activation, out_dims, |x, b, e| {
-                    cpu::linear_packed(x, weights, b, rows, e)
+                    cpu::linear_packed(x, weights, b, rows, e, *kernel)
                 });
             }
             #[cfg(target_arch = "x86_64")]

@@ -25,65 +25,18 @@ pub mod metrics;
 pub mod queue;
 pub mod request;
 mod routes;
+mod settings;
+
+pub use settings::{defaults, ServerConfig};
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::classifier::{Classifier, ClassifyOptions};
+use crate::classifier::Classifier;
 use metrics::Metrics;
 use queue::{BatchLimits, Queue};
-
-/// The server's limits and settings (TEI's names where TEI has one).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// What a request without `"truncate"` gets: truncation (the default)
-    /// or windows.
-    pub options: ClassifyOptions,
-    /// Padded tokens per forward pass.
-    pub max_batch_tokens: usize,
-    /// Sequences per forward pass.
-    pub max_batch_requests: usize,
-    /// Requests handled at once; more get 429.
-    pub max_concurrent_requests: usize,
-    /// Texts in one request; more get 413.
-    pub max_client_batch_size: usize,
-    /// Request body bytes; more get 413.
-    pub payload_limit: usize,
-    /// A request not answered by then gets 408.
-    pub request_timeout: Duration,
-    /// Required as `Authorization: Bearer <key>` on every route but /health.
-    pub api_key: Option<String>,
-    /// The model's name in /info.
-    pub model_id: String,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            options: ClassifyOptions::default(),
-            max_batch_tokens: 16_384,
-            max_batch_requests: 32,
-            max_concurrent_requests: 512,
-            max_client_batch_size: 32,
-            payload_limit: 2_000_000,
-            request_timeout: Duration::from_secs(60),
-            api_key: None,
-            model_id: String::new(),
-        }
-    }
-}
-
-impl ServerConfig {
-    /// These settings with another model name for /info.
-    pub fn with_model_id(mut self, model_id: impl Into<String>) -> Self {
-        self.model_id = model_id.into();
-        self
-    }
-}
 
 /// A configured server over one model.
 pub struct Server {

@@ -51,7 +51,7 @@ impl Inputs {
 pub struct BodyError(pub String);
 
 fn kind(value: &Value) -> &'static str {
-    crate::input::json_kind(value)
+    crate::json::json_kind(value)
 }
 
 impl PredictRequest {

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::metrics::{Metrics, RequestLabels};
 use super::queue::{Job, Queue};
 use super::request::{Inputs, PredictRequest};
-use super::ServerConfig;
+use super::settings::ServerConfig;
 use crate::batch::EncodedText;
 use crate::classifier::{Classifier, ClassifyOptions, LongText};
 use crate::error::Result;

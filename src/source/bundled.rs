@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{FileBytes, ModelFiles, Weights};
+use super::files::{FileBytes, ModelFiles, Weights};
 
 /// The folder the bundled model was built from, relative to the repository.
 pub const FOLDER: &str = "models/minilm-l6-sst2";

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, Repo, RepoType};
 
+use super::files::{FileBytes, ModelFiles, Weights};
 use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
-use super::{FileBytes, ModelFiles, Weights};
 use crate::error::{Error, Result};
 
 /// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else
@@ -337,7 +337,7 @@ fn download_file(
         repo.url_revision()
     );
     let remote = remote(&url)?;
-    if !valid_etag(&remote.etag) || !super::is_revision(&remote.commit) {
+    if !valid_etag(&remote.etag) || !super::files::is_revision(&remote.commit) {
         return Err(DownloadError::Protocol("a usable etag and commit"));
     }
     let repo_dir = cache_dir.join(repo.folder_name());

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{FileBytes, ModelFiles, Weights};
+use super::files::{FileBytes, ModelFiles, Weights};
 use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.json";

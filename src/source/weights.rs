@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use super::Weights;
+use super::files::Weights;
 use crate::error::{Error, Result};
 use crate::model::WordTable;
 

@@ -5,9 +5,15 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sentiment::batch::MAX_BATCH_SIZE;
+use sentiment::batch::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE};
+use sentiment::bench::report::ReportFormat;
 use sentiment::device::MAX_THREADS;
-use sentiment::{Aggregate, DeviceSpec, LongText, ModelSpec, Precision};
+use sentiment::input::InputFormat;
+use sentiment::serve::defaults;
+use sentiment::DEFAULT_STRIDE;
+use sentiment::{
+    Aggregate, DeviceSpec, KernelChoice, KernelOptions, LongText, ModelSpec, Precision, VectorWidth,
+};
 
 use crate::exit::{UsageError, EXIT_CODES_HELP};
 
@@ -69,7 +75,7 @@ pub struct ModelArgs {
         value_name = "PRECISION",
         value_delimiter = ','
     )]
-    pub precision: Vec<PrecisionArg>,
+    pub precision: Vec<Precision>,
 
     /// CPU threads for the model and tokenizer [default: physical cores].
     #[arg(long, global = true, value_name = "N",
@@ -87,15 +93,7 @@ impl ModelArgs {
 
     /// Every precision asked for (`bench` compares them), f32 if none.
     pub fn precisions(&self) -> Result<Vec<Precision>, UsageError> {
-        let mut precisions: Vec<Precision> = self
-            .precision
-            .iter()
-            .map(|p| match p {
-                PrecisionArg::F32 => Precision::F32,
-                PrecisionArg::Bf16 => Precision::Bf16,
-                PrecisionArg::Int8 => Precision::Int8,
-            })
-            .collect();
+        let mut precisions: Vec<Precision> = self.precision.to_vec();
         match self.quantize {
             Some(Quantize::Int8) if precisions.iter().any(|p| *p != Precision::Int8) => {
                 return Err(UsageError(
@@ -119,16 +117,6 @@ impl ModelArgs {
             )),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PrecisionArg {
-    /// f32 throughout: HF's logits within 1e-5.
-    F32,
-    /// bf16 weights and activations in the encoder's linear layers, f32 sums.
-    Bf16,
-    /// int8 weights and activations in the encoder's linear layers.
-    Int8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,14 +163,6 @@ pub enum LongTextMode {
     Window,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AggregateArg {
-    /// The mean of the windows' scores (and logits).
-    Mean,
-    /// The single most confident window decides.
-    Max,
-}
-
 /// What to do with texts longer than the model's 512 tokens.
 #[derive(Debug, Clone, Args)]
 pub struct LongTextArgs {
@@ -199,7 +179,7 @@ pub struct LongTextArgs {
     /// How window scores combine: `mean` averages them, `max` lets the most
     /// confident window decide (window mode only) [default: mean].
     #[arg(long, value_enum)]
-    pub aggregate: Option<AggregateArg>,
+    pub aggregate: Option<Aggregate>,
 }
 
 impl LongTextArgs {
@@ -217,11 +197,8 @@ impl LongTextArgs {
                 Ok(LongText::Truncate)
             }
             LongTextMode::Window => Ok(LongText::Window {
-                stride: self.stride.map_or(128, usize::from),
-                aggregate: match self.aggregate.unwrap_or(AggregateArg::Mean) {
-                    AggregateArg::Mean => Aggregate::Mean,
-                    AggregateArg::Max => Aggregate::Max,
-                },
+                stride: self.stride.map_or(DEFAULT_STRIDE, usize::from),
+                aggregate: self.aggregate.unwrap_or_default(),
             }),
         }
     }
@@ -239,33 +216,33 @@ pub struct ServeArgs {
 
     /// Padded tokens per forward pass (the longest sequence times the
     /// sequences, as TEI counts them).
-    #[arg(long, default_value_t = 16_384,
+    #[arg(long, default_value_t = defaults::MAX_BATCH_TOKENS as u32,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     pub max_batch_tokens: u32,
 
     /// Sequences per forward pass (as `batch`'s default: 64 measured no
     /// faster under load and held more memory).
-    #[arg(long, default_value_t = 32,
+    #[arg(long, default_value_t = defaults::MAX_BATCH_REQUESTS as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub max_batch_requests: u32,
 
     /// Requests handled at once; more are answered 429 at once.
-    #[arg(long, default_value_t = 512,
+    #[arg(long, default_value_t = defaults::MAX_CONCURRENT_REQUESTS as u32,
           value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
     pub max_concurrent_requests: u32,
 
     /// Texts in one request; more are answered 413.
-    #[arg(long, default_value_t = 32,
+    #[arg(long, default_value_t = defaults::MAX_CLIENT_BATCH_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub max_client_batch_size: u32,
 
     /// Request body limit in bytes; larger bodies are answered 413.
-    #[arg(long, default_value_t = 2_000_000,
+    #[arg(long, default_value_t = defaults::PAYLOAD_LIMIT as u64,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub payload_limit: u64,
 
     /// Seconds before a request that has not been answered gets 408.
-    #[arg(long, default_value_t = 60,
+    #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub request_timeout: u64,
 
@@ -299,17 +276,9 @@ pub struct PredictArgs {
     pub long_text: LongTextArgs,
 
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 32,
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub batch_size: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InputFormatArg {
-    /// One JSON object per line; the text is in `--field`.
-    Jsonl,
-    /// One text per line.
-    Text,
 }
 
 #[derive(Debug, Args)]
@@ -319,8 +288,8 @@ pub struct BatchArgs {
     pub input: Option<PathBuf>,
 
     /// How to read each line.
-    #[arg(long = "input", value_enum, default_value_t = InputFormatArg::Jsonl, value_name = "FORMAT")]
-    pub format: InputFormatArg,
+    #[arg(long = "input", value_enum, default_value_t = InputFormat::Jsonl, value_name = "FORMAT")]
+    pub format: InputFormat,
 
     /// The JSON field that holds the text.
     #[arg(long, default_value = "text", value_name = "NAME")]
@@ -354,14 +323,6 @@ pub struct BatchArgs {
     pub long_text: LongTextArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormatArg {
-    Console,
-    Json,
-    Csv,
-    Markdown,
-}
-
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Batch-1 latency at these token counts (special tokens included; at
@@ -392,12 +353,34 @@ pub struct BenchArgs {
     pub passes: u32,
 
     /// Report format.
-    #[arg(long, value_enum, default_value_t = ReportFormatArg::Console)]
-    pub format: ReportFormatArg,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Console)]
+    pub format: ReportFormat,
 
     /// Also draw the report as an SVG chart into FILE: latency against
     /// tokens and throughput against batch size, one series per device ×
     /// precision.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+}
+
+/// The CPU kernels the documented environment variables allow:
+/// `SENTIMENT_KERNELS` (`portable`: what a CPU without AVX-512 runs;
+/// `generic`: candle's ops, as on a GPU), `SENTIMENT_VECTOR_WIDTH` (`512` or
+/// `256`: skip the width probe) and `SENTIMENT_BF16=emulate` (bf16's
+/// numerics on any AVX-512 CPU). Other values mean the default.
+pub fn kernel_options() -> KernelOptions {
+    let var = |name| std::env::var(name).unwrap_or_default();
+    KernelOptions {
+        kernels: match var("SENTIMENT_KERNELS").as_str() {
+            "portable" => KernelChoice::Portable,
+            "generic" => KernelChoice::Generic,
+            _ => KernelChoice::Fastest,
+        },
+        vector_width: match var("SENTIMENT_VECTOR_WIDTH").as_str() {
+            "512" => VectorWidth::Bits512,
+            "256" => VectorWidth::Bits256,
+            _ => VectorWidth::Measure,
+        },
+        bf16_emulation: var("SENTIMENT_BF16") == "emulate",
+    }
 }

@@ -13,10 +13,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sentiment::batch::WINDOW_BATCHES;
-use sentiment::input::InputFormat;
 use sentiment::{CancelFlag, ClassifyOptions};
 
-use crate::args::{BatchArgs, InputFormatArg, ModelArgs};
+use crate::args::{BatchArgs, ModelArgs};
 use crate::exit::{self, diagnostic, UsageError};
 use crate::reader::{self, LineOptions};
 use crate::writer::{open_output, RecordWriter};
@@ -55,10 +54,7 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     let lines = reader::spawn(
         input,
         LineOptions {
-            format: match args.format {
-                InputFormatArg::Jsonl => InputFormat::Jsonl,
-                InputFormatArg::Text => InputFormat::Text,
-            },
+            format: args.format,
             field: args.field.clone(),
             skip,
             capacity: batcher.batch_size() * WINDOW_BATCHES,

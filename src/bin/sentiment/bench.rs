@@ -7,10 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use sentiment::bench::report::{render, ReportFormat};
+use sentiment::bench::report::render;
 use sentiment::bench::{run_bench, BenchOptions, SST2_DEV};
 
-use crate::args::{BenchArgs, ModelArgs, ReportFormatArg};
+use crate::args::{BenchArgs, ModelArgs};
 use crate::exit;
 
 pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
@@ -26,6 +26,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         dataset,
         dataset_name,
         dataset_passes: args.passes as usize,
+        kernels: crate::args::kernel_options(),
     };
     if let Some(threads) = model.threads {
         crate::load::warn_oversubscribed(threads);
@@ -44,12 +45,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         &mut |step| spinner.set_message(step.to_string()),
     )?;
     spinner.finish_and_clear();
-    let format = match args.format {
-        ReportFormatArg::Console => ReportFormat::Console,
-        ReportFormatArg::Json => ReportFormat::Json,
-        ReportFormatArg::Csv => ReportFormat::Csv,
-        ReportFormatArg::Markdown => ReportFormat::Markdown,
-    };
+    let format = args.format;
     if let Some(path) = &args.plot {
         write_plot(&report, path)?;
     }

@@ -27,7 +27,8 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
     let mut builder = Classifier::builder()
         .model(model.spec()?)
         .device(single_device(model)?)
-        .precision(model.precision()?);
+        .precision(model.precision()?)
+        .kernels(crate::args::kernel_options());
     if let Some(threads) = model.threads {
         warn_oversubscribed(threads);
         builder = builder.threads(usize::from(threads));
@@ -41,28 +42,11 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
     Ok(classifier)
 }
 
-/// A precision asked for but not run (bf16 without AVX512_BF16 or whose
-/// kernel failed its start-up check, int8 or bf16 on a GPU) is allowed, as
-/// it gives the same labels, but never silent; nor is int8 on an x86 CPU
-/// without our int8 kernels (AVX-512 VNNI or AVX2), which runs, but slower
-/// than f32.
+/// A precision asked for but not run as asked is allowed, as it gives the
+/// same labels, but never silent (the library words it).
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
-    if classifier.precision() != asked {
-        crate::exit::diagnostic(format_args!(
-            "warning: --precision {asked} has no kernel on this device (int8 and bf16 run on \
-             the CPU, bf16 only with AVX512_BF16 and a kernel that passes its start-up check); \
-             running {}",
-            classifier.precision()
-        ));
-    } else if asked == sentiment::Precision::Int8
-        && cfg!(target_arch = "x86_64")
-        && !classifier.int8_is_native()
-    {
-        crate::exit::diagnostic(format_args!(
-            "warning: --precision int8 has no int8 kernel on this CPU (they need AVX-512 VNNI \
-             or AVX2); it runs candle's portable Q8_0, which is slower than f32 here (it saves \
-             memory, not time)"
-        ));
+    if let Some(warning) = classifier.precision_warning(asked) {
+        crate::exit::diagnostic(format_args!("warning: {warning}"));
     }
 }
 

@@ -20,15 +20,15 @@
 //!   denormals, which `vdpbf16ps` flushes to zero. It is not faster than
 //!   f32; it exists so that bf16's accuracy is tested on every AVX-512
 //!   machine, CI's included, and it runs only when `SENTIMENT_BF16=emulate`
-//!   asks for it (see [`super::bf16_kernel`]).
+//!   asks for it (see `KernelOptions::bf16_emulation`).
 
 use std::arch::x86_64::*;
 
-use super::avx512::{epilogue, masks, Output};
-use super::{Epilogue, OperandError, PackedWeights, SharedOut, PANEL};
-
-/// Rows per parallel task.
-const MC: usize = 96;
+use super::floor::zmm::{epilogue, masks, prefetch_panel, Output};
+use super::floor::{
+    by_tile_rows, drive_linear, register_tiles, Epilogue, OperandError, PackedWeights, SharedOut,
+    PANEL,
+};
 /// Rows per register tile (see `MAX_TILE_ROWS`): 12, since the emulated
 /// step needs scratch registers to widen the pairs, and the native kernel
 /// cannot be timed on a CPU without AVX512_BF16 to justify more.
@@ -46,7 +46,7 @@ pub enum Kernel {
 impl Kernel {
     /// Whether this CPU has the instructions the kernel uses.
     pub fn available(self) -> bool {
-        let base = super::avx512::available() && is_x86_feature_detected!("avx512bw");
+        let base = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
         match self {
             Self::Native => base && is_x86_feature_detected!("avx512bf16"),
             Self::Emulated => base,
@@ -79,13 +79,13 @@ impl PackedBf16 {
     /// Rounds f32 weights packed for the f32 kernel. Both layouts are
     /// panel-major with the same panel width, so panels convert on their own.
     pub fn from_f32(weights: &PackedWeights) -> Self {
-        let (in_dim, out_dim) = (weights.in_dim, weights.out_dim);
+        let (in_dim, out_dim) = (weights.in_dim(), weights.out_dim());
         let pairs = in_dim.div_ceil(2);
         let panels = out_dim.div_ceil(PANEL);
         let mut data = vec![0u32; panels * PANEL * pairs];
         for (panel, block) in data.chunks_exact_mut(PANEL * pairs).enumerate() {
             // (in, PANEL) f32, zero-padded past out_dim.
-            let source = &weights.data[panel * PANEL * in_dim..(panel + 1) * PANEL * in_dim];
+            let source = &weights.data()[panel * PANEL * in_dim..(panel + 1) * PANEL * in_dim];
             for (k, row) in source.chunks_exact(PANEL).enumerate() {
                 let shift = 16 * (k % 2);
                 let pair = &mut block[(k / 2) * PANEL..][..PANEL];
@@ -161,31 +161,34 @@ pub fn linear(
     parallel: bool,
     kernel: Kernel,
 ) -> Result<Vec<f32>, OperandError> {
-    let (k, n) = (weights.in_dim, weights.out_dim);
-    if !kernel.available() {
-        return Err(OperandError(format!(
-            "this CPU lacks the instructions of the {kernel:?} bf16 kernel"
-        )));
-    }
-    super::check_linear_operands(x, (k, n), bias, rows, &epilogue)?;
-    // SAFETY: avx512f is present and x is (rows, k) (both checked above).
-    let rounded = unsafe { round_rows(x, rows, k) };
-    let block = |row0, block_rows, panel, out| {
-        // SAFETY: the kernel's CPU features are present and the operands
-        // match the weights (checked above); the block's rows and the panel
-        // lie inside them, and no other task writes this block.
+    let refusal = (!kernel.available())
+        .then(|| format!("this CPU lacks the instructions of the {kernel:?} bf16 kernel"));
+    let k = weights.in_dim;
+    // SAFETY: drive_linear prepares only once the kernel's features
+    // (avx512f among them) are present and x is (rows, k).
+    let prepare = || unsafe { round_rows(x, rows, k) };
+    let block = |rounded: &Bf16Rows, row0, block_rows, panel, out| {
+        // SAFETY: drive_linear calls blocks only once the kernel's CPU
+        // features are present and the operands match the weights; the
+        // block's rows and the panel lie inside them, and no other task
+        // writes this block.
         unsafe {
             run_tile(
-                &rounded, weights, bias, &epilogue, out, row0, block_rows, panel, kernel,
+                rounded, weights, bias, &epilogue, out, row0, block_rows, panel, kernel,
             )
         }
     };
+    let dims = (weights.in_dim, weights.out_dim);
     // SAFETY: each block is one run_tile, which stores every element of its
     // rows x panel block (through the epilogue) and nothing else.
-    Ok(unsafe { super::blocked_output(rows, n, MC, parallel, block) })
+    unsafe {
+        drive_linear(
+            refusal, x, dims, bias, rows, &epilogue, parallel, prepare, block,
+        )
+    }
 }
 
-/// One task of [`linear`]: a block of up to MC rows against one panel, a
+/// One task of [`linear`]: a block of up to `MC` rows against one panel, a
 /// register tile at a time, each tile through the f32 epilogue once summed.
 ///
 /// # Safety
@@ -219,7 +222,7 @@ unsafe fn run_tile(
         // store into the output would not be forwarded to the epilogue's
         // reload).
         let mut sums = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
-        for (row, tile_rows) in super::register_tiles(row0, rows, TILE_ROWS) {
+        for (row, tile_rows) in register_tiles(row0, rows, TILE_ROWS) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let at = TileArgs {
                 x: x.data.as_ptr().add(row * x.stride) as *const u32,
@@ -258,7 +261,7 @@ macro_rules! microkernels {
         #[target_feature(enable = $features)]
         unsafe fn $dispatch(rows: usize, at: &TileArgs) {
             // SAFETY: the caller upholds the microkernel's contract.
-            unsafe { super::by_tile_rows!(rows, $kernel(at)) }
+            unsafe { by_tile_rows!(rows, $kernel(at)) }
         }
 
         /// R rows x 32 outputs of Σ x·w over all pairs.
@@ -279,7 +282,7 @@ macro_rules! microkernels {
                 }
                 let mut w = at.panel;
                 for p in 0..at.pairs {
-                    super::avx512::prefetch_panel(w);
+                    prefetch_panel(w);
                     let w0 = _mm512_loadu_si512(w as *const __m512i);
                     let w1 = _mm512_loadu_si512(w.add(16) as *const __m512i);
                     w = w.add(PANEL);
@@ -318,7 +321,7 @@ microkernels!(
 /// user's CPU: before bf16 is handed to it, its outputs on a probe block
 /// must agree with the tested emulation's (`agrees_with_emulation`). It
 /// costs one small product each way, microseconds; a CPU where the two
-/// disagree runs f32 (see [`super::bf16_kernel`]).
+/// disagree runs f32 (see the kernel plan).
 pub fn native_kernel_verified() -> bool {
     static VERIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *VERIFIED.get_or_init(|| {
@@ -438,11 +441,8 @@ mod tests {
     /// The start-up check passes the emulation itself, so a correct native
     /// kernel (which sums the same products in the same order) passes too.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "this CPU lacks AVX-512")]
     fn the_native_check_accepts_the_emulation() {
-        if !Kernel::Emulated.available() {
-            eprintln!("skipped: this CPU lacks AVX-512");
-            return;
-        }
         assert!(agrees_with_emulation(probe_product(Kernel::Emulated)));
     }
 
@@ -451,11 +451,8 @@ mod tests {
     /// pair for one column (a layout slip), one that fails, one that returns
     /// a short output.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "this CPU lacks AVX-512")]
     fn the_native_check_refuses_a_wrong_kernel() {
-        if !Kernel::Emulated.available() {
-            eprintln!("skipped: this CPU lacks AVX-512");
-            return;
-        }
         let emulated = probe_product(Kernel::Emulated);
         let drops_the_last_pair = |x: &[f32], weights: &PackedBf16, bias: &[f32], rows: usize| {
             let in_dim = weights.in_dim;
@@ -488,11 +485,18 @@ mod tests {
         }));
     }
 
-    /// Where `vdpbf16ps` runs, it passes the check (on CPUs without it,
-    /// the check says no and bf16 runs f32).
+    /// Where `vdpbf16ps` runs, it passes the check.
     #[test]
+    #[cfg_attr(not(host_bf16), ignore = "this CPU lacks AVX512_BF16")]
     fn the_native_kernel_passes_its_check_where_it_runs() {
-        assert_eq!(native_kernel_verified(), Kernel::Native.available());
+        assert!(native_kernel_verified());
+    }
+
+    /// A CPU without AVX512_BF16 never hands bf16 to `vdpbf16ps`.
+    #[test]
+    #[cfg_attr(host_bf16, ignore = "this CPU has AVX512_BF16")]
+    fn without_avx512_bf16_the_native_kernel_is_never_verified() {
+        assert!(!native_kernel_verified());
     }
 
     /// The kernels against a scalar sum of the same bf16 products.

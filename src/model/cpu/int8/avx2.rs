@@ -13,9 +13,10 @@
 
 use std::arch::x86_64::*;
 
-use crate::model::cpu::{self, Epilogue, SharedOut, PANEL};
-
-use super::{PackedInt8, QuantizedRows, QUAD};
+use super::packing::{row_parameters, IntKernel, PackedInt8, QuantizedRows, QUAD};
+use crate::model::cpu::floor::ymm::{column_masks, finish_row};
+use crate::model::cpu::floor::zmm::prefetch_panel;
+use crate::model::cpu::floor::{by_tile_rows, register_tiles, Epilogue, SharedOut, PANEL};
 
 /// Rows per register tile (see the module's register count).
 const TILE_ROWS: usize = 6;
@@ -30,13 +31,6 @@ const _: () = assert!(
     "rows hold whole pairs of pairs"
 );
 
-/// Whether this CPU has the instructions the kernel uses (FMA for the
-/// quantization, which must round as the VNNI kernel's does). Like the f32
-/// AVX2 kernel, `SENTIMENT_KERNELS=portable` leaves it on.
-pub fn available() -> bool {
-    cpu::avx2::available()
-}
-
 /// Quantizes one row into `out` as 16-bit values; returns its (scale, zero
 /// point). Every step is the VNNI kernel's at half the width (same range,
 /// parameters, FMA and round-to-even conversion), so the values are the
@@ -46,7 +40,7 @@ pub fn available() -> bool {
 /// The CPU must support avx2 and fma, and `out` must be valid for
 /// `row.len()` writes.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
+unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
     // SAFETY: the caller upholds # Safety: loads are masked to the row,
     // stores go to the row's length.
     unsafe {
@@ -66,7 +60,7 @@ pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
         _mm256_storeu_ps(high.as_mut_ptr(), hi);
         let min = low.iter().fold(0f32, |m, &v| m.min(v));
         let max = high.iter().fold(0f32, |m, &v| m.max(v));
-        let (scale, zero) = super::row_parameters(min, max);
+        let (scale, zero) = row_parameters(min, max);
         let (inv_scale, zero_lanes) = (_mm256_set1_ps(1.0 / scale), _mm256_set1_ps(zero));
         for (chunk, values) in row.chunks(8).enumerate() {
             let q = _mm256_cvtps_epi32(_mm256_fmadd_ps(load(values), inv_scale, zero_lanes));
@@ -88,9 +82,9 @@ pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u16) -> (f32, i32) {
 /// register tile at a time, each tile dequantized once its sums are in.
 ///
 /// # Safety
-/// As [`super::BlockFn`]'s, on a CPU with avx2 and fma.
+/// As `BlockFn`'s, on a CPU with avx2 and fma.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn run_block(
+unsafe fn run_block(
     x: &QuantizedRows<u16>,
     weights: &PackedInt8,
     bias: Option<&[f32]>,
@@ -102,7 +96,7 @@ pub(super) unsafe fn run_block(
     let n = weights.out_dim;
     let padded_in = x.stride;
     let col0 = panel * PANEL;
-    for (row, tile_rows) in cpu::register_tiles(row0, rows, TILE_ROWS) {
+    for (row, tile_rows) in register_tiles(row0, rows, TILE_ROWS) {
         for half in 0..(n - col0).min(PANEL).div_ceil(HALF) {
             let col = col0 + half * HALF;
             // SAFETY: the caller upholds # Safety: the tile's rows hold
@@ -122,7 +116,7 @@ pub(super) unsafe fn run_block(
                     out_stride: n,
                     cols: HALF.min(n - col),
                 };
-                cpu::by_tile_rows!(tile_rows, microkernel(&tile));
+                by_tile_rows!(tile_rows, microkernel(&tile));
                 dequantize(&tile, x, weights, (row, col, tile_rows), bias, epilogue);
             }
         }
@@ -169,7 +163,7 @@ unsafe fn microkernel<const R: usize>(at: &Tile) {
             // but slower where weights stream from memory, distilbert-base
             // at 14 tokens: 8.15-8.75 against 6.94-7.46 ms (3 pairs).
             if p % 2 == 0 {
-                cpu::avx512::prefetch_panel(w);
+                prefetch_panel(w);
             }
             let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w as *const __m128i));
             let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16) as *const __m128i));
@@ -183,7 +177,7 @@ unsafe fn microkernel<const R: usize>(at: &Tile) {
                 acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, w1));
             }
         }
-        let [low, high] = cpu::avx2::column_masks(at.cols);
+        let [low, high] = column_masks(at.cols);
         for (i, row) in acc.iter().enumerate() {
             let at = at.out.add(i * at.out_stride) as *mut i32;
             _mm256_maskstore_epi32(at, low, row[0]);
@@ -231,7 +225,7 @@ unsafe fn dequantize(
             .map(|r| &r[row * tile.out_stride + col0..][..tile.cols]);
         // SAFETY: as above; bias and residual are sliced to the tile's columns.
         unsafe {
-            cpu::avx2::finish_row(
+            finish_row(
                 values.as_mut_ptr(),
                 tile.cols,
                 bias.map(|b| &b[columns.clone()]),
@@ -241,3 +235,6 @@ unsafe fn dequantize(
         };
     }
 }
+
+/// This kernel's row quantizer and block task, for the driver.
+pub(super) const KERNEL: IntKernel<u16> = (quantize_row, run_block);

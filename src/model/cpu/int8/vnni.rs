@@ -5,10 +5,10 @@
 
 use std::arch::x86_64::*;
 
-use crate::model::cpu::{self, Epilogue, SharedOut, PANEL};
-use cpu::avx512::{finish, masks, Output};
+use crate::model::cpu::floor::zmm::{finish, masks, prefetch_line, prefetch_panel, Output};
 
-use super::{PackedInt8, QuantizedRows, QUAD};
+use super::packing::{row_parameters, IntKernel, PackedInt8, QuantizedRows, QUAD};
+use crate::model::cpu::floor::{by_tile_rows, register_tiles, Epilogue, SharedOut, PANEL};
 
 /// Rows per register tile (see `MAX_TILE_ROWS`): 14, as in f32, so a
 /// 14-token pass reads each panel once; `cargo bench --bench forward --
@@ -16,20 +16,13 @@ use super::{PackedInt8, QuantizedRows, QUAD};
 /// distilbert-base 1x16 3.3-5.4 -> 2.3-2.8 ms, 32x32 alike.
 const TILE_ROWS: usize = 14;
 
-/// Whether this CPU has the instructions the kernel uses.
-pub fn available() -> bool {
-    cpu::avx512::available()
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni")
-}
-
 /// Quantizes one row into `out`; returns its (scale, zero point).
 ///
 /// # Safety
 /// The CPU must support avx512f, and `out` must be valid for `row.len()`
 /// writes.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
+unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
     // SAFETY: the caller upholds # Safety: loads are masked to the row, stores
     // to the row's length.
     unsafe {
@@ -38,14 +31,14 @@ pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
             // The next row (rows are contiguous, and a task quantizes them
             // in order): it is the previous layer's output, often still in
             // the other core's cache, and its first load stalled this pass.
-            cpu::avx512::prefetch_line(values.as_ptr().wrapping_add(row.len()));
+            prefetch_line(values.as_ptr().wrapping_add(row.len()));
             let mask = ((1u32 << values.len()) - 1) as __mmask16;
             let v = _mm512_maskz_loadu_ps(mask, values.as_ptr());
             lo = _mm512_min_ps(lo, v);
             hi = _mm512_max_ps(hi, v);
         }
         let (min, max) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-        let (scale, zero) = super::row_parameters(min, max);
+        let (scale, zero) = row_parameters(min, max);
         let (inv_scale, zero_lanes) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
         for (chunk, values) in row.chunks(16).enumerate() {
             let mask = ((1u32 << values.len()) - 1) as __mmask16;
@@ -66,9 +59,9 @@ pub(super) unsafe fn quantize_row(row: &[f32], out: *mut u8) -> (f32, i32) {
 /// tile at a time, each tile dequantized once its sums are in.
 ///
 /// # Safety
-/// As [`super::BlockFn`]'s, on a CPU with avx512f, avx512bw and avx512vnni.
+/// As `BlockFn`'s, on a CPU with avx512f, avx512bw and avx512vnni.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn run_block(
+unsafe fn run_block(
     x: &QuantizedRows<u8>,
     weights: &PackedInt8,
     bias: Option<&[f32]>,
@@ -91,12 +84,12 @@ pub(super) unsafe fn run_block(
         // forwarded: reloading the sums from the output, under the panel's
         // masks, waited for every store to reach L1).
         let mut sums = [[_mm512_setzero_si512(); 2]; TILE_ROWS];
-        for (row, tile_rows) in cpu::register_tiles(row0, rows, TILE_ROWS) {
+        for (row, tile_rows) in register_tiles(row0, rows, TILE_ROWS) {
             let output = Output::at(out, n, row, col0, bias, epilogue_of);
             let xs = x.data.as_ptr().add(row * x.stride);
             let at = (xs, x.stride, panel_data, quads, sums.as_mut_ptr());
             output.prefetch_residual(tile_rows);
-            cpu::by_tile_rows!(tile_rows, microkernel(at));
+            by_tile_rows!(tile_rows, microkernel(at));
             let tile = Tile {
                 sums: &sums[..tile_rows],
                 row0: row,
@@ -127,7 +120,7 @@ unsafe fn microkernel<const R: usize>((x, x_stride, panel, quads, sums): TileArg
         }
         let mut w = panel;
         for q in 0..quads {
-            cpu::avx512::prefetch_panel(w);
+            prefetch_panel(w);
             let w0 = _mm512_loadu_si512(w as *const __m512i);
             let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
             w = w.add(PANEL * QUAD);
@@ -186,3 +179,6 @@ unsafe fn dequantize(output: &Output, x: &QuantizedRows<u8>, weights: &PackedInt
         }
     }
 }
+
+/// This kernel's row quantizer and block task, for the driver.
+pub(super) const KERNEL: IntKernel<u8> = (quantize_row, run_block);

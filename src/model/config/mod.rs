@@ -1,10 +1,9 @@
-//! `config.json` of a HuggingFace sequence-classification checkpoint, read
-//! into the one [`Config`] every architecture's network is built from.
-//!
-//! Each architecture file ([`super::distilbert`], [`super::bert`],
-//! [`super::roberta`]) has its own serde struct with HF's field names and
-//! defaults, and maps it here; this file picks the architecture and checks
-//! the sizes before any weight is read.
+//! The one [`Config`] every architecture's network is built from, in one
+//! vocabulary (BERT's names), and the types it is made of. Reading it from
+//! config.json (the family, HF's per-family names and defaults, the size
+//! checks) is `read.rs`'s job.
+
+mod read;
 
 use std::collections::BTreeMap;
 
@@ -119,20 +118,6 @@ pub struct Config {
     pub word_table: WordTable,
 }
 
-/// The fields every architecture's config.json shares.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Common {
-    #[serde(default)]
-    pub model_type: Option<String>,
-    #[serde(default)]
-    pub architectures: Option<Vec<String>>,
-    #[serde(default)]
-    pub id2label: Option<BTreeMap<String, String>>,
-    /// `null` in config.json means the default, as in HF.
-    #[serde(default)]
-    pub problem_type: Option<ProblemType>,
-}
-
 /// How the word-embedding table is held. Rows are only ever looked up, so
 /// a half-precision table never needs converting as a whole: each looked-up
 /// row is upcast to f32, which is exact.
@@ -165,6 +150,10 @@ pub const SIZE_LIMITS: [(&str, usize); 7] = [
     ("max_position_embeddings", 1 << 16),
     ("type_vocab_size", 1 << 10),
 ];
+
+fn supported_list() -> String {
+    SUPPORTED.map(|(class, _, _)| class).join(", ")
+}
 
 /// A config that is well-formed JSON but describes a network we cannot build.
 #[derive(Debug, thiserror::Error)]
@@ -207,51 +196,10 @@ pub enum ConfigError {
     },
 }
 
-fn supported_list() -> String {
-    SUPPORTED.map(|(class, _, _)| class).join(", ")
-}
-
 impl Config {
-    /// Parses config.json, which must be a JSON object (serde would also
-    /// take an array as a struct, which HF never writes), and reads it as
-    /// the architecture it names. An architecture we cannot build is an
-    /// error here, naming what the config asked for.
-    pub fn from_json(json: &[u8]) -> Result<Self, ConfigError> {
-        let syntax = |source| ConfigError::Fields {
-            family: "JSON",
-            source,
-        };
-        let value: serde_json::Value = serde_json::from_slice(json).map_err(syntax)?;
-        if !value.is_object() {
-            return Err(syntax(serde::de::Error::custom(format!(
-                "expected a JSON object, found {}",
-                crate::input::json_kind(&value)
-            ))));
-        }
-        let common = Common::deserialize(&value).map_err(syntax)?;
-        let (class_name, model_type, architecture) = pick_architecture(&common)?;
-        let fields = |family| move |source| ConfigError::Fields { family, source };
-        let mut config = match architecture {
-            Architecture::DistilBert => super::distilbert::DistilBertConfig::deserialize(&value)
-                .map_err(fields("DistilBERT"))?
-                .into_config(),
-            Architecture::Bert => super::bert::BertConfig::deserialize(&value)
-                .map_err(fields("BERT"))?
-                .into_config(),
-            Architecture::Roberta => super::roberta::RobertaConfig::deserialize(&value)
-                .map_err(fields("RoBERTa"))?
-                .into_config(),
-        };
-        config.class_name = class_name.to_string();
-        config.model_type = model_type;
-        config.id2label = common.id2label;
-        config.problem_type = common.problem_type;
-        Ok(config)
-    }
-
     /// A config with an architecture's layout and every other field empty,
     /// for the architecture files to fill.
-    pub(crate) fn blank(architecture: Architecture) -> Self {
+    fn blank(architecture: Architecture) -> Self {
         Self {
             architecture,
             model_type: String::new(),
@@ -271,72 +219,6 @@ impl Config {
             id2label: None,
             problem_type: None,
             word_table: WordTable::F32,
-        }
-    }
-
-    /// Checks that the sizes are sane, before any weight is read or any
-    /// table allocated.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let sizes = [
-            self.hidden_size,
-            self.num_hidden_layers,
-            self.num_attention_heads,
-            self.intermediate_size,
-            self.vocab_size,
-            self.max_position_embeddings,
-            self.type_vocab_size,
-        ];
-        for ((field, limit), value) in SIZE_LIMITS.into_iter().zip(sizes) {
-            if value > limit {
-                return Err(ConfigError::TooLarge {
-                    field: self.json_name(field),
-                    value,
-                    limit,
-                });
-            }
-        }
-        if self.pad_token_id >= self.vocab_size {
-            return Err(ConfigError::PadOutsideVocab {
-                pad: self.pad_token_id,
-                vocab_size: self.vocab_size,
-            });
-        }
-        // type_vocab_size may be 0 only where the network has no such table.
-        let needs_types = self.architecture != Architecture::DistilBert;
-        for ((field, _), value) in SIZE_LIMITS.into_iter().zip(sizes) {
-            if value == 0 && (field != "type_vocab_size" || needs_types) {
-                return Err(ConfigError::Zero {
-                    field: self.json_name(field),
-                });
-            }
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(ConfigError::HeadsDoNotDivideDim {
-                dim: self.hidden_size,
-                heads: self.num_attention_heads,
-            });
-        }
-        if let Positions::AfterPadding { padding_idx } = self.positions {
-            if self.max_position_embeddings <= padding_idx + 1 {
-                return Err(ConfigError::NoPositionsLeft {
-                    positions: self.max_position_embeddings,
-                    offset: padding_idx + 1,
-                });
-            }
-        }
-        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(ConfigError::BadEpsilon(self.layer_norm_eps));
-        }
-        self.label_names(self.id2label.as_ref().map_or(2, BTreeMap::len))?;
-        Ok(())
-    }
-
-    /// What this architecture's config.json calls a field (DistilBERT has
-    /// its own names), so messages name what the user can find.
-    fn json_name(&self, field: &'static str) -> &'static str {
-        match self.architecture {
-            Architecture::DistilBert => super::distilbert::json_name(field),
-            Architecture::Bert | Architecture::Roberta => field,
         }
     }
 
@@ -384,47 +266,5 @@ impl Config {
             Positions::AfterPadding { padding_idx } => padding_idx + 1,
         };
         self.max_position_embeddings.saturating_sub(offset).min(512)
-    }
-}
-
-/// The supported class this config asks for: from `model_type`, checked
-/// against `architectures` when both are present, or from `architectures`
-/// alone.
-fn pick_architecture(common: &Common) -> Result<(&'static str, String, Architecture), ConfigError> {
-    let listed = common.architectures.as_deref().unwrap_or_default();
-    let by_class = |class: &str| SUPPORTED.iter().find(|(name, _, _)| *name == class);
-    let asked = || match (&common.model_type, listed) {
-        (Some(model_type), []) => format!("model_type {model_type:?}"),
-        (Some(model_type), classes) => format!("{classes:?} (model_type {model_type:?})"),
-        (None, classes) => format!("{classes:?}"),
-    };
-    match &common.model_type {
-        Some(model_type) => {
-            let family = SUPPORTED
-                .iter()
-                .find(|(_, family, _)| family == model_type)
-                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
-            if listed.is_empty() {
-                return Ok((family.0, model_type.clone(), family.2));
-            }
-            // The listed class must be a classifier of the same network (a
-            // RoBERTa model_type may name XLMRobertaForSequenceClassification);
-            // another head of the family (a masked LM, say) has no
-            // classifier to run.
-            let class = listed
-                .iter()
-                .filter_map(|class| by_class(class))
-                .find(|(_, _, architecture)| *architecture == family.2)
-                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
-            Ok((class.0, model_type.clone(), family.2))
-        }
-        None if listed.is_empty() => Err(ConfigError::NoArchitecture),
-        None => {
-            let (class, model_type, architecture) = listed
-                .iter()
-                .find_map(|class| by_class(class))
-                .ok_or_else(|| ConfigError::Unsupported { asked: asked() })?;
-            Ok((class, model_type.to_string(), *architecture))
-        }
     }
 }
