@@ -335,7 +335,7 @@ impl Classifier {
     /// Whether int8 runs on one of this crate's int8 kernels: true when the
     /// encoder is int8 on an x86 CPU with AVX-512 VNNI or AVX2. Elsewhere
     /// int8 runs candle's portable Q8_0 kernels, which on an AVX2 CPU took
-    /// 4-6x as long as our f32 (README, "int8 without AVX-512 VNNI"): int8
+    /// 4-6x as long as our f32 (docs/benchmarks.md): int8
     /// there saves memory, not time.
     pub fn int8_is_native(&self) -> bool {
         self.precision == Precision::Int8

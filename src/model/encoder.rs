@@ -263,12 +263,9 @@ fn in_slices<P>(
 
 /// Tokens per slice of the attention's projections and of the feed-forward
 /// (see [`MultiHeadSelfAttention::forward`] and
-/// [`FeedForward::forward_with_residual`]). It bounds a forward pass's
-/// memory beyond its hidden states: 512 x 3072 f32 is 6 MB for a base-size
-/// model's feed-forward, against 200 MB for a whole 16384-token batch, and
-/// it is what a server's RSS under load grows by. A slice this tall still
-/// keeps every kernel's register tiles and both threads busy (no change in
-/// `sentiment bench`'s SST-2 throughput against 2048-row slices here).
+/// [`FeedForward::forward_with_residual`]): it bounds a forward pass's
+/// memory beyond its hidden states, at no cost in throughput
+/// (docs/benchmarks.md).
 const SLICE_ROWS: usize = 512;
 
 #[derive(Debug, Clone)]

@@ -258,7 +258,7 @@ type TileAttention = (SmallProduct, fn(&mut [f32], &[f32]));
 /// · v, with one kernel's product and softmax. On AVX-512 the two products
 /// were about 5% of `sentiment bench`'s profile at 400 tokens on the gemm
 /// crate, and no faster or slower on these tiles within this VM's noise;
-/// on AVX2 see the README ("A portable figure").
+/// on AVX2 see docs/benchmarks.md ("A portable figure").
 ///
 /// # Safety
 /// The CPU must run `product`; q, k and v must each be valid for `len`

@@ -8,14 +8,9 @@ use super::{Epilogue, SharedOut};
 use crate::model::config::Activation;
 
 /// How far ahead of a microkernel's reads its weight panel is prefetched:
-/// 4 KiB, 32 depth steps of 128 bytes (a 32-column f32 panel's rows, the
-/// int8 panel's quads, the bf16 panel's pairs). At batch 1 the weights
-/// stream from L3 or memory once per pass, and the hardware prefetchers
-/// alone left that stream at about half of what a plain 2-thread read
-/// reaches (170 MB in 6 ms here, against 11 ms for distilbert-base's
-/// linears at 14 rows). `cargo bench --bench forward`, 2-core Xeon:
-/// distilbert-base 1x16 f32 12.5 -> 10.4 ms, int8 2.64 -> 2.40 ms; bundled
-/// 1x16 f32 2.05 -> 1.85 ms. 2, 4 and 8 KiB measured alike; 1 KiB less.
+/// 32 depth steps of 128 bytes, since at batch 1 the hardware prefetchers
+/// alone stream the weights at half speed (docs/benchmarks.md, "Kernel
+/// tuning decisions").
 pub(crate) const PREFETCH_AHEAD: usize = 4096;
 
 /// Where a tile's results go, and what [`epilogue`] does to them.

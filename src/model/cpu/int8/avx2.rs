@@ -1,6 +1,6 @@
 //! The int8 kernel for x86 CPUs with AVX2 and FMA but without AVX-512 VNNI
 //! (see the scheme in `mod.rs`), where int8 otherwise took candle's Q8_0,
-//! whose AVX2 tier ran at a quarter to a sixth of our f32's speed (README).
+//! whose AVX2 tier ran at a quarter to a sixth of our f32's speed (docs/benchmarks.md).
 //!
 //! AVX2's byte multiply, `vpmaddubsw`, adds two u8·s8 products into an i16
 //! that saturates (2 · 255 · 127 > 32767), so instead both operands are
@@ -155,13 +155,8 @@ unsafe fn microkernel<const R: usize>(at: &Tile) {
         }
         let mut w = at.weights;
         for p in 0..at.pairs {
-            // A step reads 32 bytes and `prefetch_panel` covers 128 ahead:
-            // every other step reaches each line twice. Measured: every step
-            // 4-14% slower on `linear/int8-avx2/*` (2 alternating rounds),
-            // none level in one round and slower in one; every fourth step
-            // (each line once) ahead in 9 of 12 cache-warm criterion figures
-            // but slower where weights stream from memory, distilbert-base
-            // at 14 tokens: 8.15-8.75 against 6.94-7.46 ms (3 pairs).
+            // Every other step: each line prefetched twice, the cadence that
+            // measured fastest when weights stream from memory (docs/benchmarks.md).
             if p % 2 == 0 {
                 prefetch_panel(w);
             }

@@ -11,9 +11,7 @@ use super::packing::{row_parameters, IntKernel, PackedInt8, QuantizedRows, QUAD}
 use crate::model::cpu::floor::{by_tile_rows, register_tiles, Epilogue, SharedOut, PANEL};
 
 /// Rows per register tile (see `MAX_TILE_ROWS`): 14, as in f32, so a
-/// 14-token pass reads each panel once; `cargo bench --bench forward --
-/// int8`, 2 alternating pairs against 12: bundled 1x16 1.02 -> 0.92 ms,
-/// distilbert-base 1x16 3.3-5.4 -> 2.3-2.8 ms, 32x32 alike.
+/// 14-token pass reads each panel once (docs/benchmarks.md).
 const TILE_ROWS: usize = 14;
 
 /// Quantizes one row into `out`; returns its (scale, zero point).
