@@ -128,7 +128,7 @@ pub struct EncodedText {
 
 impl EncodedText {
     /// A text's sequences; a text that gave no token at all cannot be run.
-    fn new(sequences: Vec<Encoded>) -> Result<Self> {
+    pub(crate) fn new(sequences: Vec<Encoded>) -> Result<Self> {
         if sequences.is_empty() || sequences.iter().any(Encoded::is_empty) {
             return Err(Error::tokenize(
                 "the tokenizer produced no tokens for the text",

@@ -241,3 +241,53 @@ fn classify_group(
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenize::Encoded;
+
+    fn job(text_tokens: usize) -> (Job, oneshot::Receiver<Vec<Result<Prediction>>>) {
+        let encoded = Encoded {
+            ids: vec![1; text_tokens],
+            attention_mask: vec![1; text_tokens],
+            truncated: false,
+        };
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            texts: vec![EncodedText::new(vec![encoded])],
+            options: ClassifyOptions::default(),
+            enqueued: Instant::now(),
+            reply,
+        };
+        (job, receiver)
+    }
+
+    /// A client that gave up while its request waited (its receiver
+    /// dropped) has its work dropped before it costs a forward pass, and
+    /// counted; the waiting clients' work goes on. The worker is not
+    /// running here, so nothing races: this is the queue as a paused worker
+    /// finds it.
+    #[test]
+    fn abandoned_requests_are_dropped_before_the_model_sees_them() {
+        let (queue, metrics) = (Queue::new(), Metrics::new());
+        let (gone_first, receiver) = job(5);
+        drop(receiver);
+        let (waiting, _waiting_receiver) = job(7);
+        let (gone_later, receiver) = job(3);
+        drop(receiver);
+        for job in [gone_first, waiting, gone_later] {
+            assert!(queue.push(job));
+        }
+        let limits = BatchLimits {
+            max_batch_tokens: 1 << 14,
+            max_batch_requests: 32,
+        };
+        let batch = queue.next_batch(limits, &metrics).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].longest(), 7);
+        assert_eq!(metrics.dropped.get(), 2);
+        queue.close();
+        assert!(queue.next_batch(limits, &metrics).is_none());
+    }
+}
