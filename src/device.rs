@@ -110,20 +110,24 @@ pub fn built_in() -> Vec<&'static str> {
 /// low enough that a typo cannot ask the OS for millions of threads.
 pub const MAX_THREADS: usize = 1024;
 
-/// The thread count in force for this process, once set.
-static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// The CPU threads a classifier uses unless told otherwise: the CPUs this
+/// process may use (its affinity mask and cgroup CPU quota), at most the
+/// physical cores.
+pub fn default_threads() -> usize {
+    crate::model::cpu::default_threads()
+}
 
-/// Sets the CPU thread count for candle's kernels and the tokenizer, or
-/// returns the one already in force.
+/// Sets the CPU thread count of this crate's kernels, or returns the one
+/// already in force.
 ///
-/// The count is **process-wide**: candle's thread pools (and the
-/// tokenizer's rayon pool) read it once, when they start, and cannot be
-/// resized. So the first call wins: `None` takes the default (the
-/// `RAYON_NUM_THREADS` variable if set, else the physical cores), and a
-/// later call asking for a *different* count is refused with
-/// [`Error::InvalidOption`] rather than silently ignored. Loading a
-/// [`Classifier`](crate::Classifier) calls this with its
-/// [`threads`](crate::ClassifierBuilder::threads) setting.
+/// The count is **process-wide**: the kernels' thread pool starts once. So
+/// the first call wins: `None` takes [`default_threads`], and a later call
+/// asking for a *different* count is refused with [`Error::InvalidOption`]
+/// rather than silently ignored. Loading a [`Classifier`](crate::Classifier)
+/// calls this with its [`threads`](crate::ClassifierBuilder::threads)
+/// setting. (candle's own CPU ops and the tokenizer's rayon pool size
+/// themselves from `RAYON_NUM_THREADS`, which the `sentiment` binary sets
+/// from the same count; the library reads and writes no environment.)
 pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     if let Some(n) = requested {
         if n == 0 || n > MAX_THREADS {
@@ -132,20 +136,11 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
             )));
         }
     }
-    let in_force = *THREADS.get_or_init(|| {
-        let threads = requested.unwrap_or_else(candle_core::utils::get_num_threads);
-        // Always pinned, the default too: candle re-counts physical cores
-        // from /proc/cpuinfo on every call that needs the count unless the
-        // variable is set, and its head matmuls ask on every forward pass.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-        candle_core::utils::init_global_threadpool();
-        threads
-    });
+    let in_force = crate::model::cpu::start_pool(requested.unwrap_or_else(default_threads));
     match requested {
         Some(n) if n != in_force => Err(Error::InvalidOption(format!(
             "this process already runs on {in_force} CPU threads and cannot switch to {n}: \
-             the thread pools are process-wide and start once"
+             the thread pool is process-wide and starts once"
         ))),
         _ => Ok(in_force),
     }

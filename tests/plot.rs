@@ -60,6 +60,7 @@ fn report() -> BenchReport {
         precision: "f32,int8".into(),
         dataset: "sst2_dev".into(),
         threads: 2,
+        threads_source: "--threads".into(),
         system: SystemInfo::collect(&sentiment::KernelPlan::fastest()),
         devices: vec![
             series("cpu", "f32", 1.0),

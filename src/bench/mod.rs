@@ -41,6 +41,8 @@ pub struct BenchOptions {
     pub dataset_passes: usize,
     /// Which CPU kernels may run.
     pub kernels: KernelOptions,
+    /// Where the thread count came from, for the report.
+    pub threads_source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +126,8 @@ pub struct BenchReport {
     pub precision: String,
     pub dataset: String,
     pub threads: usize,
+    /// Where the thread count came from (a flag, a variable, the CPUs).
+    pub threads_source: String,
     pub system: SystemInfo,
     pub devices: Vec<DeviceReport>,
     pub peak_rss_bytes: Option<u64>,
@@ -229,6 +233,7 @@ pub fn run_bench(
             .join(","),
         dataset: options.dataset_name.clone(),
         threads,
+        threads_source: options.threads_source.clone(),
         system: SystemInfo::collect(&KernelPlan::resolve(&options.kernels, true)),
         devices: reports,
         peak_rss_bytes: peak_rss_bytes(),

@@ -231,7 +231,10 @@ fn system_rows(report: &BenchReport) -> Vec<(&'static str, String)> {
         ("dataset", report.dataset.clone()),
         ("cpu", sys.cpu.clone()),
         ("logical cores", sys.logical_cores.to_string()),
-        ("threads", report.threads.to_string()),
+        (
+            "threads",
+            format!("{} ({})", report.threads, report.threads_source),
+        ),
         ("simd", sys.simd.join(" ")),
         ("f32 kernel", sys.f32_kernel.clone()),
         ("int8 kernel", sys.int8_kernel.to_string()),

@@ -77,7 +77,9 @@ pub struct ModelArgs {
     )]
     pub precision: Vec<Precision>,
 
-    /// CPU threads for the model and tokenizer [default: physical cores].
+    /// CPU threads for the model and tokenizer [default: RAYON_NUM_THREADS,
+    /// else the CPUs this process may use (affinity, cgroup quota), at most
+    /// the physical cores].
     #[arg(long, global = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
     pub threads: Option<u16>,

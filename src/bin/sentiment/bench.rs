@@ -27,11 +27,10 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         dataset_name,
         dataset_passes: args.passes as usize,
         kernels: crate::args::kernel_options(),
+        threads_source: crate::threads::get().source.to_string(),
     };
-    if let Some(threads) = model.threads {
-        crate::load::warn_oversubscribed(threads);
-    }
-    sentiment::device::configure_threads(model.threads.map(usize::from))?;
+    let threads = crate::threads::get();
+    sentiment::device::configure_threads(Some(threads.count))?;
     let spinner = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()
     } else {

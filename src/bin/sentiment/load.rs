@@ -20,8 +20,7 @@ pub fn single_device(model: &ModelArgs) -> Result<DeviceSpec> {
     }
 }
 
-/// Sets the thread count (always: an unset count makes candle re-read
-/// /proc/cpuinfo on every forward pass), then loads the model and checks
+/// Loads the model on the thread count decided at start and checks
 /// `options` against it.
 pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classifier> {
     let mut builder = Classifier::builder()
@@ -29,10 +28,7 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
         .device(single_device(model)?)
         .precision(model.precision()?)
         .kernels(crate::args::kernel_options());
-    if let Some(threads) = model.threads {
-        warn_oversubscribed(threads);
-        builder = builder.threads(usize::from(threads));
-    }
+    builder = builder.threads(crate::threads::get().count);
     if std::io::stderr().is_terminal() {
         builder = builder.download_progress(download_bar());
     }
@@ -47,18 +43,6 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
 pub fn warn_precision(asked: sentiment::Precision, classifier: &Classifier) {
     if let Some(warning) = classifier.precision_warning(asked) {
         crate::exit::diagnostic(format_args!("warning: {warning}"));
-    }
-}
-
-/// More threads than the CPU has cores makes every parallel step wait for
-/// descheduled threads: allowed (it is the user's machine), but never silent.
-pub fn warn_oversubscribed(threads: u16) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if usize::from(threads) > cores {
-        crate::exit::diagnostic(format_args!(
-            "warning: --threads {threads} is more than the {cores} CPUs this process may use; \
-             expect it to run slower, not faster"
-        ));
     }
 }
 

@@ -11,6 +11,7 @@ mod load;
 mod predict;
 mod reader;
 mod serve;
+mod threads;
 mod writer;
 
 use std::process::ExitCode;
@@ -21,6 +22,11 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let models = !matches!(cli.command, Command::Completions { .. } | Command::Man);
+    if let (true, Err(err)) = (models, threads::init(cli.model.threads)) {
+        exit::diagnostic(format_args!("{}", err.0));
+        return ExitCode::from(exit::USAGE);
+    }
     let result = match &cli.command {
         Command::Predict(args) => predict::run(&cli.model, args),
         Command::Batch(args) => batch::run(&cli.model, args),

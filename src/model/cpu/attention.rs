@@ -7,6 +7,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::floor::pack_operand;
+use super::floor::pool::pool;
 use super::floor::{expect_len, matmul, OperandError, SharedOut};
 use super::plan::Isa;
 use super::softmax;
@@ -226,7 +227,7 @@ unsafe fn attend<'a>(
         }
     };
     // One scratch per chunk of tasks, not per task.
-    candle_core::utils::barrier_pool().execute_chunked(spans.len() * n_heads, |tasks| {
+    pool().execute_chunked(spans.len() * n_heads, |tasks| {
         let mut scratch = Scratch {
             scores: vec![0f32; longest * longest],
             keys: Vec::new(),

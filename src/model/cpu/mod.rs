@@ -36,6 +36,7 @@ mod softmax;
 
 pub use attention::{attention, attention_unpadded};
 pub use floor::math::{erf, gelu, gelu_tanh};
+pub(crate) use floor::pool::{default_threads, start as start_pool};
 pub use floor::{Epilogue, OperandError, PackedWeights};
 pub use linear::linear_packed;
 #[cfg(target_arch = "x86_64")]

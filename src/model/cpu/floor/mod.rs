@@ -5,6 +5,7 @@
 //! each other or from the modules that call them.
 
 pub(crate) mod math;
+pub(crate) mod pool;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod ymm;
 #[cfg(target_arch = "x86_64")]
@@ -287,13 +288,9 @@ pub(crate) unsafe fn drive_linear<P: Sync>(
 /// repay.
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 18;
 
-/// Runs `task(i)` for every i in 0..n on candle's persistent thread pool.
-/// Its workers spin for a while between calls and the calling thread takes
-/// a share, so the dozens of parallel steps in one forward pass cost no
-/// sleep/wake-up each: with rayon, futex and sched_yield were a quarter of
-/// a 14-token forward pass.
+/// Runs `task(i)` for every i in 0..n on the kernels' pool ([`pool`]).
 pub(crate) fn parallel_for(n: usize, task: impl Fn(usize) + Sync) {
-    candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(&task));
+    pool::pool().execute_chunked(n, |range| range.for_each(&task));
 }
 
 /// The multiply-adds of a (rows, in) · (in, out) product, saturating: the
@@ -308,13 +305,9 @@ pub(crate) fn worth_parallel(macs: usize) -> bool {
     thread_count() > 1 && macs >= PARALLEL_MIN_MACS
 }
 
-/// candle's thread count, read once: without RAYON_NUM_THREADS set, each
-/// `get_num_threads` call parses /proc/cpuinfo (num_cpus), which cost
-/// more than a 14-token linear layer. `--threads` sets the variable before
-/// the first forward pass, so caching it is safe.
+/// The threads a parallel step runs on.
 pub(crate) fn thread_count() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+    pool::pool().threads()
 }
 
 /// `dst = [dst +] lhs · rhs` on the calling thread (callers parallelise over
