@@ -438,7 +438,8 @@ fn int8_without_an_int8_kernel_runs_and_says_it_is_slower() {
 
 /// `--precision bf16` on a CPU without AVX512_BF16 runs f32 (the same
 /// output, byte for byte) and says so on stderr; with it, it runs bf16
-/// quietly, with the same label here.
+/// with the same label here, and says so only where bf16 measured no
+/// faster than f32 at load.
 #[test]
 fn bf16_without_a_bf16_kernel_says_so_and_runs_f32() {
     let tiny = tiny_model_dir();
@@ -465,7 +466,15 @@ fn bf16_without_a_bf16_kernel_says_so_and_runs_f32() {
     #[cfg(not(target_arch = "x86_64"))]
     let native = false;
     if native {
-        assert!(bf16_run.stderr.is_empty(), "{}", stderr(&bf16_run));
+        // Quiet, or (where the start-up probe measured bf16 no faster than
+        // f32: a measurement, so either can happen) one line saying so.
+        let warning = stderr(&bf16_run);
+        assert!(
+            warning.is_empty()
+                || (warning.lines().count() == 1
+                    && warning.contains("measured no faster than f32")),
+            "{warning}"
+        );
         let label = |out: &std::process::Output| {
             let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             line["label"].clone()

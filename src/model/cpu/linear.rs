@@ -26,6 +26,19 @@ pub fn linear_packed(
     kernel: Isa,
 ) -> Result<Vec<f32>, OperandError> {
     let parallel = worth_parallel(linear_macs(rows, weights.in_dim(), weights.out_dim()));
+    linear_on(kernel, x, weights, bias, rows, epilogue, parallel)
+}
+
+/// [`linear_packed`], spread over the pool or not as `parallel` says.
+pub(crate) fn linear_on(
+    kernel: Isa,
+    x: &[f32],
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    rows: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) -> Result<Vec<f32>, OperandError> {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::linear(x, weights, bias, rows, epilogue, parallel),

@@ -43,8 +43,8 @@ pub use linear::linear_packed;
 pub use linear::{linear_bf16, linear_int8};
 pub use norm::layer_norm;
 pub use plan::{
-    Bf16Kernel, CpuKernels, Int8Kernel, Isa, KernelChoice, KernelOptions, KernelPlan, VectorWidth,
-    WidthChoice,
+    bf16_against_f32, Bf16Kernel, CpuKernels, Int8Kernel, Isa, KernelChoice, KernelOptions,
+    KernelPlan, VectorWidth, WidthChoice,
 };
 
 /// The f32 buffer of a contiguous CPU tensor, passed to `f`; None for any

@@ -327,43 +327,90 @@ fn pick(avx512: Duration, avx2: Duration) -> Isa {
 /// best time is kept).
 const PROBE_ROUNDS: usize = 6;
 
-/// Each kernel's best single-thread time on one probe block: 28 rows (two
-/// 512-bit tiles, a few 256-bit ones) by 384 deep (one depth pass) by 128
-/// columns (four panels, 192 KiB of weights, as a layer's panels stream
-/// from L2), alternating the kernels so that a slow moment hits both.
+/// The probe block: 28 rows (two 512-bit tiles, a few 256-bit ones) by
+/// 384 deep (one depth pass) by 128 columns (four panels, 192 KiB of f32
+/// weights, as a layer's panels stream from L2): (x, packed weights, rows).
 #[cfg(target_arch = "x86_64")]
-fn measure() -> (Duration, Duration) {
-    use super::floor::{Epilogue, PackedWeights};
+fn probe_block() -> Option<(Vec<f32>, super::floor::PackedWeights, usize)> {
     let (rows, k, n) = (28, 384, 128);
     let x: Vec<f32> = (0..rows * k)
         .map(|i| (i % 17) as f32 / 17.0 - 0.5)
         .collect();
     let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
-    let Ok(packed) = PackedWeights::pack(&w, n, k) else {
-        return (Duration::ZERO, Duration::MAX);
-    };
-    // A kernel that refuses the block (it cannot, for these operands) times
-    // as `Duration::MAX`, so it is never the one chosen.
-    let time = |kernel: Isa| {
+    let packed = super::floor::PackedWeights::pack(&w, n, k).ok()?;
+    Some((x, packed, rows))
+}
+
+/// Each of two runs' best single-thread time over [`PROBE_ROUNDS`],
+/// alternating them so that a slow moment hits both. A run that refuses or
+/// shortens its output (it cannot, on the probe block) times as
+/// `Duration::MAX`, so it never wins.
+#[cfg(target_arch = "x86_64")]
+fn alternate_best<E>(
+    outputs: usize,
+    runs: [&dyn Fn() -> Result<Vec<f32>, E>; 2],
+) -> (Duration, Duration) {
+    let time = |run: &dyn Fn() -> Result<Vec<f32>, E>| {
         let started = Instant::now();
-        let out = match kernel {
-            Isa::Avx512 => {
-                super::avx512::linear(&x, &packed, None, rows, Epilogue::default(), false)
-            }
-            _ => super::avx2::linear(&x, &packed, None, rows, Epilogue::default(), false),
-        };
+        let out = run();
         let took = started.elapsed();
         match std::hint::black_box(out) {
-            Ok(out) if out.len() == rows * n => took,
+            Ok(out) if out.len() == outputs => took,
             _ => Duration::MAX,
         }
     };
-    let (mut avx512, mut avx2) = (Duration::MAX, Duration::MAX);
+    let mut best = (Duration::MAX, Duration::MAX);
     for _ in 0..PROBE_ROUNDS {
-        avx512 = avx512.min(time(Isa::Avx512));
-        avx2 = avx2.min(time(Isa::Avx2));
+        best.0 = best.0.min(time(runs[0]));
+        best.1 = best.1.min(time(runs[1]));
     }
-    (avx512, avx2)
+    best
+}
+
+/// The 512-bit and 256-bit f32 kernels' best times on the probe block.
+#[cfg(target_arch = "x86_64")]
+fn measure() -> (Duration, Duration) {
+    let none = super::floor::Epilogue::default;
+    let Some((x, packed, rows)) = probe_block() else {
+        return (Duration::ZERO, Duration::MAX);
+    };
+    let outputs = rows * packed.out_dim();
+    alternate_best(
+        outputs,
+        [
+            &|| super::linear::linear_on(Isa::Avx512, &x, &packed, None, rows, none(), false),
+            &|| super::linear::linear_on(Isa::Avx2, &x, &packed, None, rows, none(), false),
+        ],
+    )
+}
+
+/// How bf16 compares with f32 on this CPU: each one's best single-thread
+/// time on the probe block, bf16 on `kernel` and f32 on `f32_kernel`,
+/// measured once per process (microseconds). The answer to "is bf16 faster
+/// here", measured rather than assumed from the vendor.
+pub fn bf16_against_f32(kernel: Bf16Kernel, f32_kernel: Isa) -> (Duration, Duration) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::floor::Epilogue;
+        static MEASURED: OnceLock<(Duration, Duration)> = OnceLock::new();
+        *MEASURED.get_or_init(|| {
+            let Some((x, packed, rows)) = probe_block() else {
+                return (Duration::MAX, Duration::ZERO);
+            };
+            let bf16 = super::bf16::PackedBf16::from_f32(&packed);
+            let outputs = rows * packed.out_dim();
+            let none = Epilogue::default();
+            alternate_best(
+                outputs,
+                [
+                    &|| super::bf16::linear(&x, &bf16, None, rows, none, false, kernel),
+                    &|| super::linear::linear_on(f32_kernel, &x, &packed, None, rows, none, false),
+                ],
+            )
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    match kernel {}
 }
 
 #[cfg(test)]
