@@ -369,3 +369,88 @@ fn a_config_without_id2label_uses_hf_default_names() {
     assert_eq!(labels.len(), 3, "the count comes from classifier.weight");
     assert!(labels.iter().all(|l| l.starts_with("LABEL_")));
 }
+
+/// Runs `batch --resume -o output` over `input`, killed if it has not
+/// ended within a minute (a guard against a hang, not a speed check).
+fn resume_into(output: &Path, input: &[u8]) -> Output {
+    let tiny = tiny_model_dir();
+    let mut child = Command::new(binary())
+        .args(["-m", tiny.to_str().unwrap(), "batch", "--resume", "-o"])
+        .arg(output)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("batch --resume -o {} hung", output.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A refused --resume leaves the output byte for byte as it was, partial
+/// last line included (issue 29: it used to cut that line before refusing).
+#[test]
+fn a_refused_resume_leaves_the_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.jsonl");
+    for before in [
+        &b"{\"label\":\"a\"}\n{\"label\":\"b\"}\n{\"label\":\"c\"}\n{\"lab"[..],
+        b"no newline at all",
+    ] {
+        std::fs::write(&output, before).unwrap();
+        let done = resume_into(&output, b"{\"text\": \"one line only\"}\n");
+        let lines = before.iter().filter(|&&b| b == b'\n').count();
+        if lines > 1 {
+            assert_exit_code(&done, 2);
+        }
+        if done.status.code() == Some(2) {
+            assert_eq!(std::fs::read(&output).unwrap(), before);
+        }
+    }
+}
+
+/// A resume that goes through drops the partial last line, even when it
+/// has nothing left to add.
+#[test]
+fn a_resume_with_nothing_left_still_drops_the_partial_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.jsonl");
+    std::fs::write(&output, b"{\"label\":\"a\"}\n{\"lab").unwrap();
+    let done = resume_into(&output, b"{\"text\": \"the one line\"}\n");
+    assert_exit_code(&done, 0);
+    assert_eq!(std::fs::read(&output).unwrap(), b"{\"label\":\"a\"}\n");
+}
+
+/// --resume reads the output to count its lines, so it takes regular files
+/// only: a FIFO, a pipe (/dev/stdout) or a character device is refused at
+/// once (it used to wait forever on the FIFO), and nothing is written.
+#[cfg(unix)]
+#[test]
+fn resume_refuses_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    for output in [
+        fifo.as_path(),
+        Path::new("/dev/stdout"),
+        Path::new("/dev/null"),
+    ] {
+        let done = resume_into(output, b"{\"text\": \"x\"}\n");
+        assert_exit_code(&done, 2);
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert!(
+            stderr.contains("--resume") && stderr.contains("regular file"),
+            "{stderr}"
+        );
+        assert!(done.stdout.is_empty());
+    }
+}

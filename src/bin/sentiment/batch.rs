@@ -18,7 +18,7 @@ use sentiment::{CancelFlag, ClassifyOptions};
 use crate::args::{BatchArgs, ModelArgs};
 use crate::exit::{self, diagnostic, UsageError};
 use crate::reader::{self, LineOptions};
-use crate::writer::{open_output, RecordWriter};
+use crate::writer::{open_output, OutputFile, RecordWriter};
 
 pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     let options = ClassifyOptions::default()
@@ -33,12 +33,12 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
     // Load the model before touching --output: a broken model must not
     // truncate the results of an earlier run.
     let classifier = crate::load::classifier(model, &options)?;
-    let (out, skip): (Box<dyn Write>, u64) = match &args.output_file {
+    let (out, skip) = match &args.output_file {
         Some(path) => {
             let (file, done) = open_output(path, args.resume)?;
-            (Box::new(file), done)
+            (Output::File(file), done)
         }
-        None => (Box::new(std::io::stdout().lock()), 0),
+        None => (Output::Stdout(std::io::stdout().lock()), 0),
     };
     let cancel = CancelFlag::new();
     // Ctrl-C stops the stream between batches, so the output ends on a
@@ -66,6 +66,7 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
         .run_into(lines.feed(), &mut writer)
         .and_then(|summary| writer.flush().map(|()| summary))
         .context("cannot write output")?;
+    let out = writer.into_inner().context("cannot write output")?;
     progress.finish_and_clear();
     if let Some(err) = lines.take_error() {
         return Err(err).context("cannot read input");
@@ -79,6 +80,11 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
             lines.lines_read()
         ))
         .into());
+    }
+    if let Output::File(file) = out {
+        if !summary.cancelled {
+            file.finish().context("cannot write output")?;
+        }
     }
     if summary.cancelled {
         let written = skip + summary.delivered;
@@ -180,5 +186,27 @@ fn progress_bar(input_len: Option<u64>) -> ProgressBar {
     match ProgressStyle::with_template(template) {
         Ok(style) => bar.with_style(style),
         Err(_) => bar,
+    }
+}
+
+/// Where `batch` writes: stdout, or `--output` (see [`OutputFile`]).
+enum Output {
+    Stdout(std::io::StdoutLock<'static>),
+    File(OutputFile),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Stdout(out) => out.write(buf),
+            Self::File(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Stdout(out) => out.flush(),
+            Self::File(file) => file.flush(),
+        }
     }
 }

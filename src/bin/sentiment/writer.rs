@@ -11,12 +11,66 @@ use sentiment::input::Line;
 use sentiment::output::{error_record, line_outcome, line_record};
 use sentiment::{Prediction, Sink};
 
-/// Opens `--output`. With `resume`, keeps its complete lines (dropping a
-/// partial last line a crash may have left) and returns how many there are.
-pub fn open_output(path: &Path, resume: bool) -> Result<(File, u64)> {
+use crate::exit::UsageError;
+
+/// `--output`, opened: a new file, or with `--resume` the old one, whose
+/// partial last line (a crash may leave one) is dropped only once the run
+/// goes through, so that a refused resume leaves it byte for byte as it was.
+pub struct OutputFile {
+    file: File,
+    /// With --resume: the length of the complete lines, to cut the file to
+    /// before the first new line is written (or when the run ends).
+    cut_to: Option<u64>,
+}
+
+impl OutputFile {
+    /// Cuts a resumed file to its complete lines, once.
+    fn cut(&mut self) -> std::io::Result<()> {
+        if let Some(len) = self.cut_to.take() {
+            self.file.set_len(len)?;
+            self.file.seek(SeekFrom::End(0))?;
+        }
+        Ok(())
+    }
+
+    /// The run went through: a resumed file loses its partial line even if
+    /// nothing was added.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.cut()?;
+        self.file.flush()
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.cut()?;
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Opens `--output`. With `resume`, counts its complete lines (returned)
+/// without changing it; only a regular file can be resumed, since it is
+/// read first (a FIFO or a pipe would never end).
+pub fn open_output(path: &Path, resume: bool) -> Result<(OutputFile, u64)> {
     let context = || format!("cannot write {}", path.display());
     if !resume {
-        return Ok((File::create(path).with_context(context)?, 0));
+        let file = File::create(path).with_context(context)?;
+        return Ok((OutputFile { file, cut_to: None }, 0));
+    }
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(UsageError(format!(
+                "--resume needs a regular file to continue, and {} is not one (a pipe, FIFO, \
+                 device or folder); write to a file, or drop --resume",
+                path.display()
+            ))
+            .into())
+        }
+        _ => {}
     }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -40,9 +94,8 @@ pub fn open_output(path: &Path, resume: bool) -> Result<(File, u64)> {
         }
         offset += n as u64;
     }
-    file.set_len(complete_len).with_context(context)?;
-    file.seek(SeekFrom::End(0)).with_context(context)?;
-    Ok((file, lines))
+    let cut_to = Some(complete_len);
+    Ok((OutputFile { file, cut_to }, lines))
 }
 
 /// Writes each delivered line as its record, in order.
@@ -59,6 +112,11 @@ impl<W: Write> RecordWriter<W> {
 
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+
+    /// The writer, flushed.
+    pub fn into_inner(self) -> std::io::Result<W> {
+        self.out.into_inner().map_err(|err| err.into_error())
     }
 }
 
