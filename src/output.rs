@@ -8,6 +8,8 @@
 //! uses is kept under `input_<name>` (prefixed again until the name is
 //! free), so no input field is lost and only error records have `error`.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use crate::error::Result;
@@ -74,17 +76,25 @@ impl Object {
     }
 
     /// The input's fields in order, values as read; a field whose name is
-    /// `reserved` goes under `input_<name>` (prefixed until free).
+    /// `reserved` goes under `input_<name>` (prefixed until free). Linear in
+    /// the fields: their names are looked up in a set, and each reserved
+    /// name is resolved once, however often it repeats.
     fn push_passthrough(&mut self, fields: &RawFields, reserved: impl Fn(&str) -> bool) {
-        let taken = |name: &str| reserved(name) || fields.0.iter().any(|(key, _)| key == name);
+        let names: HashSet<&str> = fields.0.iter().map(|(key, _)| key.as_str()).collect();
+        let mut renamed: HashMap<&str, String> = HashMap::new();
         for (key, value) in &fields.0 {
-            let mut name = key.clone();
-            if reserved(key) {
-                name = format!("{RENAMED_PREFIX}{name}");
-                while taken(&name) {
-                    name = format!("{RENAMED_PREFIX}{name}");
-                }
+            if !reserved(key) {
+                self.push(key, value.get());
+                continue;
             }
+            let name = renamed.entry(key.as_str()).or_insert_with(|| {
+                let mut name = format!("{RENAMED_PREFIX}{key}");
+                while reserved(&name) || names.contains(name.as_str()) {
+                    name.insert_str(0, RENAMED_PREFIX);
+                }
+                name
+            });
+            let name = name.clone();
             self.push(&name, value.get());
         }
     }
