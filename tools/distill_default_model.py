@@ -239,11 +239,12 @@ def load_teacher():
 
 
 def stage_logits():
-    """The teacher's logits on every SST-2 train line, in file order (f32
-    logits rounded to 4 decimals), so the student's run repeats without it."""
+    """The teacher's logits on every SST-2 train line, in file order (rounded
+    to 4 decimals), so the student's run repeats without the teacher. In
+    bf16 autocast, as the teacher was trained and validated."""
     model, tok, pad_id = load_teacher()
     texts, _ = read_jsonl(DATA / "sst2_train.jsonl")
-    logits = predict_logits(model, encode(tok, texts, 128), pad_id, bf16=False)
+    logits = predict_logits(model, encode(tok, texts, 128), pad_id, bf16=True)
     LOGITS.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(LOGITS, "wt") as f:
         for row in logits:
