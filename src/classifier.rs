@@ -440,8 +440,22 @@ impl Classifier {
         }
         let batch = RaggedBatch::new(batch.iter().map(|e| &e.ids[..]))
             .ok_or_else(|| Error::tokenize("the tokenizer produced no tokens for a text"))?;
-        let logits = self.model.forward(&batch)?;
-        Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
+        let logits: Vec<Vec<f32>> = self
+            .model
+            .forward(&batch)?
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
+        // A result computed from NaN or an infinity is no classification;
+        // the engine then runs the batch's texts alone, so only the
+        // culprit's record says so.
+        if logits.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::from(candle_core::Error::Msg(
+                "the model computed a non-finite logit (NaN or infinity), so no label is \
+                 reported; the model's weights overflow on this text"
+                    .into(),
+            )));
+        }
+        Ok(logits)
     }
 
     /// Predictions for already-encoded sequences, one padded batch, each

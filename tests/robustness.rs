@@ -499,3 +499,70 @@ fn renaming_many_colliding_keys_is_linear() {
         "the prediction's own label"
     );
 }
+
+/// Sets every value of `tensor` in the copied model's safetensors to
+/// `value` (the file's other tensors are written back unchanged).
+fn set_weight(dir: &Path, tensor: &str, value: f32) {
+    let file = dir.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let old = &tensors[tensor];
+    let new = (old.ones_like().unwrap() * value as f64).unwrap();
+    tensors.insert(tensor.to_string(), new);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+}
+
+/// A NaN or an infinity in any weight is a model error at load naming the
+/// tensor (exit 3), never a silent answer: NaN in `classifier.weight` gave
+/// `{"label":"NEGATIVE","score":null}` and exit 0, NaN in an encoder
+/// weight the same finite answer for every text.
+#[test]
+fn non_finite_weights_are_model_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path();
+    for (tensor, value) in [
+        ("classifier.weight", f32::NAN),
+        ("distilbert.transformer.layer.1.ffn.lin1.weight", f32::NAN),
+        (
+            "distilbert.transformer.layer.0.attention.q_lin.bias",
+            f32::INFINITY,
+        ),
+        ("distilbert.embeddings.LayerNorm.weight", f32::NEG_INFINITY),
+    ] {
+        model_copy(model);
+        set_weight(model, tensor, value);
+        assert_model_error(&predict_with(model), "model.safetensors", "non-finite");
+        let output = predict_with(model);
+        assert!(String::from_utf8_lossy(&output.stderr).contains(tensor));
+        assert!(output.stdout.is_empty());
+    }
+}
+
+/// Finite weights whose products overflow (a LayerNorm scaled to f32::MAX)
+/// give non-finite logits: each such text becomes an error record, never
+/// a label, and the run says lines failed (exit 1).
+#[test]
+fn non_finite_logits_are_error_records_not_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path();
+    model_copy(model);
+    set_weight(
+        model,
+        "distilbert.transformer.layer.1.output_layer_norm.weight",
+        f32::MAX,
+    );
+    let output = run_with_stdin(
+        sentiment_command(&["-m", model.to_str().unwrap(), "batch"]),
+        b"{\"text\": \"a fine film\", \"id\": 1}\n{\"text\": \"a dull one\", \"id\": 2}\n",
+    );
+    assert_exit_code(&output, 1);
+    let records = json_lines(&output.stdout);
+    assert_eq!(records.len(), 2);
+    for (record, id) in records.iter().zip([1, 2]) {
+        assert!(record.get("label").is_none(), "{record}");
+        assert!(
+            record["error"].as_str().unwrap().contains("non-finite"),
+            "{record}"
+        );
+        assert_eq!(record["id"], id);
+    }
+}

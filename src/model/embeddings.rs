@@ -51,6 +51,21 @@ impl Embeddings {
                         cfg.vocab_size,
                     )));
                 }
+                // Read in place, not through the checked source: check it
+                // here. A half float is NaN or infinite when its exponent
+                // bits are all set.
+                let exponent: u16 = match dtype {
+                    DType::BF16 => 0x7f80,
+                    _ => 0x7c00,
+                };
+                let finite =
+                    |pair: &[u8]| u16::from_le_bytes([pair[0], pair[1]]) & exponent != exponent;
+                if let Some(index) = bytes.chunks_exact(2).position(|pair| !finite(pair)) {
+                    return Err(candle_core::Error::Msg(format!(
+                        "word_embeddings.weight holds a non-finite value (NaN or infinity) at \
+                         element {index}"
+                    )));
+                }
                 WordEmbeddings::Static { dtype, bytes, dim }
             }
         };

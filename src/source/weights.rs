@@ -45,7 +45,8 @@ pub fn open(
             let tensors = read.map_err(cannot_read)?;
             super::pickle_check::check_storage(path, tensors.tensor_infos().values())
                 .map_err(|why| Error::model(path, format!("cannot read weights: {why}")))?;
-            let vb = VarBuilder::from_backend(Box::new(tensors), DType::F32, device.clone());
+            let vb =
+                VarBuilder::from_backend(Box::new(Finite(tensors)), DType::F32, device.clone());
             return Ok((vb, WordTable::F32));
         }
         Weights::Safetensors(path) => {
@@ -60,7 +61,7 @@ pub fn open(
                 Some(dtype) => WordTable::Half(dtype),
                 None => WordTable::F32,
             };
-            (Box::new(Releasing(tensors)), table)
+            (Box::new(Finite(Releasing(tensors))), table)
         }
         Weights::Embedded { bytes, .. } => {
             let bytes: &'static [u8] = bytes;
@@ -82,7 +83,7 @@ pub fn open(
                 },
                 Err(_) => WordTable::F32,
             };
-            (Box::new(Releasing(tensors)), table)
+            (Box::new(Finite(Releasing(tensors))), table)
         }
     };
     let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
@@ -154,6 +155,62 @@ impl<T: TensorSource> SimpleBackend for Releasing<T> {
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.0.view(name).is_ok()
+    }
+}
+
+/// A source whose every tensor is checked, as it is read, to hold only
+/// finite numbers: a NaN or an infinity in a weight would turn every
+/// prediction into a silent wrong answer, so it is a model error at load.
+struct Finite<B>(B);
+
+impl<B: SimpleBackend> SimpleBackend for Finite<B> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.0.get(shape, name, init, dtype, device)?;
+        check_finite(name, &tensor)?;
+        Ok(tensor)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.0.get_unchecked(name, dtype, device)?;
+        check_finite(name, &tensor)?;
+        Ok(tensor)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_tensor(name)
+    }
+}
+
+/// An error naming the tensor and the first element that is NaN or
+/// infinite; the values are read in place on the CPU.
+fn check_finite(name: &str, tensor: &Tensor) -> candle_core::Result<()> {
+    let first_bad = |values: &[f32]| values.iter().position(|v| !v.is_finite());
+    let bad = match crate::model::cpu::with_cpu_f32(tensor, first_bad) {
+        Some(bad) => bad,
+        None => first_bad(
+            &tensor
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        ),
+    };
+    match bad {
+        Some(index) => Err(candle_core::Error::Msg(format!(
+            "{name} holds a non-finite value (NaN or infinity) at element {index}"
+        ))),
+        None => Ok(()),
     }
 }
 
