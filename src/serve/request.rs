@@ -74,9 +74,17 @@ impl PredictRequest {
                 for (index, item) in items.into_iter().enumerate() {
                     match item {
                         Value::String(text) => texts.push(text),
+                        // TEI's batch form: a list of one-text lists.
+                        Value::Array(mut one) if one.len() == 1 && one[0].is_string() => {
+                            if let Some(Value::String(text)) = one.pop() {
+                                texts.push(text);
+                            }
+                        }
                         Value::Array(_) => {
                             return Err(BodyError(format!(
-                                "inputs[{index}] is a list: text pairs are not supported"
+                                "inputs[{index}] is a list of more than one text: text pairs \
+                                 are not supported (a batch is a list of texts, or of one-text \
+                                 lists)"
                             )))
                         }
                         other => {
@@ -117,11 +125,8 @@ impl PredictRequest {
                 )))
             }
         }
-        if let Some(unknown) = fields.keys().next() {
-            return Err(BodyError(format!(
-                "unknown field {unknown:?}: a request has \"inputs\", \"truncate\" and \"raw_scores\""
-            )));
-        }
+        // Other fields (the HF client's "parameters" among them) are ignored,
+        // as TEI ignores them.
         Ok(Self {
             inputs,
             truncate,

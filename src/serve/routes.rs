@@ -58,6 +58,9 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let inference = Router::new()
+        // TEI serves predict at / and /invocations too (the HF client posts to /).
+        .route("/", post(predict))
+        .route("/invocations", post(predict))
         .route("/predict", post(predict))
         .route("/classify", post(classify))
         .route_layer(middleware::from_fn_with_state(
