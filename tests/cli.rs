@@ -489,3 +489,81 @@ fn bf16_without_a_bf16_kernel_says_so_and_runs_f32() {
         );
     }
 }
+
+/// A flag that would have no effect in the combination given is a usage
+/// error (exit 2) naming it, not silently ignored: `--revision` with a
+/// local folder or the bundled model, `--field` with `--input text`, and
+/// `bench --plot` into a file not named .svg (it writes SVG). Each ran and
+/// exited 0 before.
+#[test]
+fn flags_without_effect_are_usage_errors() {
+    let tiny = tiny_model_dir();
+    let tiny = tiny.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("chart.png");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["-m", tiny, "--revision", "v1", "predict", "x"],
+            "--revision",
+        ),
+        (vec!["--revision", "v1", "predict", "x"], "--revision"),
+        (
+            vec!["-m", "bundled", "--revision", "main", "predict", "x"],
+            "--revision",
+        ),
+        (
+            vec!["-m", tiny, "batch", "--input", "text", "--field", "review"],
+            "--field",
+        ),
+        (
+            vec![
+                "-m",
+                tiny,
+                "bench",
+                "--runs",
+                "1",
+                "--plot",
+                png.to_str().unwrap(),
+            ],
+            "--plot",
+        ),
+    ];
+    for (args, flag) in cases {
+        let output = run_with_stdin(sentiment_command(&args), b"a line\n");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(flag),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!png.exists());
+}
+
+/// A closed stdout (`>&-`) loses every result: an I/O error (exit 6), not
+/// a success (std's stdout swallows EBADF, so it exited 0).
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_is_an_error_not_a_success() {
+    use std::os::unix::process::CommandExt;
+    let mut command = sentiment_command(&["predict", "a fine film"]);
+    // SAFETY: close(1) in the child between fork and exec; no allocation.
+    unsafe {
+        command.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let output = command
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
+    assert!(stderr(&output).contains("stdout"), "{}", stderr(&output));
+}

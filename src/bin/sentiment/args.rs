@@ -86,10 +86,24 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn spec(&self) -> sentiment::Result<ModelSpec> {
-        match &self.model {
-            Some(name) => ModelSpec::parse(name, self.revision.as_deref()),
-            None => Ok(ModelSpec::default()),
+    /// The model asked for; `--revision` only with a hub id, where it
+    /// means something.
+    pub fn spec(&self) -> anyhow::Result<ModelSpec> {
+        let spec = match &self.model {
+            Some(name) => ModelSpec::parse(name, self.revision.as_deref())?,
+            None => ModelSpec::default(),
+        };
+        match (&spec, &self.revision) {
+            (ModelSpec::Hub { .. }, _) | (_, None) => Ok(spec),
+            (ModelSpec::Local(path), Some(_)) => Err(UsageError(format!(
+                "--revision applies to hub ids, and {} is a local folder; drop --revision",
+                path.display()
+            ))
+            .into()),
+            (_, Some(_)) => Err(UsageError(
+                "--revision applies to hub ids, not to the bundled model; drop --revision".into(),
+            )
+            .into()),
         }
     }
 
@@ -182,6 +196,20 @@ pub struct LongTextArgs {
     /// confident window decide (window mode only) [default: mean].
     #[arg(long, value_enum)]
     pub aggregate: Option<Aggregate>,
+}
+
+impl BatchArgs {
+    /// The JSON field that holds the text; `--field` with `--input text`,
+    /// where lines are not JSON, is refused rather than ignored.
+    pub fn text_field(&self) -> Result<String, UsageError> {
+        match (&self.field, self.format) {
+            (Some(_), InputFormat::Text) => Err(UsageError(
+                "--field names a JSON field, and --input text reads plain lines; drop --field"
+                    .into(),
+            )),
+            (field, _) => Ok(field.clone().unwrap_or_else(|| "text".into())),
+        }
+    }
 }
 
 impl LongTextArgs {
@@ -293,9 +321,9 @@ pub struct BatchArgs {
     #[arg(long = "input", value_enum, default_value_t = InputFormat::Jsonl, value_name = "FORMAT")]
     pub format: InputFormat,
 
-    /// The JSON field that holds the text.
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    pub field: String,
+    /// The JSON field that holds the text (JSONL input only) [default: text].
+    #[arg(long, value_name = "NAME")]
+    pub field: Option<String>,
 
     /// Texts per forward pass. Lines are sorted by length within a window of
     /// 16 batches, so each batch pads little, and written back in input order.

@@ -11,13 +11,25 @@ use sentiment::bench::report::render;
 use sentiment::bench::{run_bench, BenchOptions, SST2_DEV};
 
 use crate::args::{BenchArgs, ModelArgs};
-use crate::exit;
+use crate::exit::{self, UsageError};
 
 pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
     let (dataset, dataset_name) = match &args.dataset {
         Some(path) => (read_dataset(path)?, path.display().to_string()),
         None => (SST2_DEV.to_string(), "sst2_dev (built in)".to_string()),
     };
+    if let Some(path) = &args.plot {
+        let svg = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("svg"));
+        if !svg {
+            return Err(UsageError(format!(
+                "--plot writes an SVG chart, and {} is not named .svg; name the file .svg",
+                path.display()
+            ))
+            .into());
+        }
+    }
     let options = BenchOptions {
         lengths: args.lengths.iter().map(|&n| n as usize).collect(),
         batch_sizes: args.batch_sizes.iter().map(|&n| n as usize).collect(),

@@ -65,6 +65,29 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether stdout was open when the process started. Rust's runtime opens
+/// /dev/null read-write on a closed descriptor 1 (`>&-`) before `main`, so
+/// every result would vanish with exit 0; a shell's `> /dev/null` opens it
+/// write-only, which is how the two are told apart.
+pub fn stdout_is_open() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: fstat into a zeroed stat and F_GETFL read descriptor 1's
+        // state and change nothing.
+        unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            let null = libc::fstat(1, &mut stat) == 0
+                && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
+                && libc::major(stat.st_rdev) == 1
+                && libc::minor(stat.st_rdev) == 3;
+            let read_write = libc::fcntl(1, libc::F_GETFL) & libc::O_ACCMODE == libc::O_RDWR;
+            !(null && read_write)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
+}
+
 /// Writes a diagnostic to stderr. Never panics: a closed or full stderr
 /// (`2>/dev/full`) loses the message, not the run.
 pub fn diagnostic(message: impl Display) {

@@ -22,6 +22,17 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let writes_stdout = match &cli.command {
+        Command::Serve(_) => false,
+        Command::Batch(args) => args.output_file.is_none(),
+        _ => true,
+    };
+    if writes_stdout && !exit::stdout_is_open() {
+        exit::diagnostic(
+            "stdout is closed, so no result could be written; give it a file or a pipe",
+        );
+        return ExitCode::from(exit::IO);
+    }
     let models = !matches!(cli.command, Command::Completions { .. } | Command::Man);
     if let (true, Err(err)) = (models, threads::init(cli.model.threads)) {
         exit::diagnostic(format_args!("{}", err.0));
