@@ -161,3 +161,69 @@ fn bench_with_plot_writes_the_chart() {
     assert_eq!(report["devices"].as_array().unwrap().len(), 2);
     assert_eq!(report["devices"][1]["precision"], "int8");
 }
+
+/// The report's `series` with its latency at `lengths` and throughput at
+/// `batch_sizes`.
+fn measured_at(lengths: &[usize], batch_sizes: &[usize]) -> BenchReport {
+    let mut report = report();
+    for device in &mut report.devices {
+        device.latency = lengths
+            .iter()
+            .map(|&tokens| {
+                let mut row = device.latency[0].clone();
+                row.tokens = tokens;
+                row.total = stats(tokens as f64 / 8.0);
+                row
+            })
+            .collect();
+        device.throughput = batch_sizes
+            .iter()
+            .map(|&batch_size| {
+                let mut row = device.throughput[0].clone();
+                row.batch_size = batch_size;
+                row.sentences_per_s = 100.0 * (batch_size as f64).sqrt();
+                row
+            })
+            .collect();
+    }
+    report
+}
+
+fn texts_of(svg: &str) -> Vec<String> {
+    let document = roxmltree::Document::parse(svg).expect("well-formed XML");
+    document
+        .descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .map(|n| n.text().unwrap_or_default().trim().to_string())
+        .collect()
+}
+
+/// The x axes are labelled at the measured lengths and batch sizes (not
+/// only at 1, 10, 100), with one, three or eight lengths, and the latency
+/// axis has labels even when one length spans less than a decade.
+#[test]
+fn the_axes_label_what_was_measured() {
+    for (lengths, batch_sizes) in [
+        (vec![14], vec![32]),
+        (vec![14, 75, 400], vec![1, 8, 32]),
+        (
+            vec![8, 16, 32, 64, 128, 256, 384, 512],
+            vec![1, 2, 4, 8, 16, 32, 64, 128],
+        ),
+    ] {
+        let svg = render_svg(&measured_at(&lengths, &batch_sizes)).unwrap();
+        let texts = texts_of(&svg);
+        for value in lengths.iter().chain(&batch_sizes) {
+            assert!(
+                texts.contains(&value.to_string()),
+                "{value} in {lengths:?}: {texts:?}"
+            );
+        }
+        let numeric = texts.iter().filter(|t| t.parse::<f64>().is_ok()).count();
+        let x_labels = lengths.len() + batch_sizes.len();
+        assert!(
+            numeric >= x_labels + 4,
+            "y labels too in {lengths:?}: {texts:?}"
+        );
+    }
+}

@@ -93,6 +93,33 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// The distinct measured values, as tick positions.
+fn measured(values: impl Iterator<Item = usize>) -> Vec<f64> {
+    let mut values: Vec<usize> = values.collect();
+    values.sort_unstable();
+    values.dedup();
+    values.into_iter().map(|v| v as f64).collect()
+}
+
+/// Ticks for a log axis over `low..high`: 1, 2 and 5 times the powers of
+/// ten inside it, or every integer multiple where that gives fewer than
+/// three (a range under a decade, as one measured length gives).
+fn log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let decades = low.log10().floor() as i32..=high.log10().ceil() as i32;
+    let within = |multiples: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|e| multiples.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| (low..=high).contains(v))
+            .collect()
+    };
+    let ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 3 {
+        return ticks;
+    }
+    within(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+}
+
 /// A panel with its caption and room for the axes' labels.
 fn panel<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, Shift>,
@@ -144,12 +171,23 @@ fn latency_panel(
     }));
     let x_range = (x_low / 1.25)..(x_high * 1.25);
     let y_range = (y_low / 1.3)..(y_high * 1.3);
+    let lengths = measured(
+        series
+            .iter()
+            .flat_map(|d| d.latency.iter().map(|r| r.tokens)),
+    );
+    let y_ticks = log_ticks(y_range.start, y_range.end);
     let mut chart = panel(area, "Batch-1 latency by input length")
-        .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
+        .build_cartesian_2d(
+            x_range.log_scale().with_key_points(lengths),
+            y_range.log_scale().with_key_points(y_ticks),
+        )
         .map_err(plot_error)?;
     chart
         .configure_mesh()
-        .light_line_style(BLACK.mix(0.04))
+        // Labels where something was measured, and no minor lines (on a
+        // log axis they crowd into a grey band).
+        .light_line_style(TRANSPARENT)
         .x_desc("input length (tokens, log scale)")
         .y_desc("latency, ms (p50; whiskers p5–p95; log scale)")
         .axis_desc_style(("sans-serif", 15))
@@ -218,15 +256,21 @@ fn throughput_panel(
             .flat_map(|d| d.throughput.iter().map(|r| r.sentences_per_s)),
     );
     let x_range = (x_low / 1.4)..(x_high * 1.4);
+    let batch_sizes = measured(
+        series
+            .iter()
+            .flat_map(|d| d.throughput.iter().map(|r| r.batch_size)),
+    );
     let mut chart = panel(area, "Throughput by batch size")
-        .build_cartesian_2d(x_range.log_scale(), 0.0..y_high * 1.15)
+        .build_cartesian_2d(
+            x_range.log_scale().with_key_points(batch_sizes),
+            0.0..y_high * 1.15,
+        )
         .map_err(plot_error)?;
     chart
         .configure_mesh()
-        // A log axis's minor lines crowd into a grey band over 1..40.
+        // Labels at the measured batch sizes, no minor lines.
         .light_line_style(TRANSPARENT)
-        // Fewer labels: a log axis's "8 9 10" ran into each other.
-        .x_labels(6)
         .x_desc("batch size (texts per forward pass, log scale)")
         .y_desc("throughput, sentences/s (length-sorted dataset)")
         .axis_desc_style(("sans-serif", 15))
