@@ -126,8 +126,9 @@ impl TextTokenizer {
     /// Truncation from a prefix: prefixes of 32 KB, 128 KB, ... cut where
     /// the text may be split, until one holds more tokens than the model
     /// keeps plus a margin. Its first tokens are then the whole text's, and
-    /// the text is truncated either way. None when no prefix short of the
-    /// whole text is enough.
+    /// the text is truncated either way; past [`MAX_PREFIX_BYTES`] the
+    /// prefix is taken as it is. None when the text is shorter than that
+    /// and no prefix short of it is enough.
     fn encode_prefix(&self, text: &str) -> Result<Option<Encoded>, TokenizerError> {
         let room = self.room();
         let mut end = LONG_TEXT_BYTES;
@@ -137,7 +138,10 @@ impl TextTokenizer {
                 break;
             }
             let mut content = self.untruncated.encode(&text[..cut], false)?;
-            if content.len() >= room + SPLIT_MARGIN_TOKENS {
+            // Past MAX_PREFIX_BYTES the prefix is what the model gets, however
+            // few tokens it holds: a text without whitespace can be one word
+            // the tokenizer would otherwise read whole.
+            if content.len() >= room + SPLIT_MARGIN_TOKENS || end >= MAX_PREFIX_BYTES {
                 content.truncate(room, 0, TruncationDirection::Right);
                 let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
                 encoded.truncated = true;
@@ -228,6 +232,11 @@ impl TextTokenizer {
 /// whitespace, byte-level, metaspace) splits anyway, so the tokens before
 /// the cut are the whole text's.
 pub const LONG_TEXT_BYTES: usize = 32 << 10;
+
+/// The longest prefix of a text the tokenizer reads when truncating: a
+/// text is cut there even where its prefix holds fewer tokens than the
+/// model keeps (one word of megabytes), so no text costs more than this.
+pub const MAX_PREFIX_BYTES: usize = 2 << 20;
 
 /// Tokens a truncation prefix must hold beyond the model's limit, so that a
 /// cut inside a word (when no whitespace is near) cannot reach the tokens

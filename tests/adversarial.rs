@@ -700,3 +700,21 @@ fn error_records_keep_the_lines_fields() {
         2
     );
 }
+
+// Text without whitespace escapes no prefix cut: 60 MB of one "word" (a
+// tokenizer sees one huge word, whose prefixes never hold enough tokens)
+// took 3.6 GB and 37 s, tokenized whole; now it is read to a bounded prefix
+// like any other text, within the memory cap.
+#[test]
+fn a_huge_line_without_whitespace_is_truncated_in_bounded_memory() {
+    for filler in ["a", "ab,"] {
+        let text = filler.repeat(60_000_000 / filler.len());
+        let line = format!("{{\"text\":\"{text}\",\"id\":8}}\n");
+        let output = run_capped(&["-m", &tiny(), "batch"], line.as_bytes());
+        assert_clean_exit(&output, 0);
+        let record = &json_lines(&output)[0];
+        assert_eq!(record["truncated"], true, "{filler}");
+        assert_eq!(record["id"], 8);
+        assert!(record["label"].is_string(), "{filler}");
+    }
+}
