@@ -566,3 +566,27 @@ fn non_finite_logits_are_error_records_not_labels() {
         assert_eq!(record["id"], id);
     }
 }
+
+/// A sharded checkpoint (model.safetensors.index.json and its shards) is
+/// named as such, not reported as missing weights.
+#[test]
+fn a_sharded_checkpoint_is_named_as_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path();
+    model_copy(model);
+    std::fs::rename(
+        model.join("model.safetensors"),
+        model.join("model-00001-of-00002.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        model.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"classifier.weight": "model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    assert_model_error(
+        &predict_with(model),
+        "model.safetensors.index.json",
+        "sharded",
+    );
+}

@@ -10,13 +10,20 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
 pub const PYTORCH_FILE: &str = "pytorch_model.bin";
 
+pub const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
+
 pub fn files_in(dir: &Path) -> Result<ModelFiles> {
+    // What stat says, so that a file we may not read is reported as that,
+    // not as missing.
     let required = |name: &str| {
         let path = dir.join(name);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(Error::model(path, "missing from the model folder"))
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => Ok(path),
+            Ok(_) => Err(Error::model(path, "is not a file")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::model(path, "missing from the model folder"))
+            }
+            Err(err) => Err(Error::model_caused(path, "cannot read", err)),
         }
     };
     let config = FileBytes::read(required(CONFIG_FILE)?)?;
@@ -25,6 +32,12 @@ pub fn files_in(dir: &Path) -> Result<ModelFiles> {
         Weights::Safetensors(dir.join(SAFETENSORS_FILE))
     } else if dir.join(PYTORCH_FILE).is_file() {
         Weights::Pytorch(dir.join(PYTORCH_FILE))
+    } else if dir.join(SAFETENSORS_INDEX_FILE).is_file() {
+        return Err(Error::model(
+            dir.join(SAFETENSORS_INDEX_FILE),
+            "sharded checkpoints (weights split over several files) are not supported; \
+             save the model as one model.safetensors",
+        ));
     } else {
         return Err(Error::model(
             dir.join(SAFETENSORS_FILE),
