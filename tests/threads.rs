@@ -12,10 +12,11 @@ use std::sync::Arc;
 use common::*;
 use serde_json::Value;
 
-/// A tiny bench whose JSON report says the thread count and its source.
-fn bench_threads(command: &mut std::process::Command) -> (u64, String) {
+/// A tiny bench whose JSON report says the thread count and its source,
+/// with RAYON_NUM_THREADS set to `rayon` (and CANDLE_NUM_THREADS unset).
+fn bench_threads(command: &mut std::process::Command, rayon: Option<&str>) -> (u64, String) {
     let tiny = tiny_model_dir();
-    let output = command
+    command
         .args(["-m", tiny.to_str().unwrap(), "bench", "--format", "json"])
         .args([
             "--lengths",
@@ -28,9 +29,11 @@ fn bench_threads(command: &mut std::process::Command) -> (u64, String) {
             "0",
         ])
         .env_remove("RAYON_NUM_THREADS")
-        .env_remove("CANDLE_NUM_THREADS")
-        .output()
-        .unwrap();
+        .env_remove("CANDLE_NUM_THREADS");
+    if let Some(rayon) = rayon {
+        command.env("RAYON_NUM_THREADS", rayon);
+    }
+    let output = command.output().unwrap();
     assert_exit_code(&output, 0);
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     (
@@ -56,36 +59,17 @@ fn the_default_follows_the_affinity_mask() {
             }
         });
     }
-    let (threads, source) = bench_threads(&mut command);
+    let (threads, source) = bench_threads(&mut command, None);
     assert_eq!(threads, 1);
     assert_eq!(source, "the CPUs this process may use");
 }
 
 #[test]
 fn the_flag_and_the_variables_say_where_the_count_came_from() {
-    let (threads, source) = bench_threads(&mut sentiment_command(&["--threads", "3"]));
+    let (threads, source) = bench_threads(&mut sentiment_command(&["--threads", "3"]), None);
     assert_eq!((threads, source.as_str()), (3, "--threads"));
-    let mut command = sentiment_command(&[]);
-    let tiny = tiny_model_dir();
-    let output = command
-        .args(["-m", tiny.to_str().unwrap(), "bench", "--format", "json"])
-        .args([
-            "--lengths",
-            "8",
-            "--batch-sizes",
-            "4",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-        ])
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .unwrap();
-    assert_exit_code(&output, 0);
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["threads"], 2);
-    assert_eq!(report["threads_source"], "RAYON_NUM_THREADS");
+    let (threads, source) = bench_threads(&mut sentiment_command(&[]), Some("2"));
+    assert_eq!((threads, source.as_str()), (2, "RAYON_NUM_THREADS"));
 }
 
 /// RAYON_NUM_THREADS and CANDLE_NUM_THREADS out of range are usage errors
