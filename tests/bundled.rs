@@ -9,9 +9,9 @@ use sentiment::{
     Aggregate, Classifier, ClassifyOptions, KernelOptions, LongText, ModelSpec, Precision,
 };
 
-/// The dev accuracy the shipped model reached (models/minilm-l6-sst2/README.md),
-/// minus the half point of slack the issue allows.
-const MIN_DEV_ACCURACY: f64 = 0.8895;
+/// The dev accuracy the shipped model reached in HF (90.48%,
+/// models/minilm-l6-sst2/distillation_report.json), less half a point.
+const MIN_DEV_ACCURACY: f64 = 0.8998;
 
 fn bundled() -> Classifier {
     let files = ModelSpec::Bundled.resolve().unwrap();
@@ -126,17 +126,30 @@ fn bf16_without_a_kernel_runs_f32_exactly() {
     assert_eq!(predict(&bf16, &texts), predict(&bundled(), &texts));
 }
 
-/// Neutral plot summary for 600 tokens, then a verdict: truncation never
+/// A neutral plot summary for 600 tokens, then a verdict of the opposite
+/// polarity to what the model makes of the summary alone: truncation never
 /// sees the verdict, windows do.
 #[test]
 fn windows_see_sentiment_that_truncation_cuts_off() {
-    let text = "the movie follows two brothers who travel across the country by train . ".repeat(40)
-        + &"but in the end it is a dreadful , boring , miserable waste of time and i hated every minute . ".repeat(40);
+    let summary =
+        "the movie follows two brothers who travel across the country by train . ".repeat(40);
     // One loaded model, a different long-text policy per call.
     let classifier = bundled();
+    let summary_label = predict(&classifier, &[&summary]).remove(0).label;
+    let (verdict, verdict_label) = match summary_label.as_str() {
+        "POSITIVE" => (
+            "but in the end it is a dreadful , boring , miserable waste of time and i hated every minute . ",
+            "NEGATIVE",
+        ),
+        _ => (
+            "but in the end it is a wonderful , moving , brilliant film and i loved every minute . ",
+            "POSITIVE",
+        ),
+    };
+    let text = summary + &verdict.repeat(40);
     let truncated = predict(&classifier, &[&text]).remove(0);
     assert!(truncated.truncated);
-    assert_eq!(truncated.label, "POSITIVE");
+    assert_eq!(truncated.label, summary_label);
     for aggregate in [Aggregate::Mean, Aggregate::Max] {
         let options = ClassifyOptions::default().with_long_text(LongText::Window {
             stride: 128,
@@ -144,6 +157,6 @@ fn windows_see_sentiment_that_truncation_cuts_off() {
         });
         let windowed = classifier.classify(&[&text], &options).unwrap().remove(0);
         assert!(windowed.windows.unwrap() > 1 && !windowed.truncated);
-        assert_eq!(windowed.label, "NEGATIVE", "{aggregate:?}");
+        assert_eq!(windowed.label, verdict_label, "{aggregate:?}");
     }
 }
