@@ -133,6 +133,35 @@ def length_batches(indexes, lengths, batch, rng):
     return batches
 
 
+def training_setup(model, lr, epochs, train_size, ckpt, state):
+    """AdamW (no weight decay on biases and norms), 6% warm-up then linear
+    decay over `epochs`, resumed from `ckpt` when it exists: (opt, sched,
+    state, steps per epoch, total steps)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+            {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+    steps_per_epoch = math.ceil(train_size / ARGS.batch)
+    total = int(steps_per_epoch * epochs)
+    warmup = int(0.06 * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = saved["state"]
+        print(f"{ckpt.parent.name}: resumed at step {state['step']}/{total}", flush=True)
+    return opt, sched, state, steps_per_epoch, total
+
+
 def teacher_tokenizer(base):
     from tokenizers import Tokenizer
 
@@ -169,30 +198,10 @@ def stage_teacher():
         base, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)}
     )
     model.mpnet.embeddings.word_embeddings.weight.requires_grad_(False)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = ("bias", "LayerNorm.weight")
-    opt = torch.optim.AdamW(
-        [
-            {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
-            {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
-        ],
-        lr=ARGS.teacher_lr,
-    )
-    steps_per_epoch = math.ceil(len(train) / ARGS.batch)
-    total = int(steps_per_epoch * ARGS.teacher_epochs)
-    warmup = int(0.06 * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    state = {"step": 0, "best": -1.0, "history": []}
     ckpt = work / "checkpoint.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        state = saved["state"]
-        print(f"teacher: resumed at step {state['step']}/{total}", flush=True)
+    opt, sched, state, steps_per_epoch, total = training_setup(
+        model, ARGS.teacher_lr, ARGS.teacher_epochs, len(train), ckpt, {"step": 0, "best": -1.0, "history": []}
+    )
     model.train()
     started = time.time()
     # One fixed batch order per epoch (seeded), so a resumed run replays it.
@@ -281,30 +290,11 @@ def stage_student():
     model = DistilBertForSequenceClassification(cfg)
     converted = recipe.bert_to_distilbert(load_file(str(recipe.BASE / "model.safetensors")))
     model.load_state_dict(converted, strict=False)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    opt = torch.optim.AdamW(
-        [
-            {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
-            {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
-        ],
-        lr=ARGS.student_lr,
-    )
-    steps_per_epoch = math.ceil(len(train) / ARGS.batch)
-    total = int(steps_per_epoch * ARGS.student_epochs)
-    warmup = int(0.06 * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    state = {"step": 0, "best": -1.0, "history": [], "temperature": ARGS.temperature, "alpha": ARGS.alpha}
     ckpt = work / "checkpoint.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        state = saved["state"]
-        print(f"student: resumed at step {state['step']}/{total}", flush=True)
+    fresh = {"step": 0, "best": -1.0, "history": [], "temperature": ARGS.temperature, "alpha": ARGS.alpha}
+    opt, sched, state, steps_per_epoch, total = training_setup(
+        model, ARGS.student_lr, ARGS.student_epochs, len(train), ckpt, fresh
+    )
     model.train()
     started = time.time()
     t = ARGS.temperature
