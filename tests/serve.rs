@@ -443,3 +443,44 @@ fn tei_routes_batch_form_and_unknown_fields() {
     assert_eq!((status, &nested), (200, &plain));
     assert_eq!(nested.as_array().unwrap().len(), 2);
 }
+
+/// An API key with surrounding whitespace could never match (the header's
+/// token is trimmed, the key was not): it is refused at start, exit 2.
+#[test]
+fn an_api_key_that_could_never_match_is_refused_at_start() {
+    for key in [" abc ", "abc\n", "\tabc"] {
+        let mut child = sentiment_command(&["-m", tiny_model_dir().to_str().unwrap(), "serve"])
+            .args(["--port", "0", "--api-key", key])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that starts anyway is killed after a minute (a guard
+        // against a hang, not a speed check) and fails below.
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && started.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{key:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--api-key") && stderr.contains("whitespace"),
+            "{stderr}"
+        );
+    }
+}
+
+/// TEI's liveness route: GET /ping answers 200, without the API key, as
+/// /health does.
+#[test]
+fn ping_answers_like_health() {
+    let server = Server::start_with(&[], |c| {
+        c.env("SENTIMENT_API_KEY", "s3cret");
+    });
+    assert_eq!(server.get("/ping").0, 200);
+    assert_eq!(server.get("/health").0, 200);
+}

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(protected)
         .route("/health", get(health))
+        .route("/ping", get(health))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

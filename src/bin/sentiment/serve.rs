@@ -15,6 +15,16 @@ pub fn run(model: &ModelArgs, args: &ServeArgs) -> Result<u8> {
     if args.api_key.as_deref().is_some_and(str::is_empty) {
         return Err(UsageError("--api-key (or SENTIMENT_API_KEY) is empty".into()).into());
     }
+    // A client's bearer token is read without surrounding whitespace, so a
+    // key with some could never match: refused rather than unusable.
+    if args.api_key.as_deref().is_some_and(|key| key.trim() != key) {
+        return Err(UsageError(
+            "--api-key (or SENTIMENT_API_KEY) starts or ends with whitespace, so no request \
+             could ever match it; remove the whitespace"
+                .into(),
+        )
+        .into());
+    }
     let options = ClassifyOptions::default().with_long_text(args.long_text.mode()?);
     let classifier = Arc::new(crate::load::classifier(model, &options)?);
     let mut config = ServerConfig::default().with_model_id(classifier.name());
