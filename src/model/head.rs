@@ -59,19 +59,9 @@ impl Module for ClassificationHead {
 /// Refuses a head input holding NaN or an infinity (the encoder overflowed):
 /// the head's ReLU or tanh can turn it into a finite, and wrong, answer.
 fn ensure_finite(rows: &Tensor) -> Result<()> {
-    let finite = |values: &[f32]| values.iter().all(|v| v.is_finite());
-    let all_finite = match super::cpu::with_cpu_f32(rows, finite) {
-        Some(all) => all,
-        None => finite(
-            &rows
-                .flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()?,
-        ),
-    };
-    match all_finite {
-        true => Ok(()),
-        false => Err(candle_core::Error::Msg(
+    match super::cpu::first_non_finite(rows)? {
+        None => Ok(()),
+        Some(_) => Err(candle_core::Error::Msg(
             "the encoder computed a non-finite hidden state (NaN or infinity), so no label is \
              reported; the model's weights overflow on this text"
                 .into(),

@@ -196,17 +196,7 @@ impl<B: SimpleBackend> SimpleBackend for Finite<B> {
 /// An error naming the tensor and the first element that is NaN or
 /// infinite; the values are read in place on the CPU.
 fn check_finite(name: &str, tensor: &Tensor) -> candle_core::Result<()> {
-    let first_bad = |values: &[f32]| values.iter().position(|v| !v.is_finite());
-    let bad = match crate::model::cpu::with_cpu_f32(tensor, first_bad) {
-        Some(bad) => bad,
-        None => first_bad(
-            &tensor
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?,
-        ),
-    };
-    match bad {
+    match crate::model::cpu::first_non_finite(tensor)? {
         Some(index) => Err(candle_core::Error::Msg(format!(
             "{name} holds a non-finite value (NaN or infinity) at element {index}"
         ))),

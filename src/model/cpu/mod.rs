@@ -47,6 +47,21 @@ pub use plan::{
     KernelPlan, VectorWidth, WidthChoice,
 };
 
+/// The index of `tensor`'s first NaN or infinity, if any: read in place on
+/// the CPU, copied to f32 elsewhere.
+pub fn first_non_finite(tensor: &Tensor) -> candle_core::Result<Option<usize>> {
+    let first_bad = |values: &[f32]| values.iter().position(|v| !v.is_finite());
+    match with_cpu_f32(tensor, first_bad) {
+        Some(bad) => Ok(bad),
+        None => Ok(first_bad(
+            &tensor
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        )),
+    }
+}
+
 /// The f32 buffer of a contiguous CPU tensor, passed to `f`; None for any
 /// other tensor (callers then take candle's generic ops).
 pub fn with_cpu_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
