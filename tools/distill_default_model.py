@@ -162,6 +162,21 @@ def training_setup(model, lr, epochs, train_size, ckpt, state):
     return opt, sched, state, steps_per_epoch, total
 
 
+def checkpoint(name, acc, model, opt, sched, state, work):
+    """Records a validation accuracy, keeps the best weights in
+    best.safetensors, and saves everything a resumed run needs."""
+    from safetensors.torch import save_file
+
+    step = state["step"]
+    state["history"].append({"step": step, "val_accuracy": acc})
+    print(f"{name} step {step}: validation accuracy {acc:.4f}", flush=True)
+    if acc > state["best"]:
+        state["best"] = acc
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "best.safetensors"))
+    state_dict = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}
+    torch.save(state_dict, work / "checkpoint.pt")
+
+
 def teacher_tokenizer(base):
     from tokenizers import Tokenizer
 
@@ -177,7 +192,6 @@ def encode(tok, texts, max_len):
 
 
 def stage_teacher():
-    from safetensors.torch import save_file
     from transformers import MPNetForSequenceClassification
 
     work = Path(ARGS.work) / "teacher"
@@ -226,12 +240,7 @@ def stage_teacher():
                 print(f"teacher step {step}/{total} loss {loss.item():.4f} {time.time() - started:.0f}s", flush=True)
             if step % ARGS.eval_every == 0 or step == total:
                 acc = accuracy(predict_logits(model, [ids[i] for i in val], pad_id, bf16=True), [labels[i] for i in val])
-                state["history"].append({"step": step, "val_accuracy": acc})
-                print(f"teacher step {step}: validation accuracy {acc:.4f}", flush=True)
-                if acc > state["best"]:
-                    state["best"] = acc
-                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "best.safetensors"))
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}, ckpt)
+                checkpoint("teacher", acc, model, opt, sched, state, work)
     (work / "done.json").write_text(json.dumps(state, indent=1))
     print("teacher: done", json.dumps(state))
 
@@ -264,7 +273,7 @@ def stage_logits():
 def stage_student():
     import importlib.util
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from transformers import DistilBertForSequenceClassification
 
     spec = importlib.util.spec_from_file_location("recipe", ROOT / "tools" / "build_default_model.py")
@@ -324,12 +333,7 @@ def stage_student():
                 print(f"student step {step}/{total} loss {loss.item():.4f} {time.time() - started:.0f}s", flush=True)
             if step % ARGS.eval_every == 0 or step == total:
                 acc = accuracy(predict_logits(model, [ids[i] for i in val], 0), [labels[i] for i in val])
-                state["history"].append({"step": step, "val_accuracy": acc})
-                print(f"student step {step}: validation accuracy {acc:.4f}", flush=True)
-                if acc > state["best"]:
-                    state["best"] = acc
-                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "best.safetensors"))
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}, ckpt)
+                checkpoint("student", acc, model, opt, sched, state, work)
     (work / "done.json").write_text(json.dumps(state, indent=1))
     print("student: done", json.dumps(state))
 
