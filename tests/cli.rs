@@ -567,3 +567,22 @@ fn a_closed_stdout_is_an_error_not_a_success() {
     assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
     assert!(stderr(&output).contains("stdout"), "{}", stderr(&output));
 }
+
+/// /dev/null opened read-write (Python's `subprocess.DEVNULL`) is a
+/// stdout that discards results, not a closed one: exit 0. (It was taken
+/// for the /dev/null std puts in place of a closed descriptor, exit 6.)
+#[cfg(unix)]
+#[test]
+fn dev_null_read_write_as_stdout_is_not_a_closed_stdout() {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let output = sentiment_command(&["predict", "a fine film"])
+        .stdout(std::process::Stdio::from(null))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -3,6 +3,7 @@
 
 use std::fmt::Display;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const SUCCESS: u8 = 0;
 pub const LINES_FAILED: u8 = 1;
@@ -65,27 +66,29 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Whether stdout was open when the process started. Rust's runtime opens
-/// /dev/null read-write on a closed descriptor 1 (`>&-`) before `main`, so
-/// every result would vanish with exit 0; a shell's `> /dev/null` opens it
-/// write-only, which is how the two are told apart.
+/// Whether descriptor 1 was open when the process started, recorded by
+/// [`record_stdout`] before Rust's runtime puts /dev/null in place of a
+/// closed one (after which a closed stdout, `>&-`, and a /dev/null given on
+/// purpose, `subprocess.DEVNULL`, look the same).
+static STDOUT_OPEN_AT_START: AtomicBool = AtomicBool::new(true);
+
+/// Runs from `.init_array`, before `main` and before std's set-up.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT: extern "C" fn() = record_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn record_stdout() {
+    // SAFETY: F_GETFD reads descriptor 1's flags and changes nothing.
+    let open = unsafe { libc::fcntl(1, libc::F_GETFD) } != -1;
+    STDOUT_OPEN_AT_START.store(open, Ordering::Relaxed);
+}
+
+/// Whether stdout was open when the process started (always true where
+/// that cannot be told).
 pub fn stdout_is_open() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: fstat into a zeroed stat and F_GETFL read descriptor 1's
-        // state and change nothing.
-        unsafe {
-            let mut stat: libc::stat = std::mem::zeroed();
-            let null = libc::fstat(1, &mut stat) == 0
-                && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
-                && libc::major(stat.st_rdev) == 1
-                && libc::minor(stat.st_rdev) == 3;
-            let read_write = libc::fcntl(1, libc::F_GETFL) & libc::O_ACCMODE == libc::O_RDWR;
-            !(null && read_write)
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    true
+    STDOUT_OPEN_AT_START.load(Ordering::Relaxed)
 }
 
 /// Writes a diagnostic to stderr. Never panics: a closed or full stderr
