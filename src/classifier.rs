@@ -350,7 +350,7 @@ impl Classifier {
     pub fn precision_warning(&self, asked: Precision) -> Option<String> {
         if self.precision != asked {
             return Some(format!(
-                "--precision {asked} has no kernel on this device (int8 and bf16 run on the CPU, \
+                "precision {asked} has no kernel on this device (int8 and bf16 run on the CPU, \
                  bf16 only with AVX512_BF16 and a kernel that passes its start-up check); \
                  running {}",
                 self.precision
@@ -361,7 +361,7 @@ impl Classifier {
                 let (bf16, f32) = crate::model::cpu::bf16_against_f32(kernel, cpu.linear.kernel);
                 if bf16 >= f32 {
                     return Some(format!(
-                        "--precision bf16 runs {} here, but measured no faster than f32 at load \
+                        "precision bf16 runs {} here, but measured no faster than f32 at load \
                          ({:.1} µs against {:.1} µs on a probe product): it gives bf16's \
                          numerics, not speed, on this CPU",
                         self.kernel_plan().bf16_name(),
@@ -373,7 +373,7 @@ impl Classifier {
         }
         (asked == Precision::Int8 && cfg!(target_arch = "x86_64") && !self.int8_is_native()).then(
             || {
-                "--precision int8 has no int8 kernel on this CPU (they need AVX-512 VNNI or AVX2); \
+                "precision int8 has no int8 kernel on this CPU (they need AVX-512 VNNI or AVX2); \
              it runs candle's portable Q8_0, which is slower than f32 here (it saves memory, \
              not time)"
                     .to_string()

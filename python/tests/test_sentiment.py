@@ -1,0 +1,177 @@
+"""The Python package, installed from its wheel into a fresh venv (see
+tests/python_test.py, run by .ci/run): parity with the golden files, the
+pipeline's output shapes, exceptions, threads and streams."""
+
+import json
+import math
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import sentiment
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+LOGIT_TOLERANCE = 1e-4
+TINY = ["tiny", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta"]
+FOLDERS = {"tiny": "tiny-distilbert"}
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return sentiment.Classifier()
+
+
+def golden(name):
+    return json.loads((FIXTURES / f"golden_{name}.json").read_text())
+
+
+def max_diff(a, b):
+    assert len(a) == len(b)
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name", TINY + ["bundled"])
+def test_logits_match_the_golden_files_alone_and_in_batches(name):
+    data = golden(name)
+    clf = sentiment.Classifier() if name == "bundled" else sentiment.Classifier(FIXTURES / FOLDERS.get(name, name))
+    texts = [case["text"] for case in data["cases"]]
+    for case in data["cases"]:
+        got = clf(case["text"], details=True)[0]
+        assert max_diff(got["logits"], case["logits"]) <= LOGIT_TOLERANCE, case["text"]
+        assert got["truncated"] == case["truncated"]
+    for batch in data["batches"]:
+        members = [texts[i] for i in batch["members"]]
+        got = clf(members, batch_size=len(members), details=True)
+        for result, expected in zip(got, batch["logits"]):
+            assert max_diff(result["logits"], expected) <= LOGIT_TOLERANCE
+
+
+def test_scores_are_the_pipelines_softmax_of_the_logits():
+    data = golden("tiny")
+    clf = sentiment.Classifier(FIXTURES / "tiny-distilbert")
+    for case in data["cases"][:10]:
+        ranked = clf(case["text"], top_k=None)
+        by_label = {entry["label"]: entry["score"] for entry in ranked}
+        for label, probability in zip(data["labels"], case["probabilities"]):
+            assert abs(by_label[label] - probability) <= LOGIT_TOLERANCE
+
+
+def test_output_shapes_are_the_pipelines(bundled):
+    one = bundled("I love this movie")
+    assert isinstance(one, list) and len(one) == 1 and set(one[0]) == {"label", "score"}
+    assert one[0]["label"] == "POSITIVE"
+    many = bundled(["I love this movie", "The plot was a mess"])
+    assert [r["label"] for r in many] == ["POSITIVE", "NEGATIVE"]
+    assert all(set(r) == {"label", "score"} for r in many)
+    # top_k given: per text a list, best first; for one text, that list.
+    every = bundled("I love this movie", top_k=None)
+    assert [e["label"] for e in every] == ["POSITIVE", "NEGATIVE"]
+    assert abs(sum(e["score"] for e in every) - 1.0) < 1e-5
+    assert bundled("I love this movie", top_k=1) == every[:1]
+    lists = bundled(["great", "awful"], top_k=None)
+    assert len(lists) == 2 and all(len(r) == 2 for r in lists)
+    assert lists[1][0]["label"] == "NEGATIVE"
+    assert bundled([]) == []
+    assert bundled(("great",)) == bundled(["great"])
+
+
+def test_options_the_pipeline_has_not_got(bundled):
+    long_text = "a wonderful , moving film . " * 200
+    truncated = bundled(long_text, details=True)[0]
+    assert truncated["truncated"] is True and truncated["tokens"] == bundled.max_input_tokens
+    windowed = bundled(long_text, long_text="window", stride=64, details=True)[0]
+    assert windowed["windows"] > 1 and windowed["truncated"] is False
+    assert windowed["label"] == "POSITIVE"
+    with pytest.raises(ValueError, match="over the model's limit"):
+        bundled(long_text, truncation=False)
+    sigmoid = bundled("great", function_to_apply="sigmoid", details=True)[0]
+    assert abs(sigmoid["score"] - 1 / (1 + math.exp(-max(sigmoid["logits"])))) < 1e-6
+
+
+def test_errors_are_the_python_exceptions_a_user_expects(bundled, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sentiment.Classifier(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    shutil.copytree(FIXTURES / "tiny-distilbert", broken)
+    (broken / "config.json").write_text("{ not json")
+    with pytest.raises(sentiment.ModelError, match="config.json"):
+        sentiment.Classifier(broken)
+    with pytest.raises(ValueError, match="precision"):
+        sentiment.Classifier(precision="fp64")
+    with pytest.raises(ValueError, match="device"):
+        sentiment.Classifier(device="tpu")
+    with pytest.raises(ValueError, match="stride"):
+        bundled("text", long_text="window", stride=10_000)
+    with pytest.raises(ValueError, match="top_k"):
+        bundled("text", top_k=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        bundled(["text"], batch_size=0)
+    with pytest.raises(TypeError):
+        bundled(["text", 3])
+    with pytest.raises(TypeError):
+        bundled(3)
+    assert issubclass(sentiment.ModelError, Exception)
+
+
+def test_two_threads_classify_at_once_with_one_classifier(bundled):
+    dev = [json.loads(line)["text"] for line in (ROOT / "test_data" / "sst2_dev.jsonl").read_text().splitlines()]
+    alone = bundled(dev)
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def work(name, texts):
+        barrier.wait()
+        results[name] = bundled(texts, batch_size=16)
+
+    threads = [threading.Thread(target=work, args=(n, t)) for n, t in (("a", dev), ("b", dev[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == alone
+    assert results["b"] == alone[::-1]
+
+
+def test_a_stream_is_in_order_and_reads_ahead_at_most_one_window(bundled):
+    texts = ["what a great film", "a dull , lifeless mess"]
+    pattern = [(i * 7919) % 3 == 0 for i in range(20_000)]
+    pulled = 0
+
+    def generate():
+        nonlocal pulled
+        for good in pattern:
+            pulled += 1
+            yield texts[0] if good else texts[1]
+
+    batch_size = 8
+    window = batch_size * 16
+    seen = 0
+    for result, good in zip(bundled.stream(generate(), batch_size=batch_size), pattern):
+        assert result["label"] == ("POSITIVE" if good else "NEGATIVE")
+        seen += 1
+        # Memory: the stream holds one window of texts, never the input.
+        assert pulled - seen < window
+    assert seen == len(pattern) == pulled
+
+
+def test_a_generator_given_to_the_call_streams(bundled):
+    results = bundled(text for text in ["great", "awful"])
+    assert not isinstance(results, list)
+    assert [r["label"] for r in results] == ["POSITIVE", "NEGATIVE"]
+
+
+def test_a_bad_text_raises_in_its_turn_in_a_stream(bundled):
+    stream = bundled.stream(iter(["great", None]))
+    assert next(stream)["label"] == "POSITIVE"
+    with pytest.raises(TypeError):
+        next(stream)
+
+
+def test_int8_and_bf16_load_and_agree_with_f32_on_clear_texts():
+    for precision in ("int8", "bf16"):
+        clf = sentiment.Classifier(precision=precision)
+        assert clf.precision in ("int8", "bf16", "f32")
+        assert [r["label"] for r in clf(["I love this movie", "The plot was a mess"])] == ["POSITIVE", "NEGATIVE"]
