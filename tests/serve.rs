@@ -163,6 +163,16 @@ fn health_info_and_metrics() {
     assert_eq!(info["max_input_length"], 512);
     assert_eq!(info["precision"], "f32");
     assert!(info["version"].is_string());
+    // TEI's required Info fields.
+    assert_eq!(info["model_dtype"], "float32");
+    assert!(info["served_model_name"].is_string(), "{info}");
+    assert_eq!(info["auto_truncate"], true);
+    assert!(info["tokenization_workers"].as_u64().unwrap() >= 1, "{info}");
+    assert!(info["max_concurrent_requests"].is_u64() && info["max_batch_tokens"].is_u64());
+    assert!(info["max_client_batch_size"].is_u64(), "{info}");
+    let classifier = &info["model_type"]["classifier"];
+    assert_eq!(classifier["id2label"]["2"], "POSITIVE");
+    assert_eq!(classifier["label2id"]["POSITIVE"], 2);
     server.post("/predict", r#"{"inputs": ["a", "b"]}"#);
     server.post("/predict", "not json");
     let (status, metrics) = server.get("/metrics");
@@ -194,7 +204,10 @@ fn bad_requests_get_their_status_and_a_message() {
         (r#"{"inputs": ["ok", 7]}"#, 422, "inputs[1]"),
         (r#"{"inputs": [["a", "b"]]}"#, 422, "pairs"),
         (r#"{"inputs": [["a"], []]}"#, 422, "pairs"),
-        (r#"{"inputs": []}"#, 422, "empty"),
+        // TEI's codes: Empty is 400, Validation 422 (too many inputs, a
+        // text over the limit); the body limit is the framework's 413.
+        (r#"{"inputs": []}"#, 400, "empty"),
+        (r#"{"inputs": ""}"#, 400, "empty"),
         (
             r#"{"inputs": "a", "truncate": "yes"}"#,
             422,
@@ -205,22 +218,35 @@ fn bad_requests_get_their_status_and_a_message() {
             422,
             "Right",
         ),
-        (long.as_str(), 413, "truncate"),
-        (many.as_str(), 413, "limit of 4"),
+        (long.as_str(), 422, "truncate"),
+        (many.as_str(), 422, "limit of 4"),
         (huge.as_str(), 413, "8192 byte limit"),
     ] {
         let (got, answer) = server.post("/predict", body);
         assert_eq!(got, status, "{body:.60}: {answer}");
         let message = answer["error"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{body:.60}: {answer}");
-        assert!(answer["error_type"].is_string(), "{answer}");
+        assert_tei_error_type(&answer);
     }
     // The same long text is fine when truncation is asked for.
     let body = json!({"inputs": long_text(), "truncate": true}).to_string();
     assert_eq!(server.post("/predict", &body).0, 200);
-    assert_eq!(server.get("/nowhere").0, 404);
-    // A wrong method on a route.
-    assert_eq!(server.get("/predict").0, 405);
+    // The router's own errors (no route, a wrong method) are TEI-shaped
+    // JSON too.
+    for (path, status) in [("/nowhere", 404), ("/predict", 405)] {
+        let (got, body) = server.get(path);
+        assert_eq!(got, status, "{path}");
+        let answer: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body:?}"));
+        assert_tei_error_type(&answer);
+    }
+}
+
+/// TEI's ErrorResponse: a message, and one of TEI's six error types.
+fn assert_tei_error_type(answer: &Value) {
+    let kinds = ["Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty"];
+    assert!(answer["error"].is_string(), "{answer}");
+    let kind = answer["error_type"].as_str().unwrap_or_default();
+    assert!(kinds.contains(&kind), "{answer}");
 }
 
 #[test]
@@ -312,7 +338,7 @@ fn a_flood_over_the_concurrency_limit_gets_429_and_nothing_else_fails() {
         "{statuses:?}"
     );
     let overloaded = answers.iter().find(|(s, _)| *s == 429).unwrap();
-    assert_eq!(overloaded.1["error_type"], "overloaded");
+    assert_eq!(overloaded.1["error_type"], "Overloaded");
 }
 
 /// SIGTERM with requests in flight: each of them is answered, then the
@@ -483,4 +509,6 @@ fn ping_answers_like_health() {
     });
     assert_eq!(server.get("/ping").0, 200);
     assert_eq!(server.get("/health").0, 200);
+    // TEI answers GET / as health too (POST / is predict).
+    assert_eq!(server.get("/").0, 200);
 }

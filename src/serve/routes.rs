@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::{Metrics, RequestLabels};
 use super::queue::{Job, Queue};
@@ -62,11 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(predict))
         .route("/invocations", post(predict))
         .route("/predict", post(predict))
-        .route("/classify", post(classify))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_concurrency,
-        ));
+        .route("/classify", post(classify));
     let protected = Router::new()
         .merge(inference)
         .route("/info", get(info))
@@ -79,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .route("/health", get(health))
         .route("/ping", get(health))
+        .route("/", get(health))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -91,27 +88,58 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.payload_limit,
         ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
-/// An error answer in TEI's shape: `{"error": ..., "error_type": ...}`.
+/// TEI's six error types, each with TEI's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ErrorType {
+    Unhealthy,
+    Backend,
+    Overloaded,
+    Validation,
+    Tokenizer,
+    Empty,
+}
+
+impl ErrorType {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend => StatusCode::FAILED_DEPENDENCY,
+            Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Self::Validation | Self::Tokenizer => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Empty => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error answer in TEI's shape: `{"error": ..., "error_type": ...}`,
+/// with TEI's status for its type unless the HTTP layer decided another
+/// (401, 404, 405, 408, 413).
 pub struct ApiError {
     status: StatusCode,
-    kind: &'static str,
+    kind: ErrorType,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    fn new(kind: ErrorType, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: kind.status(),
             kind,
             message: message.into(),
         }
     }
 
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
+        Self::new(ErrorType::Validation, message)
     }
 }
 
@@ -122,15 +150,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answers the HTTP layers make themselves (a wrong method, a timeout,
+/// headers too large) have empty bodies: they get TEI's JSON shape too.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let kind = match status {
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => ErrorType::Overloaded,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorType::Unhealthy,
+        _ if status.is_server_error() => ErrorType::Backend,
+        _ => ErrorType::Validation,
+    };
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_string(),
+        StatusCode::REQUEST_TIMEOUT => "the request took longer than the server's time limit".into(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    ApiError::new(kind, message).with_status(status).into_response()
+}
+
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    state.metrics.in_flight.inc();
+    // The gauge goes down when the request ends however it ends: the
+    // timeout layer and a client that goes away drop this future midway.
+    let _in_flight = InFlight::enter(&state.metrics);
     let response = next.run(request).await;
-    state.metrics.in_flight.dec();
     let status = response.status().as_u16();
     state
         .metrics
@@ -140,24 +198,34 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-async fn limit_concurrency(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        drain(request, state.config.payload_limit).await;
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
+/// One request in the in-flight gauge, for as long as it lives.
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn enter(metrics: &Arc<Metrics>) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// A concurrency slot, taken once the body has been read (as TEI does), so
+/// that slow uploads do not hold slots while they trickle in.
+fn take_permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.permits.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            ErrorType::Overloaded,
             format!(
                 "the server is handling {} requests, its limit; retry later",
                 state.config.max_concurrent_requests
             ),
         )
-        .into_response();
-    };
-    next.run(request).await
+    })
 }
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -165,11 +233,10 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         let given = bearer(request.headers());
         if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), key.as_bytes())) {
             drain(request, state.config.payload_limit).await;
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+            return ApiError::validation(
                 "a valid \"Authorization: Bearer <key>\" header is required",
             )
+            .with_status(StatusCode::UNAUTHORIZED)
             .into_response();
         }
     }
@@ -196,11 +263,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+    ApiError::validation(
         "no such route: try POST /predict, POST /classify, GET /health, GET /info or GET /metrics",
     )
+    .with_status(StatusCode::NOT_FOUND)
 }
 
 async fn health() -> StatusCode {
@@ -227,9 +293,26 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .enumerate()
         .map(|(i, label)| (i.to_string(), json!(label)))
         .collect();
+    let label2id: serde_json::Map<String, serde_json::Value> = classifier
+        .labels()
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (label.clone(), json!(i)))
+        .collect();
+    let model_dtype = match classifier.precision() {
+        crate::Precision::Bf16 => "bfloat16",
+        crate::Precision::Int8 => "int8",
+        _ => "float32",
+    };
+    let tokenization_workers = std::thread::available_parallelism().map_or(1, usize::from);
     Json(json!({
         "model_id": state.config.model_id,
-        "model_type": {"classifier": {"id2label": id2label}},
+        "model_sha": null,
+        "model_dtype": model_dtype,
+        "served_model_name": state.config.model_id,
+        "model_type": {"classifier": {"id2label": id2label, "label2id": label2id}},
+        "auto_truncate": true,
+        "tokenization_workers": tokenization_workers,
         "architecture": config.class_name,
         "labels": classifier.labels(),
         "precision": classifier.precision().as_str(),
@@ -313,36 +396,31 @@ async fn run(
 ) -> Result<(PredictRequest, Vec<Prediction>), ApiError> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
-        let kind = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload",
-            _ => "validation",
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => format!(
+                "the body is over the {} byte limit",
+                state.config.payload_limit
+            ),
+            _ => rejection.body_text(),
         };
-        ApiError::new(
-            status,
-            kind,
-            match status {
-                StatusCode::PAYLOAD_TOO_LARGE => format!(
-                    "the body is over the {} byte limit",
-                    state.config.payload_limit
-                ),
-                _ => rejection.body_text(),
-            },
-        )
+        ApiError::validation(message).with_status(status)
     })?;
+    let _permit = take_permit(state)?;
     let request = PredictRequest::parse(&body).map_err(|err| ApiError::validation(err.0))?;
     let count = request.inputs.len();
     if count == 0 {
-        return Err(ApiError::validation("\"inputs\" is an empty list"));
+        return Err(ApiError::new(ErrorType::Empty, "\"inputs\" is an empty list"));
+    }
+    if let Inputs::One(text) = &request.inputs {
+        if text.is_empty() {
+            return Err(ApiError::new(ErrorType::Empty, "\"inputs\" cannot be empty"));
+        }
     }
     if count > state.config.max_client_batch_size {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "validation",
-            format!(
-                "{count} inputs in one request, over the limit of {}",
-                state.config.max_client_batch_size
-            ),
-        ));
+        return Err(ApiError::validation(format!(
+            "{count} inputs in one request, over the limit of {}",
+            state.config.max_client_batch_size
+        )));
     }
     let options = match request.truncate {
         Some(true) => state.config.options.with_long_text(LongText::Truncate),
@@ -370,13 +448,7 @@ async fn run(
             classifier.batcher(options).encode_all(&refs)
         })
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "tokenizer",
-                "tokenization failed",
-            )
-        })?
+        .map_err(|_| ApiError::new(ErrorType::Tokenizer, "tokenization failed"))?
     };
     check_encoded(
         &encoded,
@@ -394,26 +466,20 @@ async fn run(
     };
     if !state.queue.push(job) {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy",
+            ErrorType::Unhealthy,
             "the server is shutting down",
         ));
     }
-    let results = answer.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "backend",
-            "the model thread stopped",
-        )
-    })?;
+    let results = answer
+        .await
+        .map_err(|_| ApiError::new(ErrorType::Backend, "the model thread stopped"))?;
     let mut predictions = Vec::with_capacity(results.len());
     for (index, result) in results.into_iter().enumerate() {
         match result {
             Ok(prediction) => predictions.push(prediction),
             Err(err) => {
                 return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "backend",
+                    ErrorType::Backend,
                     format!("inputs[{index}]: {}", err.chain_message()),
                 ))
             }
@@ -423,7 +489,7 @@ async fn run(
 }
 
 /// A text that cannot be tokenized is the client's error (422); one over
-/// the limit with `"truncate": false` is too (413, as TEI answers).
+/// the limit with `"truncate": false` is too (422 Validation, as in TEI).
 fn check_encoded(
     encoded: &[Result<EncodedText>],
     refuse_long: bool,
@@ -434,19 +500,14 @@ fn check_encoded(
         match text {
             Err(err) => {
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "tokenizer",
+                    ErrorType::Tokenizer,
                     format!("inputs[{index}]: {}", err.chain_message()),
                 ))
             }
             Ok(text) if refuse_long && options.long_text == LongText::Truncate && text.truncated() => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "validation",
-                    format!(
-                        "inputs[{index}] is longer than the model's {limit} tokens and \"truncate\" is false"
-                    ),
-                ))
+                return Err(ApiError::validation(format!(
+                    "inputs[{index}] is longer than the model's {limit} tokens and \"truncate\" is false"
+                )))
             }
             Ok(_) => {}
         }
