@@ -25,7 +25,18 @@ impl Server {
     // The child is waited for in Drop (or at once if it never gets ready).
     #[allow(clippy::zombie_processes)]
     fn start_with(extra: &[&str], configure: impl FnOnce(&mut std::process::Command)) -> Self {
-        let mut command = sentiment_command(&["-m", tiny_model_dir().to_str().unwrap(), "serve"]);
+        let model = tiny_model_dir();
+        Self::start_model(&["-m", model.to_str().unwrap()], extra, configure)
+    }
+
+    #[allow(clippy::zombie_processes)]
+    fn start_model(
+        model: &[&str],
+        extra: &[&str],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
+        let mut command = sentiment_command(model);
+        command.arg("serve");
         command
             .args(["--port", "0"])
             .args(extra)
@@ -167,7 +178,10 @@ fn health_info_and_metrics() {
     assert_eq!(info["model_dtype"], "float32");
     assert!(info["served_model_name"].is_string(), "{info}");
     assert_eq!(info["auto_truncate"], true);
-    assert!(info["tokenization_workers"].as_u64().unwrap() >= 1, "{info}");
+    assert!(
+        info["tokenization_workers"].as_u64().unwrap() >= 1,
+        "{info}"
+    );
     assert!(info["max_concurrent_requests"].is_u64() && info["max_batch_tokens"].is_u64());
     assert!(info["max_client_batch_size"].is_u64(), "{info}");
     let classifier = &info["model_type"]["classifier"];
@@ -236,14 +250,22 @@ fn bad_requests_get_their_status_and_a_message() {
     for (path, status) in [("/nowhere", 404), ("/predict", 405)] {
         let (got, body) = server.get(path);
         assert_eq!(got, status, "{path}");
-        let answer: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body:?}"));
+        let answer: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body:?}"));
         assert_tei_error_type(&answer);
     }
 }
 
 /// TEI's ErrorResponse: a message, and one of TEI's six error types.
 fn assert_tei_error_type(answer: &Value) {
-    let kinds = ["Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty"];
+    let kinds = [
+        "Unhealthy",
+        "Backend",
+        "Overloaded",
+        "Validation",
+        "Tokenizer",
+        "Empty",
+    ];
     assert!(answer["error"].is_string(), "{answer}");
     let kind = answer["error_type"].as_str().unwrap_or_default();
     assert!(kinds.contains(&kind), "{answer}");
@@ -511,4 +533,164 @@ fn ping_answers_like_health() {
     assert_eq!(server.get("/health").0, 200);
     // TEI answers GET / as health too (POST / is predict).
     assert_eq!(server.get("/").0, 200);
+}
+
+/// The address `host:port` of a server's base URL.
+fn address(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the server closes the connection; true if it did (EOF or a
+/// reset) before the guard of a minute ran out (a guard against a hang,
+/// not a speed check).
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A slowloris client (half its headers, then nothing) and an idle
+/// keep-alive connection are closed after --header-timeout; they stayed
+/// open for good before (no header timeout was set).
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::Write;
+    let server = Server::start(&["--header-timeout", "1"]);
+    let mut slow = std::net::TcpStream::connect(address(&server)).unwrap();
+    slow.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(address(&server)).unwrap();
+    assert!(
+        closed_by_server(&mut slow),
+        "the slow client's connection stayed open"
+    );
+    assert!(
+        closed_by_server(&mut idle),
+        "the idle connection stayed open"
+    );
+    // The server is still there for others.
+    assert_eq!(server.get("/health").0, 200);
+}
+
+/// SIGTERM with a half-sent request: the server drains for at most
+/// --shutdown-timeout, then exits 0; it waited for that client forever
+/// before.
+#[test]
+#[cfg(unix)]
+fn sigterm_with_a_half_sent_request_exits_after_the_shutdown_deadline() {
+    use std::io::Write;
+    let mut server = Server::start(&["--shutdown-timeout", "1", "--header-timeout", "3600"]);
+    let mut half = std::net::TcpStream::connect(address(&server)).unwrap();
+    half.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // The connection is accepted once a request on another one is answered
+    // after it (one accept loop, in order).
+    assert_eq!(server.get("/health").0, 200);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None; // a guard against a hang, not a speed check
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the server did not exit"
+    );
+    drop(half);
+}
+
+/// A window request that times out stops its work on the model thread
+/// (counted in sentiment_requests_cancelled_total), the next request is
+/// answered, and the in-flight gauge is back to this /metrics request
+/// alone. Before, the model thread ran the whole request and the gauge
+/// leaked on every timeout.
+#[test]
+fn a_timed_out_request_stops_its_work_and_leaks_nothing() {
+    // The bundled model on one thread: its ~800 windows take tens of
+    // seconds, far past the 5 s timeout, while tokenizing the 2 MB takes
+    // well under it.
+    let server = Server::start_model(
+        &["--threads", "1"],
+        &[
+            "--long-text",
+            "window",
+            "--request-timeout",
+            "5",
+            "--payload-limit",
+            "4000000",
+            "--max-request-tokens",
+            "100000000",
+        ],
+        |_| {},
+    );
+    let huge = json!({"inputs": "good ".repeat(400_000)}).to_string();
+    let (status, answer) = server.post("/predict", &huge);
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(answer["error_type"], "Overloaded", "{answer}");
+    let (status, answer) = server.post("/predict", r#"{"inputs": "a fine film"}"#);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics.contains("sentiment_requests_cancelled_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sentiment_requests_in_flight 1\n"),
+        "{metrics}"
+    );
+}
+
+/// One request may not run more than --max-request-tokens through the
+/// model (long-text windows add up): 422 before any work.
+#[test]
+fn a_request_over_the_token_budget_is_refused() {
+    let server = Server::start(&["--long-text", "window", "--max-request-tokens", "1000"]);
+    let (status, answer) = server.post("/predict", &json!({"inputs": long_text()}).to_string());
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("budget"),
+        "{answer}"
+    );
+    assert_eq!(server.post("/predict", r#"{"inputs": "short"}"#).0, 200);
+}
+
+/// /metrics is Prometheus text by default (as TEI serves it), with HELP
+/// and TYPE under each counter's `_total` name; OpenMetrics when asked.
+#[test]
+fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/health").0, 200);
+    let response = ureq::get(&server.url("/metrics")).call().unwrap();
+    assert!(response.content_type().starts_with("text/plain"));
+    let text = response.into_string().unwrap();
+    assert!(
+        text.contains("# TYPE sentiment_requests_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    let response = ureq::get(&server.url("/metrics"))
+        .set("Accept", "application/openmetrics-text; version=1.0.0")
+        .call()
+        .unwrap();
+    assert!(response.content_type().contains("openmetrics"));
+    assert!(response.into_string().unwrap().ends_with("# EOF\n"));
 }

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub tokens: Counter,
     pub dropped: Counter,
+    pub cancelled: Counter,
 }
 
 impl Metrics {
@@ -73,6 +74,12 @@ impl Metrics {
             "Queued requests dropped because their client disconnected",
             dropped.clone(),
         );
+        let cancelled = Counter::default();
+        registry.register(
+            "requests_cancelled",
+            "Requests whose remaining forward passes were skipped because they timed out or their client disconnected",
+            cancelled.clone(),
+        );
         Self {
             registry,
             requests,
@@ -82,20 +89,102 @@ impl Metrics {
             batch_size,
             tokens,
             dropped,
+            cancelled,
         }
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text format (prometheus-client's only encoding).
+    pub fn render_openmetrics(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// The classic Prometheus text format (0.0.4), which every scraper
+    /// and parser reads: OpenMetrics less its `# EOF` and `# UNIT` lines,
+    /// with each counter's HELP and TYPE under its samples' `_total` name.
+    pub fn render_prometheus(&self) -> String {
+        to_prometheus_text(&self.render_openmetrics())
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// OpenMetrics text to Prometheus text 0.0.4 (see
+/// [`Metrics::render_prometheus`]).
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample family has HELP and TYPE under its own name (a counter
+    /// under `_total`), and nothing of OpenMetrics' is left.
+    #[test]
+    fn prometheus_text_names_every_family_as_its_samples() {
+        let metrics = Metrics::new();
+        metrics.tokens.inc_by(3);
+        metrics.in_flight.inc();
+        let text = metrics.render_prometheus();
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sentiment_tokens_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP sentiment_tokens_total Tokens"),
+            "{text}"
+        );
+        assert!(text.contains("sentiment_tokens_total 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE sentiment_requests_in_flight gauge\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| text.contains(&format!("# TYPE {base} histogram")))
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family} in\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family} in\n{text}"
+            );
+        }
     }
 }

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod listen;
 pub mod metrics;
 pub mod queue;
 pub mod request;
@@ -50,7 +51,8 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes; then stops
-    /// accepting, answers every request already in, and returns.
+    /// accepting, answers the requests already in within the shutdown
+    /// deadline, drops the rest, and returns.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -69,15 +71,18 @@ impl Server {
                 .name("sentiment-model".into())
                 .spawn(move || queue::run_worker(classifier, queue, limits, metrics))?
         };
+        let limits = listen::ConnectionLimits {
+            max_connections: self.config.max_connections,
+            header_timeout: self.config.header_timeout,
+            shutdown_deadline: self.config.shutdown_deadline,
+        };
         let app = routes::router(routes::AppState::new(
             self.classifier,
             self.config,
             queue.clone(),
             metrics,
         ));
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = listen::serve(listener, app, limits, shutdown).await;
         // Every handler has returned: nothing more will be queued.
         queue.close();
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::batch::EncodedText;
+use crate::batch::{CancelFlag, EncodedText};
 use crate::classifier::{Classifier, ClassifyOptions};
 use crate::error::{Error, Result};
 use crate::postprocess::Prediction;
@@ -29,9 +29,16 @@ pub struct Job {
     pub options: ClassifyOptions,
     pub enqueued: Instant,
     pub reply: oneshot::Sender<Vec<Result<Prediction>>>,
+    /// Set when the request ends before its answer (a timeout, a client
+    /// gone): its remaining forward passes are skipped.
+    pub cancel: CancelFlag,
 }
 
 impl Job {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed() || self.cancel.is_cancelled()
+    }
+
     fn sequences(&self) -> usize {
         self.texts
             .iter()
@@ -105,7 +112,7 @@ impl Queue {
         let mut state = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             while let Some(job) = state.jobs.front() {
-                if !job.reply.is_closed() {
+                if !job.abandoned() {
                     break;
                 }
                 state.jobs.pop_front();
@@ -125,7 +132,7 @@ impl Queue {
         let mut taken: Vec<Job> = Vec::new();
         let (mut sequences, mut longest) = (0usize, 0usize);
         while let Some(job) = state.jobs.front() {
-            if job.reply.is_closed() {
+            if job.abandoned() {
                 state.jobs.pop_front();
                 metrics.dropped.inc();
                 continue;
@@ -176,7 +183,9 @@ pub fn run_worker(
         }
         let answers: Vec<_> = groups
             .into_iter()
-            .flat_map(|(options, group)| classify_group(&classifier, options, limits, group))
+            .flat_map(|(options, group)| {
+                classify_group(&classifier, options, limits, group, &metrics)
+            })
             .collect();
         // Metrics first, so a client that reads /metrics after its answer
         // sees its own request counted.
@@ -202,6 +211,7 @@ fn classify_group(
     options: ClassifyOptions,
     limits: BatchLimits,
     group: Vec<Job>,
+    metrics: &Metrics,
 ) -> Vec<Answer> {
     let mut batcher = classifier
         .batcher(options)
@@ -213,6 +223,12 @@ fn classify_group(
     if !classifier.runs_unpadded() {
         batcher = batcher.with_max_padding(MAX_PADDING);
     }
+    // A job too big to share a forward pass runs alone (next_batch takes
+    // no second job past the caps), and stops between passes once its
+    // request has ended. Jobs that share a group fit one pass together.
+    if let [job] = group.as_slice() {
+        batcher = batcher.with_cancel(job.cancel.clone());
+    }
     let mut replies = Vec::with_capacity(group.len());
     let mut texts = Vec::new();
     for job in group {
@@ -223,6 +239,7 @@ fn classify_group(
     let mut results = batcher
         .classify_encoded(texts)
         .unwrap_or_else(|| {
+            metrics.cancelled.inc();
             (0..count)
                 .map(|_| {
                     Err(Error::from(candle_core::Error::Msg(
@@ -259,6 +276,7 @@ mod tests {
             options: ClassifyOptions::default(),
             enqueued: Instant::now(),
             reply,
+            cancel: CancelFlag::new(),
         };
         (job, receiver)
     }

@@ -19,7 +19,7 @@ use super::metrics::{Metrics, RequestLabels};
 use super::queue::{Job, Queue};
 use super::request::{Inputs, PredictRequest};
 use super::settings::ServerConfig;
-use crate::batch::EncodedText;
+use crate::batch::{CancelFlag, EncodedText};
 use crate::classifier::{Classifier, ClassifyOptions, LongText};
 use crate::error::Result;
 use crate::postprocess::Prediction;
@@ -170,13 +170,17 @@ async fn json_errors(request: Request, next: Next) -> Response {
     };
     let message = match status {
         StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_string(),
-        StatusCode::REQUEST_TIMEOUT => "the request took longer than the server's time limit".into(),
+        StatusCode::REQUEST_TIMEOUT => {
+            "the request took longer than the server's time limit".into()
+        }
         _ => status
             .canonical_reason()
             .unwrap_or("request failed")
             .to_lowercase(),
     };
-    ApiError::new(kind, message).with_status(status).into_response()
+    ApiError::new(kind, message)
+        .with_status(status)
+        .into_response()
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -273,15 +277,25 @@ async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
+/// Prometheus text (as TEI serves it), or OpenMetrics when the scraper's
+/// Accept header asks for it.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+            state.metrics.render_openmetrics(),
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render_prometheus(),
+        )
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -409,11 +423,17 @@ async fn run(
     let request = PredictRequest::parse(&body).map_err(|err| ApiError::validation(err.0))?;
     let count = request.inputs.len();
     if count == 0 {
-        return Err(ApiError::new(ErrorType::Empty, "\"inputs\" is an empty list"));
+        return Err(ApiError::new(
+            ErrorType::Empty,
+            "\"inputs\" is an empty list",
+        ));
     }
     if let Inputs::One(text) = &request.inputs {
         if text.is_empty() {
-            return Err(ApiError::new(ErrorType::Empty, "\"inputs\" cannot be empty"));
+            return Err(ApiError::new(
+                ErrorType::Empty,
+                "\"inputs\" cannot be empty",
+            ));
         }
     }
     if count > state.config.max_client_batch_size {
@@ -456,13 +476,28 @@ async fn run(
         state.classifier.max_input_tokens(),
         &options,
     )?;
+    let tokens: usize = encoded
+        .iter()
+        .map(|text| text.as_ref().map_or(0, EncodedText::tokens))
+        .sum();
+    if tokens > state.config.max_request_tokens {
+        return Err(ApiError::validation(format!(
+            "the inputs come to {tokens} tokens, over the server's budget of {} per request \
+             (--max-request-tokens)",
+            state.config.max_request_tokens
+        )));
+    }
 
     let (reply, answer) = oneshot::channel();
+    // Dropped with this future, however it ends (answered, timed out, the
+    // client gone): the model thread skips what is left of the job.
+    let cancel = CancelOnDrop(CancelFlag::new());
     let job = Job {
         texts: encoded,
         options,
         enqueued: Instant::now(),
         reply,
+        cancel: cancel.0.clone(),
     };
     if !state.queue.push(job) {
         return Err(ApiError::new(
@@ -486,6 +521,15 @@ async fn run(
         }
     }
     Ok((request, predictions))
+}
+
+/// Cancels its flag when dropped.
+struct CancelOnDrop(CancelFlag);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A text that cannot be tokenized is the client's error (422); one over

@@ -17,12 +17,24 @@ pub struct ServerConfig {
     pub max_batch_requests: usize,
     /// Requests handled at once; more get 429.
     pub max_concurrent_requests: usize,
-    /// Texts in one request; more get 413.
+    /// Texts in one request; more get 422.
     pub max_client_batch_size: usize,
+    /// Tokens one request may run through the model, every window of every
+    /// text counted; more get 422. Only long-text windows come near it.
+    pub max_request_tokens: usize,
     /// Request body bytes; more get 413.
     pub payload_limit: usize,
-    /// A request not answered by then gets 408.
+    /// A request not answered by then gets 408, and its remaining work on
+    /// the model thread is stopped.
     pub request_timeout: Duration,
+    /// Open connections at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a connection has to send a request's headers, and the longest
+    /// a keep-alive connection may sit idle.
+    pub header_timeout: Duration,
+    /// Time in-flight requests get to finish at shutdown; then the rest
+    /// are dropped.
+    pub shutdown_deadline: Duration,
     /// Required as `Authorization: Bearer <key>` on every route but /health.
     pub api_key: Option<String>,
     /// The model's name in /info.
@@ -39,6 +51,14 @@ pub mod defaults {
     pub const MAX_CONCURRENT_REQUESTS: usize = 512;
     /// Texts in one request.
     pub const MAX_CLIENT_BATCH_SIZE: usize = 32;
+    /// Tokens one request may run through the model (64 full windows).
+    pub const MAX_REQUEST_TOKENS: usize = 32_768;
+    /// Open connections at once (the binary keeps it under the descriptor limit).
+    pub const MAX_CONNECTIONS: usize = 1024;
+    /// Seconds to send a request's headers, and the longest keep-alive idle.
+    pub const HEADER_TIMEOUT_SECS: u64 = 10;
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub const SHUTDOWN_DEADLINE_SECS: u64 = 30;
     /// Request body bytes.
     pub const PAYLOAD_LIMIT: usize = 2_000_000;
     /// Seconds before an unanswered request gets 408.
@@ -53,8 +73,12 @@ impl Default for ServerConfig {
             max_batch_requests: defaults::MAX_BATCH_REQUESTS,
             max_concurrent_requests: defaults::MAX_CONCURRENT_REQUESTS,
             max_client_batch_size: defaults::MAX_CLIENT_BATCH_SIZE,
+            max_request_tokens: defaults::MAX_REQUEST_TOKENS,
             payload_limit: defaults::PAYLOAD_LIMIT,
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
+            max_connections: defaults::MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
+            shutdown_deadline: Duration::from_secs(defaults::SHUTDOWN_DEADLINE_SECS),
             api_key: None,
             model_id: String::new(),
         }

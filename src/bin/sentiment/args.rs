@@ -261,10 +261,34 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
     pub max_concurrent_requests: u32,
 
-    /// Texts in one request; more are answered 413.
+    /// Texts in one request; more are answered 422.
     #[arg(long, default_value_t = defaults::MAX_CLIENT_BATCH_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
     pub max_client_batch_size: u32,
+
+    /// Tokens one request may run through the model, every long-text
+    /// window counted; more are answered 422.
+    #[arg(long, default_value_t = defaults::MAX_REQUEST_TOKENS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 28)))]
+    pub max_request_tokens: u32,
+
+    /// Open connections at once (kept under the open-file limit); more
+    /// wait to be accepted.
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
+    pub max_connections: u32,
+
+    /// Seconds a connection has to send a request's headers, and the
+    /// longest a keep-alive connection may sit idle.
+    #[arg(long, default_value_t = defaults::HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_timeout: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C;
+    /// then the rest are dropped and the server exits.
+    #[arg(long, default_value_t = defaults::SHUTDOWN_DEADLINE_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_timeout: u64,
 
     /// Request body limit in bytes; larger bodies are answered 413.
     #[arg(long, default_value_t = defaults::PAYLOAD_LIMIT as u64,

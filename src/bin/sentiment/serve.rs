@@ -33,6 +33,10 @@ pub fn run(model: &ModelArgs, args: &ServeArgs) -> Result<u8> {
     config.max_batch_requests = args.max_batch_requests as usize;
     config.max_concurrent_requests = args.max_concurrent_requests as usize;
     config.max_client_batch_size = args.max_client_batch_size as usize;
+    config.max_request_tokens = args.max_request_tokens as usize;
+    config.max_connections = connection_limit(args.max_connections as usize);
+    config.header_timeout = Duration::from_secs(args.header_timeout);
+    config.shutdown_deadline = Duration::from_secs(args.shutdown_timeout);
     config.payload_limit = usize::try_from(args.payload_limit).unwrap_or(usize::MAX);
     config.request_timeout = Duration::from_secs(args.request_timeout);
     config.api_key = args.api_key.clone();
@@ -47,7 +51,7 @@ pub fn run(model: &ModelArgs, args: &ServeArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let address = (args.host.as_str(), args.port);
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -64,9 +68,41 @@ pub fn run(model: &ModelArgs, args: &ServeArgs) -> Result<u8> {
             .run(listener, shutdown_signal())
             .await
             .context("the server failed")?;
-        diagnostic("stopped: every request in flight was answered");
+        diagnostic("stopped");
         Ok(0)
-    })
+    });
+    // A tokenization still running on the blocking pool is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
+}
+
+/// Descriptors kept back from connections: the listener, the model and
+/// tokenizer files, stdio, the runtime's own.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+/// `asked`, lowered to stay under the open-file limit: past it, accept
+/// fails and the server is unreachable until connections close.
+fn connection_limit(asked: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let open_files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+            let room = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+            if asked > room {
+                diagnostic(format_args!(
+                    "warning: --max-connections {asked} is over what the open-file limit \
+                     ({open_files}) allows; serving at most {room} connections"
+                ));
+                return room;
+            }
+        }
+    }
+    asked
 }
 
 /// Ctrl-C or SIGTERM, whichever comes first.
