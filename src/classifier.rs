@@ -306,6 +306,12 @@ impl Classifier {
         })
     }
 
+    /// The tokenizer, for the server's /tokenize and /decode.
+    #[cfg(feature = "serve")]
+    pub(crate) fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
     /// A short name for the model, for reports.
     pub fn name(&self) -> &str {
         &self.name

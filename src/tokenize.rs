@@ -61,6 +61,17 @@ pub struct TextTokenizer {
     max_tokens: usize,
 }
 
+/// One token as TEI's `/tokenize` shows it: a special token by its own
+/// text, any other by its byte span of the input.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenSpan {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
 /// Special tokens a window spends on `[CLS]`/`[SEP]`; the stride must leave room.
 const SPECIAL_TOKENS: usize = 2;
 
@@ -111,6 +122,48 @@ impl TextTokenizer {
             }
         }
         Ok(into_encoded(self.inner.encode(text, true)?))
+    }
+
+    /// Every token of `text` (no truncation), with the special tokens when
+    /// `add_special_tokens`, as TEI's `/tokenize` lists them.
+    pub fn token_spans(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenSpan>, TokenizerError> {
+        let encoding = self.untruncated.encode(text, add_special_tokens)?;
+        let spans = encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_offsets())
+            .zip(encoding.get_special_tokens_mask())
+            .zip(encoding.get_tokens())
+            .map(|(((&id, &(start, stop)), &special), token)| match special {
+                1 => TokenSpan {
+                    id,
+                    text: token.clone(),
+                    special: true,
+                    start: None,
+                    stop: None,
+                },
+                _ => TokenSpan {
+                    id,
+                    text: String::from_utf8_lossy(
+                        text.as_bytes().get(start..stop).unwrap_or_default(),
+                    )
+                    .into_owned(),
+                    special: false,
+                    start: Some(start),
+                    stop: Some(stop),
+                },
+            })
+            .collect();
+        Ok(spans)
+    }
+
+    /// The text of `ids` (unknown ids are skipped), as TEI's `/decode`.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
+        Ok(self.inner.decode(ids, skip_special_tokens)?)
     }
 
     /// The tokens of a text's window: the model's limit less the special

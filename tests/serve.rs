@@ -694,3 +694,42 @@ fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
     assert!(response.content_type().contains("openmetrics"));
     assert!(response.into_string().unwrap().ends_with("# EOF\n"));
 }
+
+/// TEI's /tokenize (tokens with their byte spans, special tokens marked)
+/// and /decode, with the model's own tokenizer: 404 before.
+#[test]
+fn tokenize_and_decode_as_tei() {
+    let server = Server::start(&[]);
+    let (status, tokens) = server.post("/tokenize", r#"{"inputs": "Héllo there"}"#);
+    assert_eq!(status, 200, "{tokens}");
+    let tokens = tokens[0].as_array().unwrap().clone();
+    assert_eq!(tokens[0]["text"], "[CLS]");
+    assert_eq!(tokens[0]["special"], true);
+    assert!(tokens[0]["start"].is_null());
+    assert_eq!(tokens.last().unwrap()["text"], "[SEP]");
+    let first = &tokens[1];
+    assert_eq!(first["special"], false);
+    assert_eq!(first["start"], 0);
+    let ids: Vec<u64> = tokens.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    let classifier = load(&tiny_model_dir());
+    let expected: Vec<u64> = classifier
+        .encode("Héllo there")
+        .unwrap()
+        .ids
+        .iter()
+        .map(|&i| u64::from(i))
+        .collect();
+    assert_eq!(ids, expected);
+    let (status, plain) = server.post(
+        "/tokenize",
+        r#"{"inputs": ["a", "b c"], "add_special_tokens": false}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(plain.as_array().unwrap().len(), 2);
+    assert_eq!(plain[1].as_array().unwrap().len(), 2);
+    let (status, decoded) = server.post("/decode", &json!({"ids": ids}).to_string());
+    assert_eq!(status, 200, "{decoded}");
+    assert_eq!(decoded, json!(["hello there"]));
+    let (status, answer) = server.post("/decode", r#"{"ids": []}"#);
+    assert_eq!(status, 400, "{answer}");
+}

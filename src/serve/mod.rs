@@ -21,12 +21,14 @@
 //! # Ok(()) }
 //! ```
 
+mod errors;
 mod listen;
 pub mod metrics;
 pub mod queue;
 pub mod request;
 mod routes;
 mod settings;
+mod tokens;
 
 pub use settings::{defaults, ServerConfig};
 

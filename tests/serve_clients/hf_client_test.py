@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The real HF client against `sentiment serve` (issue 30): huggingface_hub's
 InferenceClient and AsyncInferenceClient call text_classification on the
-server's root URL unchanged, as they would call TEI.
+server's root URL unchanged, as they would call TEI; and prometheus_client's
+classic text parser reads /metrics.
 
     python3 tests/serve_clients/hf_client_test.py target/release/sentiment
 
@@ -18,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV = ROOT / "target" / "hf-client-venv"
 HUB = "huggingface_hub==2.4.0"
+PROMETHEUS = "prometheus_client==0.23.1"
 
 CLIENT = r'''
 import asyncio, json, sys
@@ -32,6 +34,16 @@ checks.append(worst.label == "NEGATIVE")
 async def main():
     return await AsyncInferenceClient(model=url).text_classification("I love this movie")
 checks.append(first(asyncio.run(main())).label == "POSITIVE")
+# /metrics through the Prometheus project's classic text parser: every
+# family parses, with its help text, and the request counter counts.
+import urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(url + "/metrics").read().decode()
+families = {f.name: f for f in text_string_to_metric_families(text)}
+checks.append(all(f.documentation for f in families.values()))
+requests = families.get("sentiment_requests")
+checks.append(requests is not None and requests.type == "counter"
+              and sum(s.value for s in requests.samples if s.name == "sentiment_requests_total") >= 3)
 print(json.dumps(checks))
 '''
 
@@ -40,9 +52,9 @@ def venv_python():
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import huggingface_hub"], capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import huggingface_hub, prometheus_client"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", HUB], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", HUB, PROMETHEUS], check=True)
     return python
 
 
