@@ -733,3 +733,19 @@ fn tokenize_and_decode_as_tei() {
     let (status, answer) = server.post("/decode", r#"{"ids": []}"#);
     assert_eq!(status, 400, "{answer}");
 }
+
+/// The OpenAPI document at TEI's path, with every route this server
+/// answers, and the docs page that shows it (both 404 before).
+#[test]
+fn openapi_document_and_docs_page() {
+    let server = Server::start(&[]);
+    let (status, body) = server.get("/api-doc/openapi.json");
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&body).unwrap();
+    for path in ["/", "/predict", "/classify", "/tokenize", "/decode", "/info", "/health", "/metrics"] {
+        assert!(document["paths"][path].is_object(), "{path}");
+    }
+    let (status, page) = server.get("/docs");
+    assert_eq!(status, 200);
+    assert!(page.contains("/api-doc/openapi.json"));
+}

@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ping", get(health))
         .route("/", get(health))
+        .route("/api-doc/openapi.json", get(openapi))
+        .route("/docs", get(docs))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -187,6 +189,23 @@ async fn not_found() -> ApiError {
         "no such route: try POST /predict, POST /classify, GET /health, GET /info or GET /metrics",
     )
     .with_status(StatusCode::NOT_FOUND)
+}
+
+/// The OpenAPI document (src/serve/openapi.json, made from TEI's by
+/// tools/make_openapi.py).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+/// Swagger UI over the OpenAPI document, as TEI's /docs; the page loads
+/// Swagger UI's script from a CDN in the reader's browser, so the server
+/// ships none of it.
+async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("docs.html"))
 }
 
 async fn health() -> StatusCode {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The real HF client against `sentiment serve` (issue 30): huggingface_hub's
 InferenceClient and AsyncInferenceClient call text_classification on the
-server's root URL unchanged, as they would call TEI; and prometheus_client's
-classic text parser reads /metrics.
+server's root URL unchanged, as they would call TEI; prometheus_client's
+classic text parser reads /metrics; and every TEI request form gets an
+answer that validates against TEI's own OpenAPI schema.
 
     python3 tests/serve_clients/hf_client_test.py target/release/sentiment
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 VENV = ROOT / "target" / "hf-client-venv"
 HUB = "huggingface_hub==2.4.0"
 PROMETHEUS = "prometheus_client==0.23.1"
+SCHEMAS = "openapi-schema-validator==0.6.3"
+TEI_OPENAPI = ROOT / "tests" / "serve_clients" / "tei_openapi.json"
 
 CLIENT = r'''
 import asyncio, json, sys
@@ -44,6 +47,53 @@ checks.append(all(f.documentation for f in families.values()))
 requests = families.get("sentiment_requests")
 checks.append(requests is not None and requests.type == "counter"
               and sum(s.value for s in requests.samples if s.name == "sentiment_requests_total") >= 3)
+# Every TEI request form, and each answer validated against TEI's own
+# OpenAPI schema (its docs/openapi.json, committed as tei_openapi.json).
+from openapi_schema_validator import OAS30Validator
+spec = json.load(open(sys.argv[2]))
+def resolve(node):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return resolve(spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+        return {k: resolve(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve(v) for v in node]
+    return node
+def call(method, path, body=None):
+    request = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+def valid(path, method, status, answer):
+    responses = spec["paths"][path][method]["responses"]
+    schema = resolve(responses[str(status)]["content"]["application/json"]["schema"]) if str(status) in responses \
+        else resolve({"$ref": "#/components/schemas/ErrorResponse"})
+    errors = list(OAS30Validator(schema).iter_errors(answer))
+    if errors:
+        print(path, status, answer, errors[0].message, file=sys.stderr)
+    return not errors
+cases = [
+    ("post", "/predict", {"inputs": "What is Deep Learning?"}, 200),
+    ("post", "/predict", {"inputs": [["I like you."], ["I hate pineapples"]]}, 200),
+    ("post", "/predict", {"inputs": ["I like you.", "I hate pineapples"], "raw_scores": True}, 200),
+    ("post", "/predict", {"inputs": "What is Deep Learning?", "truncate": True, "truncation_direction": "Right"}, 200),
+    ("post", "/predict", {"inputs": ""}, 400),
+    ("post", "/predict", {"inputs": []}, 400),
+    ("post", "/predict", {"inputs": 42}, 422),
+    ("post", "/tokenize", {"inputs": "test"}, 200),
+    ("post", "/tokenize", {"inputs": ["test", "two words"], "add_special_tokens": False}, 200),
+    ("post", "/decode", {"ids": [101, 3231, 102]}, 200),
+    ("post", "/decode", {"ids": [[101, 3231, 102], [3231]], "skip_special_tokens": False}, 200),
+    ("get", "/info", None, 200),
+]
+for method, path, body, status in cases:
+    got, answer = call(method.upper(), path, body)
+    checks.append(got == status and valid(path, method, got, answer))
+    if got != status:
+        print(path, body, got, answer, file=sys.stderr)
 print(json.dumps(checks))
 '''
 
@@ -52,9 +102,11 @@ def venv_python():
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import huggingface_hub, prometheus_client"], capture_output=True)
+    probe = subprocess.run(
+        [str(python), "-c", "import huggingface_hub, prometheus_client, openapi_schema_validator"], capture_output=True
+    )
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", HUB, PROMETHEUS], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", HUB, PROMETHEUS, SCHEMAS], check=True)
     return python
 
 
@@ -71,7 +123,7 @@ def main():
         url = line.split("listening on ")[1].split()[0]
         started = time.time()
         result = subprocess.run(
-            [str(python), "-c", CLIENT, url], capture_output=True, text=True, timeout=300
+            [str(python), "-c", CLIENT, url, str(TEI_OPENAPI)], capture_output=True, text=True, timeout=300
         )
         if result.returncode != 0:
             print(result.stdout, result.stderr)
