@@ -9,9 +9,9 @@ use sentiment::{
     Aggregate, Classifier, ClassifyOptions, KernelOptions, LongText, ModelSpec, Precision,
 };
 
-/// The dev accuracy the shipped model reached in HF (90.48%,
+/// The dev accuracy the shipped model reached in HF (91.51%,
 /// models/minilm-l6-sst2/distillation_report.json), less half a point.
-const MIN_DEV_ACCURACY: f64 = 0.8998;
+const MIN_DEV_ACCURACY: f64 = 0.9101;
 
 fn bundled() -> Classifier {
     let files = ModelSpec::Bundled.resolve().unwrap();

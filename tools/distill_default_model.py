@@ -45,6 +45,8 @@ DATA = ROOT.parent / "shared" / "data"
 LABELS = ["NEGATIVE", "POSITIVE"]
 SEED = 1234
 LOGITS = ROOT / "tools" / "data" / "teacher_logits.jsonl.gz"
+AUGMENTED = ROOT / "tools" / "data" / "teacher_augmented.jsonl.gz"
+CONNECTORS = ["but", "and", ",", ";", "although", "while", "yet", "."]
 
 
 def read_jsonl(path):
@@ -270,6 +272,43 @@ def stage_logits():
     print(f"logits: {len(logits)} rows -> {LOGITS}")
 
 
+def augmented_texts(texts, train, count, rng):
+    """New text made from the train split only (never validation): two
+    phrases joined by a connector (mixed sentiment, as in dev's sentences),
+    words dropped, and words swapped for other train words. Sources lean to
+    the longer phrases, which look most like dev's sentences."""
+    words = [texts[i].split() for i in train]
+    long = [w for w in words if len(w) >= 6]
+    vocab = [t for w in words for t in w]
+    out = []
+    while len(out) < count:
+        kind = rng.random()
+        src = list(rng.choice(long))
+        if kind < 0.4:
+            other = rng.choice(long if rng.random() < 0.5 else words)
+            text = src + [rng.choice(CONNECTORS)] + list(other)
+        elif kind < 0.7:
+            text = [t for t in src if rng.random() >= 0.15] or src
+        else:
+            text = [rng.choice(vocab) if rng.random() < 0.15 else t for t in src]
+        out.append(" ".join(text[:120]))
+    return out
+
+
+def stage_augment():
+    """The teacher's logits on --augment-count augmented texts (seeded), with
+    the texts, so the student's run repeats without the teacher."""
+    texts, labels = read_jsonl(DATA / "sst2_train.jsonl")
+    train, _ = split(labels)
+    new = augmented_texts(texts, train, ARGS.augment_count, random.Random(SEED + 7))
+    model, tok, pad_id = load_teacher()
+    logits = predict_logits(model, encode(tok, new, 128), pad_id, bf16=True)
+    with gzip.open(AUGMENTED, "wt") as f:
+        for text, row in zip(new, logits):
+            f.write(json.dumps({"text": text, "logits": [round(v, 4) for v in row]}) + "\n")
+    print(f"augment: {len(new)} rows -> {AUGMENTED}")
+
+
 def stage_student():
     import importlib.util
 
@@ -279,16 +318,26 @@ def stage_student():
     spec = importlib.util.spec_from_file_location("recipe", ROOT / "tools" / "build_default_model.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    work = Path(ARGS.work) / "student"
+    work = Path(ARGS.work) / ARGS.student_dir
     work.mkdir(parents=True, exist_ok=True)
     if (work / "done.json").exists():
         print("student: done", (work / "done.json").read_text())
         return
     with gzip.open(LOGITS, "rt") as f:
-        soft = torch.tensor([json.loads(line) for line in f])
+        soft = [json.loads(line) for line in f]
     texts, labels = read_jsonl(DATA / "sst2_train.jsonl")
     assert len(soft) == len(texts), "the logits file is for another SST-2 train"
     train, val = split(labels)
+    if ARGS.augmented:
+        # Augmented rows join the train split, their hard label the teacher's.
+        with gzip.open(AUGMENTED, "rt") as f:
+            rows = [json.loads(line) for line in f]
+        first = len(texts)
+        texts += [r["text"] for r in rows]
+        soft += [r["logits"] for r in rows]
+        labels += [int(r["logits"][1] > r["logits"][0]) for r in rows]
+        train += list(range(first, len(texts)))
+    soft = torch.tensor(soft)
     tok = recipe.clean_tokenizer()
     ids = recipe.encode(tok, texts, 128)
     lengths = [len(x) for x in ids]
@@ -299,8 +348,11 @@ def stage_student():
     model = DistilBertForSequenceClassification(cfg)
     converted = recipe.bert_to_distilbert(load_file(str(recipe.BASE / "model.safetensors")))
     model.load_state_dict(converted, strict=False)
+    if ARGS.student_init:
+        model.load_state_dict(load_file(str(Path(ARGS.work) / ARGS.student_init / "best.safetensors")))
     ckpt = work / "checkpoint.pt"
-    fresh = {"step": 0, "best": -1.0, "history": [], "temperature": ARGS.temperature, "alpha": ARGS.alpha}
+    fresh = {"step": 0, "best": -1.0, "history": [], "temperature": ARGS.temperature, "alpha": ARGS.alpha,
+             "augmented": ARGS.augmented, "init": ARGS.student_init, "lr": ARGS.student_lr, "epochs": ARGS.student_epochs}
     opt, sched, state, steps_per_epoch, total = training_setup(
         model, ARGS.student_lr, ARGS.student_epochs, len(train), ckpt, fresh
     )
@@ -350,7 +402,7 @@ def stage_evaluate():
     spec = importlib.util.spec_from_file_location("recipe", ROOT / "tools" / "build_default_model.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    work = Path(ARGS.work) / "student"
+    work = Path(ARGS.work) / ARGS.student_dir
     out = Path(ARGS.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = recipe.distilbert_config(json.loads((recipe.BASE / "config.json").read_text()))
@@ -381,7 +433,11 @@ def stage_evaluate():
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["teacher", "logits", "student", "evaluate"])
+    ap.add_argument("stage", choices=["teacher", "logits", "augment", "student", "evaluate"])
+    ap.add_argument("--augment-count", type=int, default=50000)
+    ap.add_argument("--augmented", action="store_true", help="the student also learns the augmented texts")
+    ap.add_argument("--student-init", default="", help="start from this student work dir's best weights")
+    ap.add_argument("--student-dir", default="student", help="the student's work dir under --work")
     ap.add_argument("--out", default=str(ROOT.parent / "distill-work" / "minilm-l6-sst2-distilled"))
     ap.add_argument("--student-lr", type=float, default=1e-4)
     ap.add_argument("--student-epochs", type=float, default=3.0)
@@ -396,7 +452,13 @@ def main():
     ARGS = ap.parse_args()
     torch.set_num_threads(ARGS.threads)
     random.seed(SEED)
-    stages = {"teacher": stage_teacher, "logits": stage_logits, "student": stage_student, "evaluate": stage_evaluate}
+    stages = {
+        "teacher": stage_teacher,
+        "logits": stage_logits,
+        "augment": stage_augment,
+        "student": stage_student,
+        "evaluate": stage_evaluate,
+    }
     stages[ARGS.stage]()
 
 
