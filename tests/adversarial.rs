@@ -487,6 +487,25 @@ fn configs_we_cannot_run_name_config_json_and_what_is_supported() {
     );
 }
 
+/// A config field of the wrong kind or value names it once: each cause in
+/// the chain is said once (``unknown variant `swishy`…`` was printed
+/// twice, the field error's message repeating its source).
+#[test]
+fn config_field_errors_say_each_cause_once() {
+    for (field, value, says) in [
+        ("activation", json!("swishy"), "unknown variant `swishy`"),
+        ("dim", json!("wide"), "invalid type"),
+        ("n_layers", json!(-3), "invalid value"),
+    ] {
+        let model = tiny_copy(|c| c[field] = value.clone(), |_| {});
+        let output = run(&["-m", model.path().to_str().unwrap(), "predict", "x"], b"");
+        assert_clean_exit(&output, 3);
+        let stderr = stderr(&output);
+        assert_eq!(stderr.matches(says).count(), 1, "{field}: {stderr}");
+        assert!(stderr.contains("config.json"), "{stderr}");
+    }
+}
+
 // Security: a revision may not walk out of the HF cache.
 #[test]
 fn revisions_that_are_paths_are_refused() {

@@ -189,7 +189,7 @@ pub enum ConfigError {
     BadEpsilon(f64),
     #[error("id2label keys must be the class indices 0..{count}, found {key:?}")]
     BadLabelIndex { key: String, count: usize },
-    #[error("invalid {family} config: {source}")]
+    #[error("invalid {family} config")]
     Fields {
         family: &'static str,
         source: serde_json::Error,
