@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::cpu::{KernelOptions, KernelPlan};
 use crate::model::{Config, RaggedBatch, SequenceClassifier};
 use crate::postprocess::{Aggregate, Postprocessor, Prediction};
-use crate::source::{weights, ModelFiles, ModelSpec};
+use crate::source::{weights, HubTimeouts, ModelFiles, ModelSpec};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// The numeric precision the encoder runs in. Embeddings, norms,
@@ -102,6 +102,7 @@ pub struct ClassifierBuilder {
     precision: Precision,
     threads: Option<usize>,
     kernels: KernelOptions,
+    hub_timeouts: HubTimeouts,
     progress: Option<Box<DownloadProgress>>,
 }
 
@@ -147,7 +148,6 @@ impl ClassifierBuilder {
         self
     }
 
-    /// Reports a hub download's progress (nothing is printed otherwise).
     /// Which CPU kernels may run (default: the fastest this CPU has). The
     /// choice is resolved once, at load, into the classifier's
     /// [`KernelPlan`].
@@ -156,6 +156,14 @@ impl ClassifierBuilder {
         self
     }
 
+    /// How long a hub download waits to connect and for each read
+    /// (default: 10 s and 30 s).
+    pub fn hub_timeouts(mut self, timeouts: HubTimeouts) -> Self {
+        self.hub_timeouts = timeouts;
+        self
+    }
+
+    /// Reports a hub download's progress (nothing is printed otherwise).
     pub fn download_progress(
         mut self,
         progress: impl FnMut(&str, u64, u64) + Send + 'static,
@@ -170,8 +178,12 @@ impl ClassifierBuilder {
         configure_threads(self.threads)?;
         let device = self.device.open()?;
         let files = match self.progress.as_mut() {
-            Some(progress) => self.model.resolve_with_progress(&mut **progress)?,
-            None => self.model.resolve()?,
+            Some(progress) => self
+                .model
+                .resolve_with(&self.hub_timeouts, &mut **progress)?,
+            None => self
+                .model
+                .resolve_with(&self.hub_timeouts, &mut |_, _, _| {})?,
         };
         Classifier::from_files_with_kernels(&files, &device, self.precision, &self.kernels)
     }

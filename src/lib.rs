@@ -64,7 +64,7 @@ pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use model::cpu::{KernelChoice, KernelOptions, KernelPlan, VectorWidth};
 pub use postprocess::{Aggregate, LabelScore, Prediction};
-pub use source::{ModelFiles, ModelSpec};
+pub use source::{HubTimeouts, ModelFiles, ModelSpec};
 pub use tokenize::Encoded;
 
 /// The CPU kernels, for the criterion benches. **Unstable**: not part of

@@ -742,7 +742,16 @@ fn openapi_document_and_docs_page() {
     let (status, body) = server.get("/api-doc/openapi.json");
     assert_eq!(status, 200);
     let document: Value = serde_json::from_str(&body).unwrap();
-    for path in ["/", "/predict", "/classify", "/tokenize", "/decode", "/info", "/health", "/metrics"] {
+    for path in [
+        "/",
+        "/predict",
+        "/classify",
+        "/tokenize",
+        "/decode",
+        "/info",
+        "/health",
+        "/metrics",
+    ] {
         assert!(document["paths"][path].is_object(), "{path}");
     }
     let (status, page) = server.get("/docs");

@@ -41,6 +41,8 @@ pub struct BenchOptions {
     pub dataset_passes: usize,
     /// Which CPU kernels may run.
     pub kernels: KernelOptions,
+    /// How long a hub download waits.
+    pub hub_timeouts: crate::source::HubTimeouts,
     /// Where the thread count came from, for the report.
     pub threads_source: String,
 }
@@ -146,7 +148,7 @@ pub fn run_bench(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
     let threads = crate::device::configure_threads(None)?;
-    let files = spec.resolve()?;
+    let files = spec.resolve_with(&options.hub_timeouts, &mut |_, _, _| {})?;
     let dataset = parse_dataset(&options.dataset)?;
     let mut reports = Vec::new();
     let mut notes = Vec::new();

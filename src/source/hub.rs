@@ -8,7 +8,7 @@
 //! Downloads speak the hub's file protocol themselves, with ureq: hf-hub
 //! 0.4.3's client has no timeouts (a server that never answers hangs it
 //! forever) and checks neither size nor sha256. Here a connection and each
-//! read time out (10 s and 30 s, see [`CONNECT_TIMEOUT_ENV`]), a file is
+//! read time out (10 s and 30 s, see [`HubTimeouts`]), a file is
 //! written to `blobs/<etag>.part` and becomes `blobs/<etag>` only once its
 //! size and (for LFS files) sha256 match what the hub announced, and an
 //! interrupted download resumes from its `.part` on the next run.
@@ -19,6 +19,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use super::files::{FileBytes, ModelFiles, Weights};
 use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
+use super::HubTimeouts;
 use crate::error::{Error, Result};
 
 /// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else
@@ -50,7 +51,12 @@ fn non_empty_env(name: &str) -> Option<String> {
 
 /// The model's files from the cache or, failing that, downloaded into it,
 /// reporting each file's progress.
-pub fn fetch(repo_id: &str, revision: &str, progress: Progress) -> Result<ModelFiles> {
+pub fn fetch(
+    repo_id: &str,
+    revision: &str,
+    timeouts: &HubTimeouts,
+    progress: Progress,
+) -> Result<ModelFiles> {
     let cache_dir = cache_dir();
     if let Some(files) = from_cache(&cache_dir, repo_id, revision)? {
         return Ok(files);
@@ -66,7 +72,7 @@ pub fn fetch(repo_id: &str, revision: &str, progress: Progress) -> Result<ModelF
             None,
         ));
     }
-    download(&cache_dir, repo_id, revision, progress)
+    download(&cache_dir, repo_id, revision, *timeouts, progress)
 }
 
 /// The cached snapshot, if it holds a config, a tokenizer and weights.
@@ -100,15 +106,6 @@ pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Opt
     }))
 }
 
-/// Seconds to wait for a connection to the hub, and for each read from it
-/// (a server that accepts and never answers fails after this), unless
-/// these environment variables say otherwise.
-pub const CONNECT_TIMEOUT_ENV: &str = "SENTIMENT_HUB_CONNECT_TIMEOUT";
-/// See [`CONNECT_TIMEOUT_ENV`].
-pub const READ_TIMEOUT_ENV: &str = "SENTIMENT_HUB_READ_TIMEOUT";
-const DEFAULT_CONNECT_TIMEOUT_S: u64 = 10;
-const DEFAULT_READ_TIMEOUT_S: u64 = 30;
-
 /// Progress of one file's download: its name, bytes so far, total bytes.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
@@ -119,6 +116,8 @@ enum DownloadError {
     NotFound,
     #[error("{0}")]
     Http(Box<ureq::Error>),
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("the hub's answer lacks {0}")]
@@ -139,34 +138,68 @@ struct Remote {
     size: u64,
 }
 
-fn timeout(var: &str, default: u64) -> std::time::Duration {
-    let seconds = non_empty_env(var)
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(default);
-    std::time::Duration::from_secs(seconds)
-}
-
 /// A ureq agent with timeouts (hf-hub 0.4.3 builds its agents without any
 /// and offers no way in, so the download is ours; the cache layout is the
 /// same one hf-hub and huggingface_hub read).
-fn agent(redirects: u32) -> ureq::Agent {
+fn agent(redirects: u32, timeouts: HubTimeouts) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .try_proxy_from_env(true)
-        .timeout_connect(timeout(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S))
-        .timeout_read(timeout(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_S))
-        .timeout_write(timeout(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_S))
+        .timeout_connect(timeouts.connect)
+        .timeout_read(timeouts.read)
+        .timeout_write(timeouts.read)
         .redirects(redirects)
         .user_agent(concat!("sentiment/", env!("CARGO_PKG_VERSION")))
         .build()
 }
 
-fn call(request: ureq::Request) -> std::result::Result<ureq::Response, DownloadError> {
+fn call(
+    request: ureq::Request,
+    timeouts: HubTimeouts,
+) -> std::result::Result<ureq::Response, DownloadError> {
     match request.call() {
         Ok(response) => Ok(response),
         Err(ureq::Error::Status(404, _)) => Err(DownloadError::NotFound),
+        Err(ureq::Error::Transport(transport)) if is_timeout(&transport) => Err(timed_out(
+            transport.kind() == ureq::ErrorKind::ConnectionFailed,
+            timeouts,
+        )),
         Err(err) => Err(DownloadError::Http(Box::new(err))),
     }
+}
+
+fn is_timeout(transport: &ureq::Transport) -> bool {
+    use std::error::Error as _;
+    let mut cause = transport.source();
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return is_io_timeout(io);
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// A socket timeout reads as TimedOut or, on Unix, WouldBlock (EAGAIN).
+fn is_io_timeout(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// Which timeout ran out, and its setting.
+fn timed_out(connecting: bool, timeouts: HubTimeouts) -> DownloadError {
+    DownloadError::TimedOut(if connecting {
+        format!(
+            "no connection within the hub connect timeout ({} s)",
+            timeouts.connect.as_secs()
+        )
+    } else {
+        format!(
+            "the hub sent nothing within the hub read timeout ({} s)",
+            timeouts.read.as_secs()
+        )
+    })
 }
 
 /// A redirect's target: absolute, or relative to the server of `base`.
@@ -187,11 +220,11 @@ fn join(base: &str, location: &str) -> String {
 
 /// Asks for the first byte, as huggingface_hub does, to learn the commit,
 /// etag and size, following the hub's redirects (to a CDN for LFS files).
-fn remote(url: &str) -> std::result::Result<Remote, DownloadError> {
-    let agent = agent(0);
+fn remote(url: &str, timeouts: HubTimeouts) -> std::result::Result<Remote, DownloadError> {
+    let agent = agent(0, timeouts);
     let (mut url, mut commit, mut etag, mut linked_size) = (url.to_string(), None, None, None);
     for _ in 0..10 {
-        let response = call(agent.get(&url).set("Range", "bytes=0-0"))?;
+        let response = call(agent.get(&url).set("Range", "bytes=0-0"), timeouts)?;
         let header = |name: &str| {
             response
                 .header(name)
@@ -242,6 +275,7 @@ fn fetch_blob(
     remote: &Remote,
     blob: &Path,
     name: &str,
+    timeouts: HubTimeouts,
     progress: Progress,
 ) -> std::result::Result<(), DownloadError> {
     use std::io::{Read, Seek, Write};
@@ -263,11 +297,11 @@ fn fetch_blob(
         start = 0;
     }
     if start < remote.size {
-        let mut request = agent(10).get(&remote.url);
+        let mut request = agent(10, timeouts).get(&remote.url);
         if start > 0 {
             request = request.set("Range", &format!("bytes={start}-"));
         }
-        let response = call(request)?;
+        let response = call(request, timeouts)?;
         if start > 0 && response.status() != 206 {
             // The server sent the whole file, not the rest.
             file.set_len(0)?;
@@ -277,7 +311,11 @@ fn fetch_blob(
         let mut done = start;
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = reader.read(&mut buf)?;
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(err) if is_io_timeout(&err) => return Err(timed_out(false, timeouts)),
+                Err(err) => return Err(err.into()),
+            };
             if n == 0 {
                 break;
             }
@@ -327,6 +365,7 @@ fn download_file(
     cache_dir: &Path,
     repo: &Repo,
     name: &str,
+    timeouts: HubTimeouts,
     progress: Progress,
 ) -> std::result::Result<PathBuf, DownloadError> {
     let endpoint = endpoint();
@@ -336,7 +375,7 @@ fn download_file(
         repo.url(),
         repo.url_revision()
     );
-    let remote = remote(&url)?;
+    let remote = remote(&url, timeouts)?;
     if !valid_etag(&remote.etag) || !super::files::is_revision(&remote.commit) {
         return Err(DownloadError::Protocol("a usable etag and commit"));
     }
@@ -344,7 +383,7 @@ fn download_file(
     let blob = repo_dir.join("blobs").join(&remote.etag);
     std::fs::create_dir_all(blob.parent().unwrap_or(&repo_dir))?;
     if !blob.is_file() {
-        fetch_blob(&remote, &blob, name, progress)?;
+        fetch_blob(&remote, &blob, name, timeouts, progress)?;
     }
     let snapshot = repo_dir.join("snapshots").join(&remote.commit);
     std::fs::create_dir_all(&snapshot)?;
@@ -366,11 +405,12 @@ fn download(
     cache_dir: &Path,
     repo_id: &str,
     revision: &str,
+    timeouts: HubTimeouts,
     progress: Progress,
 ) -> Result<ModelFiles> {
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
     let mut get = |name: &str| {
-        download_file(cache_dir, &repo, name, &mut *progress).map_err(|err| {
+        download_file(cache_dir, &repo, name, timeouts, &mut *progress).map_err(|err| {
             let not_found = matches!(err, DownloadError::NotFound);
             let error = Error::unavailable(
                 format!(

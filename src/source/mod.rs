@@ -17,6 +17,24 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// How long a hub download waits: for a connection, and for each read (a
+/// server that accepts and then says nothing fails after `read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubTimeouts {
+    pub connect: std::time::Duration,
+    pub read: std::time::Duration,
+}
+
+impl Default for HubTimeouts {
+    /// 10 s to connect, 30 s per read.
+    fn default() -> Self {
+        Self {
+            connect: std::time::Duration::from_secs(10),
+            read: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// The environment variable that names the default model.
 pub const MODEL_ENV: &str = "SENTIMENT_MODEL";
 
@@ -83,11 +101,22 @@ impl ModelSpec {
         &self,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<ModelFiles> {
+        self.resolve_with(&HubTimeouts::default(), progress)
+    }
+
+    /// [`ModelSpec::resolve_with_progress`], with these hub timeouts.
+    pub fn resolve_with(
+        &self,
+        timeouts: &HubTimeouts,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<ModelFiles> {
+        #[cfg(not(feature = "hub"))]
+        let _ = timeouts;
         match self {
             Self::Bundled => Ok(bundled::files()),
             Self::Local(dir) => local::files_in(dir),
             #[cfg(feature = "hub")]
-            Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision, progress),
+            Self::Hub { repo_id, revision } => hub::fetch(repo_id, revision, timeouts, progress),
             #[cfg(not(feature = "hub"))]
             Self::Hub { repo_id, .. } => Err({
                 let _ = progress;

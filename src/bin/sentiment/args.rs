@@ -422,6 +422,32 @@ pub struct BenchArgs {
 /// `generic`: candle's ops, as on a GPU), `SENTIMENT_VECTOR_WIDTH` (`512` or
 /// `256`: skip the width probe) and `SENTIMENT_BF16=emulate` (bf16's
 /// numerics on any AVX-512 CPU). Other values mean the default.
+/// The hub timeouts: `SENTIMENT_HUB_CONNECT_TIMEOUT` and
+/// `SENTIMENT_HUB_READ_TIMEOUT`, whole seconds from 1 (default 10 and 30);
+/// any other value is a usage error rather than silently the default.
+pub fn hub_timeouts() -> Result<sentiment::HubTimeouts, UsageError> {
+    let mut timeouts = sentiment::HubTimeouts::default();
+    for (name, slot) in [
+        ("SENTIMENT_HUB_CONNECT_TIMEOUT", &mut timeouts.connect),
+        ("SENTIMENT_HUB_READ_TIMEOUT", &mut timeouts.read),
+    ] {
+        let Some(value) = std::env::var_os(name) else {
+            continue;
+        };
+        let seconds = value
+            .to_str()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| (1..=86_400).contains(s))
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "{name}={value:?}: expected whole seconds from 1 to 86400"
+                ))
+            })?;
+        *slot = std::time::Duration::from_secs(seconds);
+    }
+    Ok(timeouts)
+}
+
 pub fn kernel_options() -> KernelOptions {
     let var = |name| std::env::var(name).unwrap_or_default();
     KernelOptions {

@@ -39,6 +39,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
         dataset_name,
         dataset_passes: args.passes as usize,
         kernels: crate::args::kernel_options(),
+        hub_timeouts: crate::args::hub_timeouts()?,
         threads_source: crate::threads::get().source.to_string(),
     };
     let threads = crate::threads::get();

@@ -27,7 +27,8 @@ pub fn classifier(model: &ModelArgs, options: &ClassifyOptions) -> Result<Classi
         .model(model.spec()?)
         .device(single_device(model)?)
         .precision(model.precision()?)
-        .kernels(crate::args::kernel_options());
+        .kernels(crate::args::kernel_options())
+        .hub_timeouts(crate::args::hub_timeouts()?);
     builder = builder.threads(crate::threads::get().count);
     if std::io::stderr().is_terminal() {
         builder = builder.download_progress(download_bar());
