@@ -107,3 +107,36 @@ fn an_unreachable_hub_fails_with_advice() {
         "{stderr}"
     );
 }
+
+/// A cached file whose link cannot be followed (a loop, a missing blob,
+/// a blob the user may not read through a broken link) is a model error
+/// that names the file and the cause, not "not in the HF cache" (which
+/// sent the user to download what they had).
+#[test]
+fn a_broken_link_in_the_cache_is_named_not_called_missing() {
+    for breakage in ["loop", "dangling"] {
+        let cache = tempfile::tempdir().unwrap();
+        fake_cache(cache.path());
+        let link = cache
+            .path()
+            .join("models--owner--tiny/snapshots")
+            .join(COMMIT)
+            .join("config.json");
+        std::fs::remove_file(&link).unwrap();
+        match breakage {
+            "loop" => std::os::unix::fs::symlink("config.json", &link).unwrap(),
+            _ => std::os::unix::fs::symlink("../../blobs/gone", &link).unwrap(),
+        }
+        let output = Command::new(binary())
+            .args(["-m", "owner/tiny", "predict", "hello"])
+            .env("HF_HUB_CACHE", cache.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{breakage}: {stderr}");
+        assert!(stderr.contains("config.json"), "{stderr}");
+        assert!(!stderr.contains("not in the HF cache"), "{stderr}");
+        assert!(stderr.contains("link"), "{stderr}");
+    }
+}

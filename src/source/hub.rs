@@ -75,6 +75,26 @@ pub fn fetch(
     download(&cache_dir, repo_id, revision, *timeouts, progress)
 }
 
+/// A snapshot entry that is a link which cannot be followed (a loop, a
+/// missing blob): a damaged cache, said as such rather than taken for a
+/// model that was never downloaded.
+fn check_link(repo_dir: &Path, entry: &Path) -> Result<()> {
+    let is_link = entry
+        .symlink_metadata()
+        .is_ok_and(|meta| meta.file_type().is_symlink());
+    match std::fs::metadata(entry) {
+        Err(err) if is_link => Err(Error::model(
+            entry,
+            format!(
+                "a link in the HF cache that cannot be followed ({err}); delete {} and \
+                 download the model again",
+                repo_dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The cached snapshot, if it holds a config, a tokenizer and weights.
 pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Option<ModelFiles>> {
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
@@ -85,6 +105,18 @@ pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Opt
         .join(repo.folder_name())
         .join("snapshots")
         .join(revision);
+    let repo_dir = cache_dir.join(repo.folder_name());
+    // The snapshot the revision names: refs/<revision>, else the revision
+    // itself as a commit.
+    let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| revision.to_string());
+    for name in [CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE, PYTORCH_FILE] {
+        check_link(
+            &repo_dir,
+            &repo_dir.join("snapshots").join(&commit).join(name),
+        )?;
+    }
     let find = |name: &str| {
         cached
             .get(name)
