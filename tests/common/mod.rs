@@ -106,10 +106,16 @@ pub fn run_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> std::
         .spawn()
         .expect("run sentiment");
     let mut input = child.stdin.take().unwrap();
-    // The process may exit before reading everything; that is its business.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    // Written from another thread while the output is read here, so that a
+    // process whose output fills its pipe before it has read all its input
+    // does not deadlock with the test. The process may exit before reading
+    // everything; that is its business.
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = input.write_all(stdin);
+        });
+        child.wait_with_output().unwrap()
+    })
 }
 
 /// Asserts that a finished command exited with `code`, showing its stderr
