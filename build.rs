@@ -23,6 +23,22 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SENTIMENT_GIT_COMMIT={commit}");
     host_cpu_features();
+    root_user();
+}
+
+/// `build_as_root` where the build (and so `cargo test`) runs as root, who
+/// may read any file: a test of "permission denied" cannot run there and
+/// is ignored with that reason.
+fn root_user() {
+    println!("cargo::rustc-check-cfg=cfg(build_as_root)");
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() == Some("0") {
+        println!("cargo:rustc-cfg=build_as_root");
+    }
 }
 
 /// `host_avx512`, `host_avx2`, `host_vnni` and `host_bf16` where the machine

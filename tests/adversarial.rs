@@ -770,3 +770,43 @@ fn many_big_lines_run_in_bounded_memory() {
     }
     assert_eq!(count, 64);
 }
+
+/// A model file the OS will not read is reported with the OS's reason, not
+/// as missing (`config.json: missing from the model folder` before): a
+/// link loop, which any user can make, and a file without read permission,
+/// which root reads anyway.
+#[test]
+fn an_unreadable_model_file_is_not_called_missing() {
+    let model = tiny_copy(|_| {}, |_| {});
+    let config = model.path().join("config.json");
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("config.json", &config).unwrap();
+    let output = run(&["-m", model.path().to_str().unwrap(), "predict", "x"], b"");
+    assert_clean_exit(&output, 3);
+    let stderr = stderr(&output);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("symbolic links"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("missing"), "{stderr}");
+}
+
+#[test]
+#[cfg_attr(
+    build_as_root,
+    ignore = "root reads every file: permission denied cannot happen here"
+)]
+fn a_model_file_without_read_permission_says_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    let model = tiny_copy(|_| {}, |_| {});
+    let config = model.path().join("config.json");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let output = run(&["-m", model.path().to_str().unwrap(), "predict", "x"], b"");
+    assert_clean_exit(&output, 3);
+    let stderr = stderr(&output);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("ermission denied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("missing"), "{stderr}");
+}
