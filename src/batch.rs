@@ -349,7 +349,7 @@ impl<'a> Batcher<'a> {
     pub fn encode_all(&self, texts: &[&str]) -> Vec<Result<EncodedText>> {
         let batch = match self.options.long_text {
             LongText::Truncate => self.classifier.encode_batch(texts).ok(),
-            LongText::Window { .. } => None,
+            LongText::TruncateStart | LongText::Window { .. } => None,
         };
         match batch {
             Some(encoded) => encoded
@@ -370,7 +370,7 @@ impl<'a> Batcher<'a> {
     ) -> Option<Vec<Result<Prediction>>> {
         let post = self.classifier.postprocessor();
         let (windowed, aggregate) = match self.options.long_text {
-            LongText::Truncate => (false, Aggregate::Mean),
+            LongText::Truncate | LongText::TruncateStart => (false, Aggregate::Mean),
             LongText::Window { aggregate, .. } => (true, aggregate),
         };
         let mut states: Vec<State> = Vec::with_capacity(texts.len());

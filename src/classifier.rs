@@ -63,6 +63,10 @@ pub enum LongText {
     /// Keep the first tokens, as HF does (the default).
     #[default]
     Truncate,
+    /// Keep the last tokens (HF's `truncation_side="left"`, TEI's
+    /// `"truncation_direction": "Left"`): where a review's verdict comes at
+    /// its end.
+    TruncateStart,
     /// Classify overlapping windows that cover the whole text, each with
     /// its own `[CLS]`/`[SEP]`, sharing `stride` tokens with the previous one,
     /// and combine their scores.
@@ -433,6 +437,10 @@ impl Classifier {
     pub fn encode_text(&self, text: &str, long_text: LongText) -> Result<Vec<Encoded>> {
         match long_text {
             LongText::Truncate => Ok(vec![self.encode(text)?]),
+            LongText::TruncateStart => Ok(vec![self
+                .tokenizer
+                .encode_keeping_end(text)
+                .map_err(Error::tokenize)?]),
             LongText::Window { stride, .. } => self
                 .tokenizer
                 .encode_windows(text, stride)

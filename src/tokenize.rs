@@ -124,6 +124,30 @@ impl TextTokenizer {
         Ok(into_encoded(self.inner.encode(text, true)?))
     }
 
+    /// One text, its start cut to the model's limit: the last tokens are
+    /// kept. A long text is tokenized a growing suffix at a time, as
+    /// [`Self::encode`] does with prefixes, so its cost is bounded too.
+    pub fn encode_keeping_end(&self, text: &str) -> Result<Encoded, TokenizerError> {
+        let room = self.room();
+        let mut size = LONG_TEXT_BYTES;
+        loop {
+            let from = match text.len().checked_sub(size) {
+                Some(at) if at > 0 => split_point(text, at),
+                _ => 0,
+            };
+            let mut content = self.untruncated.encode(&text[from..], false)?;
+            let enough = content.len() >= room + SPLIT_MARGIN_TOKENS || size >= MAX_PREFIX_BYTES;
+            if from == 0 || enough {
+                let cut = from > 0 || content.len() > room;
+                content.truncate(room, 0, TruncationDirection::Left);
+                let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
+                encoded.truncated = cut;
+                return Ok(encoded);
+            }
+            size = size.saturating_mul(4);
+        }
+    }
+
     /// Every token of `text` (no truncation), with the special tokens when
     /// `add_special_tokens`, as TEI's `/tokenize` lists them.
     pub fn token_spans(
@@ -357,6 +381,29 @@ mod tests {
             "short words ".repeat(2730) + &"é".repeat(10_000),
             "a ".repeat(20_000),
         ]
+    }
+
+    /// Keeping the end matches the tokenizer's own left truncation (HF's
+    /// `truncation_side="left"`) on the whole text, for long texts read a
+    /// suffix at a time and for short ones.
+    #[test]
+    fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
+        let tokenizer = tokenizer();
+        let mut left = tokenizer.inner.clone();
+        left.with_truncation(Some(TruncationParams {
+            max_length: 512,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Left,
+        }))
+        .unwrap();
+        let mut texts = long_texts();
+        texts.extend(["", "short", &"the end matters . ".repeat(200)].map(String::from));
+        for text in texts {
+            let whole = into_encoded(left.encode(text.as_str(), true).unwrap());
+            let kept = tokenizer.encode_keeping_end(&text).unwrap();
+            assert_eq!(kept, whole, "{}", &text[..text.len().min(40)]);
+        }
     }
 
     #[test]

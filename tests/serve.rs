@@ -228,9 +228,9 @@ fn bad_requests_get_their_status_and_a_message() {
             "true or false",
         ),
         (
-            r#"{"inputs": "a", "truncation_direction": "Left"}"#,
+            r#"{"inputs": "a", "truncation_direction": "Up"}"#,
             422,
-            "Right",
+            "Left",
         ),
         (long.as_str(), 422, "truncate"),
         (many.as_str(), 422, "limit of 4"),
@@ -757,4 +757,29 @@ fn openapi_document_and_docs_page() {
     let (status, page) = server.get("/docs");
     assert_eq!(status, 200);
     assert!(page.contains("/api-doc/openapi.json"));
+}
+
+/// TEI's `"truncation_direction": "Left"` keeps a long text's end (it was
+/// refused with 422): the answer is the library's with the start cut.
+#[test]
+fn truncation_direction_left_keeps_the_end() {
+    let server = Server::start(&[]);
+    let classifier = load(&tiny_model_dir());
+    let text = "the start was dull . ".repeat(150) + &"the end was great fun ! ".repeat(150);
+    let body = json!({"inputs": text, "truncation_direction": "Left"}).to_string();
+    let (status, left) = server.post("/classify", &body);
+    assert_eq!(status, 200, "{left}");
+    let options =
+        sentiment::ClassifyOptions::default().with_long_text(sentiment::LongText::TruncateStart);
+    let want = &classifier.classify(&[text.as_str()], &options).unwrap()[0];
+    assert_eq!(left["label"], want.label.as_str());
+    assert!((left["score"].as_f64().unwrap() as f32 - want.score).abs() < 1e-6);
+    assert_eq!(left["truncated"], true);
+    let (_, right) = server.post("/classify", &json!({"inputs": text}).to_string());
+    assert_ne!(
+        left["score"], right["score"],
+        "both ends gave the same answer"
+    );
+    let body = json!({"inputs": text, "truncate": false, "truncation_direction": "Left"});
+    assert_eq!(server.post("/predict", &body.to_string()).0, 422);
 }

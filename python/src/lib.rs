@@ -77,10 +77,11 @@ fn classify_options(
     };
     let long_text = match long_text {
         "truncate" => LongText::Truncate,
+        "truncate_start" => LongText::TruncateStart,
         "window" => LongText::Window { stride, aggregate },
         _ => {
             return Err(PyValueError::new_err(format!(
-                "unknown long_text {long_text:?}; expected \"truncate\" or \"window\""
+                "unknown long_text {long_text:?}; expected \"truncate\", \"truncate_start\" or \"window\""
             )))
         }
     };

@@ -87,6 +87,9 @@ def test_options_the_pipeline_has_not_got(bundled):
     assert windowed["label"] == "POSITIVE"
     with pytest.raises(ValueError, match="over the model's limit"):
         bundled(long_text, truncation=False)
+    mixed = "a dull , lifeless mess . " * 300 + "a wonderful , moving film . " * 300
+    assert bundled(mixed)[0]["label"] == "NEGATIVE"
+    assert bundled(mixed, long_text="truncate_start")[0]["label"] == "POSITIVE"
     sigmoid = bundled("great", function_to_apply="sigmoid", details=True)[0]
     assert abs(sigmoid["score"] - 1 / (1 + math.exp(-max(sigmoid["logits"])))) < 1e-6
 

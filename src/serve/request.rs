@@ -13,6 +13,9 @@ pub struct PredictRequest {
     pub truncate: Option<bool>,
     /// Logits instead of probabilities (TEI's `raw_scores`).
     pub raw_scores: bool,
+    /// Truncation keeps the last tokens (TEI's `"truncation_direction":
+    /// "Left"`) rather than the first.
+    pub truncate_start: bool,
 }
 
 /// One text (answered with one result) or a list (answered with a list).
@@ -115,22 +118,24 @@ impl PredictRequest {
             };
         let truncate = flag(&mut fields, "truncate")?;
         let raw_scores = flag(&mut fields, "raw_scores")?.unwrap_or(false);
-        // TEI's truncation_direction: texts are always cut at the end.
-        match fields.remove("truncation_direction") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(side)) if side.eq_ignore_ascii_case("right") => {}
+        // TEI's truncation_direction: which end of a long text is cut.
+        let truncate_start = match fields.remove("truncation_direction") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(side)) if side.eq_ignore_ascii_case("right") => false,
+            Some(Value::String(side)) if side.eq_ignore_ascii_case("left") => true,
             Some(other) => {
                 return Err(BodyError(format!(
-                    "\"truncation_direction\" may only be \"Right\" (texts are cut at the end), not {other}"
+                    "\"truncation_direction\" must be \"Right\" (cut the end) or \"Left\" (cut the start), not {other}"
                 )))
             }
-        }
+        };
         // Other fields (the HF client's "parameters" among them) are ignored,
         // as TEI ignores them.
         Ok(Self {
             inputs,
             truncate,
             raw_scores,
+            truncate_start,
         })
     }
 }

@@ -272,6 +272,7 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "max_client_batch_size": state.config.max_client_batch_size,
         "long_text": match state.config.options.long_text {
             LongText::Truncate => "truncate",
+            LongText::TruncateStart => "truncate_start",
             LongText::Window { .. } => "window",
         },
         "version": env!("CARGO_PKG_VERSION"),
@@ -377,8 +378,16 @@ async fn run(
             state.config.max_client_batch_size
         )));
     }
-    let options = match request.truncate {
-        Some(true) => state.config.options.with_long_text(LongText::Truncate),
+    let truncation = match request.truncate_start {
+        true => LongText::TruncateStart,
+        false => LongText::Truncate,
+    };
+    // "truncate": true, or the server's truncation with a direction asked
+    // for, truncates from that end; otherwise the server's setting holds.
+    let options = match (request.truncate, state.config.options.long_text) {
+        (Some(true), _) | (_, LongText::Truncate | LongText::TruncateStart) => {
+            state.config.options.with_long_text(truncation)
+        }
         _ => state.config.options,
     };
     let refuse_long = request.truncate == Some(false);
@@ -483,7 +492,11 @@ fn check_encoded(
                     format!("inputs[{index}]: {}", err.chain_message()),
                 ))
             }
-            Ok(text) if refuse_long && options.long_text == LongText::Truncate && text.truncated() => {
+            Ok(text)
+                if refuse_long
+                    && !matches!(options.long_text, LongText::Window { .. })
+                    && text.truncated() =>
+            {
                 return Err(ApiError::validation(format!(
                     "inputs[{index}] is longer than the model's {limit} tokens and \"truncate\" is false"
                 )))
