@@ -73,6 +73,8 @@ class Classifier(_NativeClassifier):
 
         ``truncation=False`` raises ``ValueError`` for a text over the
         model's limit instead of keeping its first tokens;
+        ``long_text="truncate_start"`` keeps a long text's last tokens
+        instead (the pipeline's ``truncation_side="left"``);
         ``long_text="window"`` classifies overlapping windows that cover
         the whole text (sharing ``stride`` tokens, combined by
         ``aggregate``: "mean" or "max"). ``details=True`` adds
