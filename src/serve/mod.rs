@@ -28,6 +28,7 @@ pub mod queue;
 pub mod request;
 mod routes;
 mod settings;
+mod state;
 mod tokens;
 
 pub use settings::{defaults, ServerConfig};
@@ -78,7 +79,7 @@ impl Server {
             header_timeout: self.config.header_timeout,
             shutdown_deadline: self.config.shutdown_deadline,
         };
-        let app = routes::router(routes::AppState::new(
+        let app = routes::router(state::AppState::new(
             self.classifier,
             self.config,
             queue.clone(),

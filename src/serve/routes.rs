@@ -13,15 +13,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::errors::{ApiError, ErrorType};
 use super::metrics::{Metrics, RequestLabels};
-use super::queue::{Job, Queue};
+use super::queue::Job;
 use super::request::{Inputs, PredictRequest};
-use super::settings::ServerConfig;
+use super::state::AppState;
 use crate::batch::{CancelFlag, EncodedText};
-use crate::classifier::{Classifier, ClassifyOptions, LongText};
+use crate::classifier::{ClassifyOptions, LongText};
 use crate::error::Result;
 use crate::postprocess::Prediction;
 
@@ -29,37 +29,6 @@ use crate::postprocess::Prediction;
 /// itself; larger ones on tokio's blocking pool, so that a long text never
 /// stalls the other connections.
 const INLINE_TOKENIZE_BYTES: usize = 8 << 10;
-
-#[derive(Clone)]
-pub struct AppState {
-    classifier: Arc<Classifier>,
-    config: Arc<ServerConfig>,
-    queue: Arc<Queue>,
-    metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
-}
-
-impl AppState {
-    pub fn classifier(&self) -> Arc<Classifier> {
-        self.classifier.clone()
-    }
-
-    pub fn new(
-        classifier: Arc<Classifier>,
-        config: ServerConfig,
-        queue: Arc<Queue>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
-        Self {
-            classifier,
-            config: Arc::new(config),
-            queue,
-            metrics,
-            permits,
-        }
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     let inference = Router::new()

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::errors::{ApiError, ErrorType};
-use super::routes::AppState;
+use super::state::AppState;
 
 /// One text or several, as TEI's TokenizeInput.
 #[derive(Deserialize)]

@@ -119,3 +119,21 @@ pub struct ModelFiles {
     /// The weights.
     pub weights: Weights,
 }
+
+/// How long a hub download waits: for a connection, and for each read (a
+/// server that accepts and then says nothing fails after `read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubTimeouts {
+    pub connect: std::time::Duration,
+    pub read: std::time::Duration,
+}
+
+impl Default for HubTimeouts {
+    /// 10 s to connect, 30 s per read.
+    fn default() -> Self {
+        Self {
+            connect: std::time::Duration::from_secs(10),
+            read: std::time::Duration::from_secs(30),
+        }
+    }
+}

@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, Repo, RepoType};
 
-use super::files::{FileBytes, ModelFiles, Weights};
+use super::files::{FileBytes, HubTimeouts, ModelFiles, Weights};
 use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
-use super::HubTimeouts;
 use crate::error::{Error, Result};
 
 /// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else

@@ -11,29 +11,13 @@ pub mod local;
 mod pickle_check;
 pub mod weights;
 
-pub use files::{is_repo_id, is_revision, FileBytes, ModelFiles, Weights, MAX_MODEL_FILE_BYTES};
+pub use files::{
+    is_repo_id, is_revision, FileBytes, HubTimeouts, ModelFiles, Weights, MAX_MODEL_FILE_BYTES,
+};
 
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-
-/// How long a hub download waits: for a connection, and for each read (a
-/// server that accepts and then says nothing fails after `read`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HubTimeouts {
-    pub connect: std::time::Duration,
-    pub read: std::time::Duration,
-}
-
-impl Default for HubTimeouts {
-    /// 10 s to connect, 30 s per read.
-    fn default() -> Self {
-        Self {
-            connect: std::time::Duration::from_secs(10),
-            read: std::time::Duration::from_secs(30),
-        }
-    }
-}
 
 /// The environment variable that names the default model.
 pub const MODEL_ENV: &str = "SENTIMENT_MODEL";

@@ -9,7 +9,7 @@
 use super::floor::pack_operand;
 use super::floor::pool::pool;
 use super::floor::{expect_len, matmul, OperandError, SharedOut};
-use super::plan::Isa;
+use super::isa::Isa;
 use super::softmax;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};

@@ -9,7 +9,7 @@ use super::floor::{
     check_linear_operands, linear_macs, matmul, parallel_for, worth_parallel, Epilogue,
     OperandError, PackedWeights, SharedOut, PANEL,
 };
-use super::plan::Isa;
+use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512, bf16, int8};
 

@@ -29,6 +29,7 @@ pub mod bf16;
 mod floor;
 #[cfg(target_arch = "x86_64")]
 pub mod int8;
+mod isa;
 pub mod linear;
 mod norm;
 pub mod plan;

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 #[cfg(target_arch = "x86_64")]
 use super::floor::zmm::tail_mask;
 use super::floor::{parallel_for, worth_parallel, OperandError, SharedOut};
-use super::plan::Isa;
+use super::isa::Isa;
 
 /// LayerNorm over rows of `weight.len()` values, as torch computes it, on
 /// `kernel` (AVX-512 rows, or portable ones for any other):
