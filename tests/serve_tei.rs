@@ -1,0 +1,164 @@
+//! `sentiment serve` as TEI's clients see it: routes, forms, /tokenize,
+//! /decode, the OpenAPI document, truncation direction, Prometheus text.
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use common::*;
+use serde_json::{json, Value};
+use server::*;
+
+/// TEI's routes and forms: POST / and /invocations answer as /predict, a
+/// batch may be a list of one-text lists, and unknown fields (the HF
+/// client's "parameters") are ignored as TEI ignores them. Each failed
+/// before (404, 422 "text pairs", 422 "unknown field").
+#[test]
+fn tei_routes_batch_form_and_unknown_fields() {
+    let server = Server::start(&[]);
+    let (status, single) = server.post("/predict", r#"{"inputs": "I love this movie"}"#);
+    assert_eq!(status, 200, "{single}");
+    for route in ["/", "/invocations"] {
+        let (status, answer) = server.post(route, r#"{"inputs": "I love this movie"}"#);
+        assert_eq!((status, &answer), (200, &single), "{route}");
+    }
+    let (status, answer) = server.post(
+        "/",
+        r#"{"inputs": "I love this movie", "parameters": {"top_k": 1, "function_to_apply": "softmax"}}"#,
+    );
+    assert_eq!((status, &answer), (200, &single));
+    let (_, plain) = server.post(
+        "/predict",
+        r#"{"inputs": ["I like you.", "I hate pineapples"]}"#,
+    );
+    let (status, nested) = server.post(
+        "/predict",
+        r#"{"inputs": [["I like you."], ["I hate pineapples"]]}"#,
+    );
+    assert_eq!((status, &nested), (200, &plain));
+    assert_eq!(nested.as_array().unwrap().len(), 2);
+}
+
+/// TEI's liveness route: GET /ping answers 200, without the API key, as
+/// /health does.
+#[test]
+fn ping_answers_like_health() {
+    let server = Server::start_with(&[], |c| {
+        c.env("SENTIMENT_API_KEY", "s3cret");
+    });
+    assert_eq!(server.get("/ping").0, 200);
+    assert_eq!(server.get("/health").0, 200);
+    // TEI answers GET / as health too (POST / is predict).
+    assert_eq!(server.get("/").0, 200);
+}
+
+/// /metrics is Prometheus text by default (as TEI serves it), with HELP
+/// and TYPE under each counter's `_total` name; OpenMetrics when asked.
+#[test]
+fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/health").0, 200);
+    let response = ureq::get(&server.url("/metrics")).call().unwrap();
+    assert!(response.content_type().starts_with("text/plain"));
+    let text = response.into_string().unwrap();
+    assert!(
+        text.contains("# TYPE sentiment_requests_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    let response = ureq::get(&server.url("/metrics"))
+        .set("Accept", "application/openmetrics-text; version=1.0.0")
+        .call()
+        .unwrap();
+    assert!(response.content_type().contains("openmetrics"));
+    assert!(response.into_string().unwrap().ends_with("# EOF\n"));
+}
+
+/// TEI's /tokenize (tokens with their byte spans, special tokens marked)
+/// and /decode, with the model's own tokenizer: 404 before.
+#[test]
+fn tokenize_and_decode_as_tei() {
+    let server = Server::start(&[]);
+    let (status, tokens) = server.post("/tokenize", r#"{"inputs": "Héllo there"}"#);
+    assert_eq!(status, 200, "{tokens}");
+    let tokens = tokens[0].as_array().unwrap().clone();
+    assert_eq!(tokens[0]["text"], "[CLS]");
+    assert_eq!(tokens[0]["special"], true);
+    assert!(tokens[0]["start"].is_null());
+    assert_eq!(tokens.last().unwrap()["text"], "[SEP]");
+    let first = &tokens[1];
+    assert_eq!(first["special"], false);
+    assert_eq!(first["start"], 0);
+    let ids: Vec<u64> = tokens.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    let classifier = load(&tiny_model_dir());
+    let expected: Vec<u64> = classifier
+        .encode("Héllo there")
+        .unwrap()
+        .ids
+        .iter()
+        .map(|&i| u64::from(i))
+        .collect();
+    assert_eq!(ids, expected);
+    let (status, plain) = server.post(
+        "/tokenize",
+        r#"{"inputs": ["a", "b c"], "add_special_tokens": false}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(plain.as_array().unwrap().len(), 2);
+    assert_eq!(plain[1].as_array().unwrap().len(), 2);
+    let (status, decoded) = server.post("/decode", &json!({"ids": ids}).to_string());
+    assert_eq!(status, 200, "{decoded}");
+    assert_eq!(decoded, json!(["hello there"]));
+    let (status, answer) = server.post("/decode", r#"{"ids": []}"#);
+    assert_eq!(status, 400, "{answer}");
+}
+
+/// The OpenAPI document at TEI's path, with every route this server
+/// answers, and the docs page that shows it (both 404 before).
+#[test]
+fn openapi_document_and_docs_page() {
+    let server = Server::start(&[]);
+    let (status, body) = server.get("/api-doc/openapi.json");
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/",
+        "/predict",
+        "/classify",
+        "/tokenize",
+        "/decode",
+        "/info",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path}");
+    }
+    let (status, page) = server.get("/docs");
+    assert_eq!(status, 200);
+    assert!(page.contains("/api-doc/openapi.json"));
+}
+
+/// TEI's `"truncation_direction": "Left"` keeps a long text's end (it was
+/// refused with 422): the answer is the library's with the start cut.
+#[test]
+fn truncation_direction_left_keeps_the_end() {
+    let server = Server::start(&[]);
+    let classifier = load(&tiny_model_dir());
+    let text = "the start was dull . ".repeat(150) + &"the end was great fun ! ".repeat(150);
+    let body = json!({"inputs": text, "truncation_direction": "Left"}).to_string();
+    let (status, left) = server.post("/classify", &body);
+    assert_eq!(status, 200, "{left}");
+    let options =
+        sentiment::ClassifyOptions::default().with_long_text(sentiment::LongText::TruncateStart);
+    let want = &classifier.classify(&[text.as_str()], &options).unwrap()[0];
+    assert_eq!(left["label"], want.label.as_str());
+    assert!((left["score"].as_f64().unwrap() as f32 - want.score).abs() < 1e-6);
+    assert_eq!(left["truncated"], true);
+    let (_, right) = server.post("/classify", &json!({"inputs": text}).to_string());
+    assert_ne!(
+        left["score"], right["score"],
+        "both ends gave the same answer"
+    );
+    let body = json!({"inputs": text, "truncate": false, "truncation_direction": "Left"});
+    assert_eq!(server.post("/predict", &body.to_string()).0, 422);
+}
