@@ -35,6 +35,7 @@ fn cuda() -> Device {
         .expect("SENTIMENT_TEST_CUDA is set, but cuda:0 does not open")
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn without_a_gpu_cuda_fails_cleanly() {
     if std::env::var_os("SENTIMENT_TEST_CUDA").is_some() {
@@ -59,6 +60,7 @@ fn golden_parity_on_cuda() {
 
 /// `batch --device cuda`: one line out per line in, in order, a bad line
 /// as an error record in its place, and the CPU's labels and scores.
+#[cfg(feature = "cli")]
 #[test]
 #[ignore = "needs a CUDA GPU (SENTIMENT_TEST_CUDA=1)"]
 fn batch_on_cuda_keeps_the_contract() {
@@ -92,6 +94,7 @@ fn batch_on_cuda_keeps_the_contract() {
     assert!(gpu[1].contains("error") && gpu[0].contains("\"id\":1"));
 }
 
+#[cfg(feature = "cli")]
 #[test]
 #[ignore = "needs a CUDA GPU (SENTIMENT_TEST_CUDA=1)"]
 fn bench_compares_cpu_and_cuda() {
