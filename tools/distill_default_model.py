@@ -8,7 +8,11 @@ that resume, under an honest protocol.
     ../train/bin/python tools/distill_default_model.py teacher   # hours; resumes
     ../train/bin/python tools/distill_default_model.py logits    # -> tools/data/
     ../train/bin/python tools/distill_default_model.py student   # resumes
-    ../train/bin/python tools/distill_default_model.py evaluate  # SST-2 dev, once
+    ../train/bin/python tools/distill_default_model.py augment   # -> tools/data/
+    ../train/bin/python tools/distill_default_model.py student --augmented \
+        --student-init student --student-dir student-aug --student-lr 5e-5 \
+        --student-epochs 1 --eval-every 500                      # resumes
+    ../train/bin/python tools/distill_default_model.py evaluate --student-dir student-aug
 
 The student has the bundled model's shape (6 layers, dim 384, DistilBERT
 layout, the same vocabulary), starts from all-MiniLM-L6-v2 as
