@@ -97,29 +97,21 @@ fn check_link(repo_dir: &Path, entry: &Path) -> Result<()> {
 /// The cached snapshot, if it holds a config, a tokenizer and weights.
 pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Option<ModelFiles>> {
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
-    let cached = Cache::new(cache_dir.to_path_buf()).repo(repo.clone());
-    // hf-hub finds files through refs/<revision>; a commit hash has no ref,
-    // but its snapshot folder is named after it.
-    let snapshot = cache_dir
-        .join(repo.folder_name())
-        .join("snapshots")
-        .join(revision);
     let repo_dir = cache_dir.join(repo.folder_name());
-    // The snapshot the revision names: refs/<revision>, else the revision
-    // itself as a commit.
+    let snapshots = repo_dir.join("snapshots");
+    // The snapshot refs/<revision> names, as hf-hub and huggingface_hub
+    // find it; a commit hash has no ref, but its snapshot folder is named
+    // after it.
     let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| revision.to_string());
     for name in [CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE, PYTORCH_FILE] {
-        check_link(
-            &repo_dir,
-            &repo_dir.join("snapshots").join(&commit).join(name),
-        )?;
+        check_link(&repo_dir, &snapshots.join(&commit).join(name))?;
     }
     let find = |name: &str| {
-        cached
-            .get(name)
-            .or_else(|| Some(snapshot.join(name)).filter(|p| p.is_file()))
+        Some(snapshots.join(&commit).join(name))
+            .filter(|p| p.exists())
+            .or_else(|| Some(snapshots.join(revision).join(name)).filter(|p| p.is_file()))
     };
     let (Some(config), Some(tokenizer)) = (find(CONFIG_FILE), find(TOKENIZER_FILE)) else {
         return Ok(None);
