@@ -126,18 +126,7 @@ class Classifier(_NativeClassifier):
         raises its exception when its turn comes."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        window, size = [], 0
-        for text in texts:
-            if not isinstance(text, str):
-                # The texts before it are delivered first, as their turn came first.
-                yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
-                raise TypeError(f"stream items must be str, not {type(text).__name__}")
-            window.append(text)
-            size += len(text)
-            if len(window) >= batch_size * _WINDOW_BATCHES or size >= _WINDOW_BYTES:
-                yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
-                window, size = [], 0
-        if window:
+        for window in _windows(texts, batch_size * _WINDOW_BATCHES, _WINDOW_BYTES):
             yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
 
     def _classify(self, texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details):
@@ -181,6 +170,24 @@ class Classifier(_NativeClassifier):
                     ranked = [{**entry, **extra} for entry in ranked]
                 out.append(ranked)
         return out
+
+
+def _windows(texts, items, text_bytes):
+    """``texts`` in lists of at most ``items`` texts or about ``text_bytes``
+    of text. A non-str item raises TypeError once the texts before it have
+    been handed out, as their turn came first."""
+    window, size = [], 0
+    for text in texts:
+        if not isinstance(text, str):
+            yield window
+            raise TypeError(f"stream items must be str, not {type(text).__name__}")
+        window.append(text)
+        size += len(text)
+        if len(window) >= items or size >= text_bytes:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
 
 
 def _rescore(labels, logits, function):
