@@ -35,9 +35,4 @@ impl AppState {
             permits,
         }
     }
-
-    /// The model, for a handler to move onto a blocking thread.
-    pub fn classifier(&self) -> Arc<Classifier> {
-        self.classifier.clone()
-    }
 }

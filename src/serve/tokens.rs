@@ -60,7 +60,7 @@ pub async fn tokenize(State(state): State<AppState>, body: Bytes) -> Response {
     if texts.is_empty() {
         return ApiError::new(ErrorType::Empty, "\"inputs\" is an empty list").into_response();
     }
-    let classifier = state.classifier();
+    let classifier = state.classifier.clone();
     let tokenized = tokio::task::spawn_blocking(move || {
         texts
             .iter()
@@ -92,14 +92,10 @@ pub async fn decode(State(state): State<AppState>, body: Bytes) -> Response {
     if lists.is_empty() || lists.iter().any(Vec::is_empty) {
         return ApiError::new(ErrorType::Empty, "\"ids\" is empty").into_response();
     }
-    let tokenizer = state.classifier();
+    let tokenizer = state.classifier.tokenizer();
     let decoded: Result<Vec<String>, _> = lists
         .iter()
-        .map(|ids| {
-            tokenizer
-                .tokenizer()
-                .decode(ids, request.skip_special_tokens)
-        })
+        .map(|ids| tokenizer.decode(ids, request.skip_special_tokens))
         .collect();
     match decoded {
         Ok(texts) => Json(texts).into_response(),
