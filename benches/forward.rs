@@ -47,7 +47,7 @@ fn forward(c: &mut Criterion) {
             group.sample_size(20);
             for (batch, seq) in [(1, 16), (1, 128), (1, 512), (32, 32)] {
                 let ids = vec![1u32; seq];
-                let input = RaggedBatch::new((0..batch).map(|_| &ids[..])).unwrap();
+                let input = RaggedBatch::of_texts((0..batch).map(|_| &ids[..])).unwrap();
                 group.bench_with_input(
                     BenchmarkId::from_parameter(format!("{batch}x{seq}")),
                     &input,
@@ -177,12 +177,13 @@ fn tokenization(c: &mut Criterion) {
         })
         .collect();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let inputs: Vec<sentiment::TextInput> = refs.iter().map(|&text| text.into()).collect();
     let mut group = c.benchmark_group("tokenize");
     group.bench_function("one sentence", |b| {
         b.iter(|| tokenizer.encode(black_box(refs[0])).unwrap())
     });
     group.bench_function("32 sentences", |b| {
-        b.iter(|| tokenizer.encode_batch(black_box(&refs)).unwrap())
+        b.iter(|| tokenizer.encode_batch(black_box(&inputs)).unwrap())
     });
     group.finish();
 }

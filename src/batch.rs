@@ -19,7 +19,7 @@ use crate::classifier::{Classifier, ClassifyOptions, LongText};
 use crate::error::{Error, Result};
 use crate::input::Line;
 use crate::postprocess::{Aggregate, Prediction, Scored};
-use crate::tokenize::Encoded;
+use crate::tokenize::{Encoded, TextInput};
 
 /// Texts per forward pass unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -40,28 +40,47 @@ pub const WINDOW_BATCHES: usize = 16;
 /// A window also ends once it holds this many bytes of text.
 pub const WINDOW_BYTES: usize = 64 << 20;
 
-/// Something with (maybe) a text to classify. Items without one (a line
-/// that failed to parse, say) keep their place in the output.
+/// Something with (maybe) a text, or a pair of texts, to classify. Items
+/// without one (a line that failed to parse, say) keep their place in the
+/// output.
 pub trait Classifiable {
-    /// The text to classify, or None to deliver the item untouched.
-    fn text(&self) -> Option<&str>;
+    /// What to classify, or None to deliver the item untouched.
+    fn input(&self) -> Option<TextInput<'_>>;
 }
 
 impl Classifiable for &str {
-    fn text(&self) -> Option<&str> {
-        Some(self)
+    fn input(&self) -> Option<TextInput<'_>> {
+        Some(TextInput::Single(self))
     }
 }
 
 impl Classifiable for String {
-    fn text(&self) -> Option<&str> {
-        Some(self)
+    fn input(&self) -> Option<TextInput<'_>> {
+        Some(TextInput::Single(self))
+    }
+}
+
+impl Classifiable for TextInput<'_> {
+    fn input(&self) -> Option<TextInput<'_>> {
+        Some(*self)
+    }
+}
+
+impl Classifiable for (&str, &str) {
+    fn input(&self) -> Option<TextInput<'_>> {
+        Some(TextInput::Pair(self.0, self.1))
+    }
+}
+
+impl Classifiable for (String, String) {
+    fn input(&self) -> Option<TextInput<'_>> {
+        Some(TextInput::Pair(&self.0, &self.1))
     }
 }
 
 impl Classifiable for Line {
-    fn text(&self) -> Option<&str> {
-        self.parsed.as_ref().ok().map(|parsed| parsed.text())
+    fn input(&self) -> Option<TextInput<'_>> {
+        self.parsed.as_ref().ok().map(|parsed| parsed.input())
     }
 }
 
@@ -277,7 +296,7 @@ impl<'a> Batcher<'a> {
             }
             let flush = match feed.into() {
                 Feed::Item(item) => {
-                    bytes = bytes.saturating_add(item.text().map_or(0, str::len));
+                    bytes = bytes.saturating_add(item.input().map_or(0, |input| input.len()));
                     window.push(item);
                     window.len() >= self.window_items || bytes >= self.window_bytes
                 }
@@ -325,30 +344,31 @@ impl<'a> Batcher<'a> {
         &self,
         items: &[T],
     ) -> Option<Vec<Option<Result<Prediction>>>> {
-        let with_text: Vec<&str> = items.iter().filter_map(Classifiable::text).collect();
-        let mut results = self
-            .classify_encoded(self.encode_all(&with_text))?
-            .into_iter();
+        let inputs: Vec<TextInput> = items.iter().filter_map(Classifiable::input).collect();
+        let mut results = self.classify_encoded(self.encode_all(&inputs))?.into_iter();
         Some(
             items
                 .iter()
-                .map(|item| item.text().and_then(|_| results.next()))
+                .map(|item| item.input().and_then(|_| results.next()))
                 .collect(),
         )
     }
 
-    /// One text's sequences under this batcher's options (truncated, or
-    /// every window). Any thread may call this.
-    pub fn encode(&self, text: &str) -> Result<EncodedText> {
-        EncodedText::new(self.classifier.encode_text(text, self.options.long_text)?)
+    /// One text's (or pair's) sequences under this batcher's options
+    /// (truncated, or every window). Any thread may call this.
+    pub fn encode<'t>(&self, input: impl Into<TextInput<'t>>) -> Result<EncodedText> {
+        EncodedText::new(
+            self.classifier
+                .encode_text(input.into(), self.options.long_text)?,
+        )
     }
 
-    /// [`Batcher::encode`] for many texts. Truncation encodes them in one
-    /// call (the tokenizer parallelises it) and retries text by text only
-    /// if that call fails, so only the offending texts fail.
-    pub fn encode_all(&self, texts: &[&str]) -> Vec<Result<EncodedText>> {
+    /// [`Batcher::encode`] for many texts or pairs. Truncation encodes them
+    /// in one call (the tokenizer parallelises it) and retries one by one
+    /// only if that call fails, so only the offending inputs fail.
+    pub fn encode_all(&self, inputs: &[TextInput]) -> Vec<Result<EncodedText>> {
         let batch = match self.options.long_text {
-            LongText::Truncate => self.classifier.encode_batch(texts).ok(),
+            LongText::Truncate => self.classifier.encode_batch(inputs).ok(),
             LongText::TruncateStart | LongText::Window { .. } => None,
         };
         match batch {
@@ -356,7 +376,7 @@ impl<'a> Batcher<'a> {
                 .into_iter()
                 .map(|e| EncodedText::new(vec![e]))
                 .collect(),
-            None => texts.iter().map(|text| self.encode(text)).collect(),
+            None => inputs.iter().map(|&input| self.encode(input)).collect(),
         }
     }
 
@@ -531,15 +551,45 @@ impl Classifier {
         texts: &[S],
         options: &ClassifyOptions,
     ) -> Result<Vec<Prediction>> {
+        self.classify_inputs(
+            texts.iter().map(|text| TextInput::Single(text.as_ref())),
+            texts.len(),
+            options,
+        )
+    }
+
+    /// Classifies pairs of texts (premise and hypothesis, question and
+    /// answer) with a model trained on pairs, one prediction per pair in
+    /// order, each pair encoded as HF's `tokenizer(first, second)`. Long
+    /// pairs are cut longer side first; with [`LongText::Window`] too.
+    pub fn classify_pairs<A: AsRef<str>, B: AsRef<str>>(
+        &self,
+        pairs: &[(A, B)],
+        options: &ClassifyOptions,
+    ) -> Result<Vec<Prediction>> {
+        self.classify_inputs(
+            pairs
+                .iter()
+                .map(|(first, second)| TextInput::Pair(first.as_ref(), second.as_ref())),
+            pairs.len(),
+            options,
+        )
+    }
+
+    fn classify_inputs<'t>(
+        &self,
+        inputs: impl Iterator<Item = TextInput<'t>>,
+        count: usize,
+        options: &ClassifyOptions,
+    ) -> Result<Vec<Prediction>> {
         self.check_options(options)?;
-        let mut predictions = Vec::with_capacity(texts.len());
-        self.batcher(*options)
-            .run(texts.iter().map(AsRef::as_ref), |_: &str, result| {
-                if let Some(result) = result {
-                    predictions.push(result?);
-                }
-                Ok::<(), Error>(())
-            })?;
+        let mut predictions = Vec::with_capacity(count);
+        self.batcher(*options).run(inputs, |_: TextInput, result| {
+            if let Some(result) = result {
+                predictions.push(result?);
+            }
+            Ok::<(), Error>(())
+        })?;
         Ok(predictions)
     }
 

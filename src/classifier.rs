@@ -13,7 +13,7 @@ use crate::model::cpu::{KernelOptions, KernelPlan};
 use crate::model::{Config, RaggedBatch, SequenceClassifier};
 use crate::postprocess::{Aggregate, Postprocessor, Prediction};
 use crate::source::{weights, HubTimeouts, ModelFiles, ModelSpec};
-use crate::tokenize::{Encoded, TextTokenizer};
+use crate::tokenize::{Encoded, TextInput, TextTokenizer};
 
 /// The numeric precision the encoder runs in. Embeddings, norms,
 /// attention and the head stay f32 in every one; where a precision has no
@@ -433,29 +433,43 @@ impl Classifier {
     }
 
     /// The sequences one text becomes: one (truncated if need be), or every
-    /// window in window mode.
-    pub fn encode_text(&self, text: &str, long_text: LongText) -> Result<Vec<Encoded>> {
-        match long_text {
-            LongText::Truncate => Ok(vec![self.encode(text)?]),
-            LongText::TruncateStart => Ok(vec![self
-                .tokenizer
-                .encode_keeping_end(text)
-                .map_err(Error::tokenize)?]),
-            LongText::Window { stride, .. } => self
-                .tokenizer
-                .encode_windows(text, stride)
-                .map_err(Error::tokenize),
-        }
+    /// window in window mode. A pair is one sequence in every mode, its
+    /// longer side cut first (windows over two texts would pair each window
+    /// of one with a part of the other, which no pair model was trained on).
+    pub fn encode_text<'t>(
+        &self,
+        input: impl Into<TextInput<'t>>,
+        long_text: LongText,
+    ) -> Result<Vec<Encoded>> {
+        let encoded = match (input.into(), long_text) {
+            (TextInput::Single(text), LongText::Truncate) => self.tokenizer.encode(text),
+            (TextInput::Single(text), LongText::TruncateStart) => {
+                self.tokenizer.encode_keeping_end(text)
+            }
+            (TextInput::Single(text), LongText::Window { stride, .. }) => {
+                return self
+                    .tokenizer
+                    .encode_windows(text, stride)
+                    .map_err(Error::tokenize)
+            }
+            (TextInput::Pair(first, second), long_text) => {
+                let keep_end = long_text == LongText::TruncateStart;
+                self.tokenizer.encode_pair(first, second, keep_end)
+            }
+        };
+        Ok(vec![encoded.map_err(Error::tokenize)?])
     }
 
-    /// One text, truncated to the model's limit.
-    pub fn encode(&self, text: &str) -> Result<Encoded> {
-        self.tokenizer.encode(text).map_err(Error::tokenize)
+    /// One text, or a pair, truncated to the model's limit.
+    pub fn encode<'t>(&self, input: impl Into<TextInput<'t>>) -> Result<Encoded> {
+        self.encode_text(input, LongText::Truncate)
+            .map(|mut sequences| sequences.remove(0))
     }
 
-    /// Several texts, truncated; the tokenizer spreads them over threads.
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        self.tokenizer.encode_batch(texts).map_err(Error::tokenize)
+    /// Several texts or pairs, truncated; the tokenizer spreads them over
+    /// threads.
+    pub fn encode_batch(&self, inputs: &[TextInput]) -> Result<Vec<Encoded>> {
+        self.tokenizer.encode_batch(inputs).map_err(Error::tokenize)
     }
 
     /// Logits for already-encoded sequences, run as one padded batch, in
@@ -464,7 +478,7 @@ impl Classifier {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = RaggedBatch::new(batch.iter().map(|e| &e.ids[..]))
+        let batch = RaggedBatch::new(batch.iter().map(|e| (&e.ids[..], &e.type_ids[..])))
             .ok_or_else(|| Error::tokenize("the tokenizer produced no tokens for a text"))?;
         let logits: Vec<Vec<f32>> = self
             .model

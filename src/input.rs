@@ -71,11 +71,38 @@ impl<'de> Deserialize<'de> for RawFields {
     }
 }
 
+/// Which fields of a JSON line hold what to classify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextFields<'a> {
+    /// The text (`--field`).
+    pub text: &'a str,
+    /// The second text of a pair, for models trained on pairs
+    /// (`--pair-field`); every line must then have it.
+    pub pair: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for TextFields<'a> {
+    fn from(text: &'a str) -> Self {
+        Self { text, pair: None }
+    }
+}
+
+impl<'a> From<&'a String> for TextFields<'a> {
+    fn from(text: &'a String) -> Self {
+        Self { text, pair: None }
+    }
+}
+
 /// One input line, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParsedLine {
-    /// A JSON object (whose fields are passed through) and its text.
-    Record { fields: RawFields, text: String },
+    /// A JSON object (whose fields are passed through), its text and, with
+    /// a pair field, the pair's second text.
+    Record {
+        fields: RawFields,
+        text: String,
+        pair: Option<String>,
+    },
     /// A plain-text line.
     Text(String),
 }
@@ -87,17 +114,30 @@ impl ParsedLine {
             Self::Record { text, .. } | Self::Text(text) => text,
         }
     }
+
+    /// What to classify.
+    pub fn input(&self) -> crate::TextInput<'_> {
+        match self {
+            Self::Record {
+                text,
+                pair: Some(pair),
+                ..
+            } => crate::TextInput::Pair(text, pair),
+            _ => crate::TextInput::Single(self.text()),
+        }
+    }
 }
 
 /// Parses one line (without its `\n`). `first` marks line 1, where a UTF-8
 /// byte-order mark is dropped; a trailing `\r` is dropped everywhere. The
 /// error is the message for the line's error record.
-pub fn parse_line(
+pub fn parse_line<'f>(
     raw: &[u8],
     first: bool,
     format: InputFormat,
-    field: &str,
+    fields: impl Into<TextFields<'f>>,
 ) -> Result<ParsedLine, String> {
+    let names = fields.into();
     let raw = strip_line_ends(raw, first);
     let line = std::str::from_utf8(raw).map_err(|err| {
         format!(
@@ -122,17 +162,17 @@ pub fn parse_line(
             }
             let fields: RawFields =
                 serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
-            let text = match fields.get(field) {
-                Some(Value::String(text)) => text,
-                Some(other) => {
-                    return Err(format!(
-                        "field {field:?} must be a string, found {}",
-                        json_kind(&other)
-                    ))
-                }
-                None => return Err(format!("field {field:?} is missing")),
+            let string = |field: &str| match fields.get(field) {
+                Some(Value::String(text)) => Ok(text),
+                Some(other) => Err(format!(
+                    "field {field:?} must be a string, found {}",
+                    json_kind(&other)
+                )),
+                None => Err(format!("field {field:?} is missing")),
             };
-            Ok(ParsedLine::Record { fields, text })
+            let text = string(names.text)?;
+            let pair = names.pair.map(string).transpose()?;
+            Ok(ParsedLine::Record { fields, text, pair })
         }
     }
 }
@@ -199,20 +239,20 @@ pub struct Line {
 impl Line {
     /// Parses a line of `len` bytes of which `raw` holds at most `max`:
     /// a longer line is an error, whatever its first bytes say.
-    pub fn parse(
+    pub fn parse<'f>(
         number: u64,
         raw: &[u8],
         len: usize,
         max: usize,
         format: InputFormat,
-        field: &str,
+        fields: impl Into<TextFields<'f>>,
     ) -> Self {
         let parsed = if len > max {
             Err(format!(
                 "line is {len} bytes, over the limit of {max} bytes"
             ))
         } else {
-            parse_line(raw, number == 1, format, field)
+            parse_line(raw, number == 1, format, fields)
         };
         let failed_fields = match (&parsed, format) {
             (Err(_), InputFormat::Jsonl) if len <= max => {
@@ -289,6 +329,27 @@ mod tests {
         assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), Some(4));
         assert_eq!(buf, b"las");
         assert_eq!(read_line_capped(&mut input, &mut buf, 3).unwrap(), None);
+    }
+
+    #[test]
+    fn a_pair_field_makes_a_pair_and_must_be_there() {
+        let names = TextFields {
+            text: "premise",
+            pair: Some("hypothesis"),
+        };
+        let parse = |raw: &[u8]| parse_line(raw, false, InputFormat::Jsonl, names);
+        let line = parse(br#"{"premise":"a","hypothesis":"b","id":1}"#).unwrap();
+        assert_eq!(line.input(), crate::TextInput::Pair("a", "b"));
+        assert_eq!(
+            parse(br#"{"premise":"a"}"#).unwrap_err(),
+            "field \"hypothesis\" is missing"
+        );
+        assert!(parse(br#"{"premise":"a","hypothesis":null}"#)
+            .unwrap_err()
+            .contains("must be a string, found null"));
+        assert!(parse(br#"{"hypothesis":"b"}"#)
+            .unwrap_err()
+            .contains("\"premise\" is missing"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub use error::{Error, Result};
 pub use model::cpu::{KernelChoice, KernelOptions, KernelPlan, VectorWidth};
 pub use postprocess::{Aggregate, LabelScore, Prediction};
 pub use source::{HubTimeouts, ModelFiles, ModelSpec};
-pub use tokenize::Encoded;
+pub use tokenize::{Encoded, TextInput};
 
 /// The CPU kernels, for the criterion benches. **Unstable**: not part of
 /// the public API, and may change or vanish in any release.

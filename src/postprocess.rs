@@ -140,6 +140,7 @@ impl Postprocessor {
         };
         let windows = acc.windows + next.windows;
         let tokens = acc.tokens + next.tokens;
+        let truncated = acc.truncated || next.truncated;
         match aggregate {
             Aggregate::Mean => {
                 add(&mut acc.logits, &next.logits);
@@ -153,6 +154,7 @@ impl Postprocessor {
         }
         acc.windows = windows;
         acc.tokens = tokens;
+        acc.truncated = truncated;
         acc
     }
 
@@ -193,7 +195,9 @@ impl Postprocessor {
             score: best_score,
             scores,
             logits: scored.logits,
-            truncated: scored.truncated && !windowed,
+            // Windows cover the whole text and are never cut; a pair, one
+            // sequence in every mode, may be.
+            truncated: scored.truncated,
             tokens: scored.tokens,
             windows: windowed.then_some(scored.windows),
         }
@@ -247,7 +251,7 @@ mod tests {
     #[test]
     fn mean_of_windows_is_the_mean_of_their_scores() {
         let p = post();
-        let a = p.score(vec![2.0, 0.0], 512, true);
+        let a = p.score(vec![2.0, 0.0], 512, false);
         let b = p.score(vec![0.0, 4.0], 300, false);
         let (pa, pb) = (a.probabilities.clone(), b.probabilities.clone());
         let folded = p.fold_window(Some(a), b, Aggregate::Mean);
@@ -258,6 +262,23 @@ mod tests {
         let want_pos = (pa[1] + pb[1]) / 2.0;
         assert!((prediction.score_of("POS").unwrap() - want_pos).abs() < 1e-6);
         assert_eq!(prediction.logits, vec![1.0, 2.0]);
+    }
+
+    /// Window mode never cuts a single text, but a pair (one sequence in
+    /// every mode) can be cut, and says so.
+    #[test]
+    fn a_cut_sequence_in_window_mode_is_reported_truncated() {
+        let p = post();
+        for aggregate in [Aggregate::Mean, Aggregate::Max] {
+            let cut = p.score(vec![2.0, 0.0], 512, true);
+            assert!(p.finish(cut, aggregate, true, None).truncated);
+            let folded = p.fold_window(
+                Some(p.score(vec![0.0, 9.0], 512, false)),
+                p.score(vec![1.0, 0.0], 512, true),
+                aggregate,
+            );
+            assert!(p.finish(folded, aggregate, true, None).truncated);
+        }
     }
 
     #[test]

@@ -6,17 +6,65 @@
 //! [`TextTokenizer::encode_windows`]). Sequences go to the model ragged;
 //! the model pads them itself where its path needs padding.
 
+use tokenizers::utils::truncation::truncate_encodings;
 use tokenizers::{
-    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
+    TruncationStrategy,
 };
 
-/// One text as token ids, ready to batch.
+/// What one prediction is made from: a text, or a pair of texts for models
+/// trained on pairs (NLI, paraphrase, question/answer), encoded together as
+/// HF's `tokenizer(text, text_pair)` encodes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextInput<'a> {
+    Single(&'a str),
+    Pair(&'a str, &'a str),
+}
+
+impl TextInput<'_> {
+    /// Bytes of text, both sides of a pair together.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Single(text) => text.len(),
+            Self::Pair(first, second) => first.len() + second.len(),
+        }
+    }
+
+    /// Whether there is no text at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> From<&'a str> for TextInput<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Single(text)
+    }
+}
+
+impl<'a> From<&'a String> for TextInput<'a> {
+    fn from(text: &'a String) -> Self {
+        Self::Single(text)
+    }
+}
+
+impl<'a> From<(&'a str, &'a str)> for TextInput<'a> {
+    fn from((first, second): (&'a str, &'a str)) -> Self {
+        Self::Pair(first, second)
+    }
+}
+
+/// One text (or pair) as token ids, ready to batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub ids: Vec<u32>,
     /// The tokenizer's mask: 1 for every token, including a literal
     /// "`[PAD]`" typed in the text (only padding the model adds gets 0).
     pub attention_mask: Vec<u32>,
+    /// The tokenizer's token type ids: 0 throughout for a single text; a
+    /// pair's second text is type 1 where the tokenizer's template says so
+    /// (BERT's). Whether the model reads them is its architecture's call.
+    pub type_ids: Vec<u32>,
     /// The text had more tokens than the model accepts and was cut.
     pub truncated: bool,
 }
@@ -148,6 +196,82 @@ impl TextTokenizer {
         }
     }
 
+    /// A pair of texts, as HF's `tokenizer(first, second, truncation=True)`
+    /// encodes it: both with the special tokens of the tokenizer's pair
+    /// template, and where they are too long together, tokens cut from the
+    /// longer one first (`longest_first`), from its end, or from its start
+    /// with `keep_end`. Each side is tokenized a bounded piece at a time,
+    /// as [`Self::encode`] does, so a pair costs what its kept tokens cost.
+    pub fn encode_pair(
+        &self,
+        first: &str,
+        second: &str,
+        keep_end: bool,
+    ) -> Result<Encoded, TokenizerError> {
+        let short = first.len() <= LONG_TEXT_BYTES && second.len() <= LONG_TEXT_BYTES;
+        if short && !keep_end {
+            return Ok(into_encoded(self.inner.encode((first, second), true)?));
+        }
+        let room = self.pair_room();
+        let (first, first_cut) = self.bounded_content(first, room, keep_end)?;
+        let (second, second_cut) = self.bounded_content(second, room, keep_end)?;
+        let lengths = (first.len(), second.len());
+        let params = TruncationParams {
+            max_length: room,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: match keep_end {
+                true => TruncationDirection::Left,
+                false => TruncationDirection::Right,
+            },
+        };
+        let (first, second) = truncate_encodings(first, Some(second), &params)?;
+        let second = second.unwrap_or_default();
+        let cut = first_cut || second_cut || (first.len(), second.len()) != lengths;
+        let mut encoded = into_encoded(self.inner.post_process(first, Some(second), true)?);
+        encoded.truncated = cut;
+        Ok(encoded)
+    }
+
+    /// One side of a pair without special tokens: whole when it is short,
+    /// else its first (or, with `from_end`, last) `keep` tokens, tokenized
+    /// from a growing prefix (suffix) of the text; and whether it was cut.
+    /// Longest-first truncation never keeps more than `keep` tokens of a
+    /// side, so the pair comes out as from the whole texts.
+    fn bounded_content(
+        &self,
+        text: &str,
+        keep: usize,
+        from_end: bool,
+    ) -> Result<(Encoding, bool), TokenizerError> {
+        let mut size = LONG_TEXT_BYTES;
+        loop {
+            let (piece, partial) = match from_end {
+                false if size < text.len() => {
+                    let cut = split_point(text, size);
+                    (&text[..cut], cut < text.len())
+                }
+                true if size < text.len() => {
+                    let from = split_point(text, text.len() - size);
+                    (&text[from..], from > 0)
+                }
+                _ => (text, false),
+            };
+            let mut content = self.untruncated.encode(piece, false)?;
+            let enough = content.len() >= keep + SPLIT_MARGIN_TOKENS || size >= MAX_PREFIX_BYTES;
+            if !partial || enough {
+                let cut = partial || content.len() > keep;
+                let direction = match from_end {
+                    true => TruncationDirection::Left,
+                    false => TruncationDirection::Right,
+                };
+                content.truncate(keep, 0, direction);
+                return Ok((content, cut));
+            }
+            size = size.saturating_mul(4);
+        }
+    }
+
     /// Every token of `text` (no truncation), with the special tokens when
     /// `add_special_tokens`, as TEI's `/tokenize` lists them.
     pub fn token_spans(
@@ -198,6 +322,16 @@ impl TextTokenizer {
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
         self.max_tokens.saturating_sub(special).max(1)
+    }
+
+    /// The tokens of a pair, both sides together: the model's limit less
+    /// the special tokens of the pair template.
+    fn pair_room(&self) -> usize {
+        let special = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        self.max_tokens.saturating_sub(special).max(2)
     }
 
     /// Truncation from a prefix: prefixes of 32 KB, 128 KB, ... cut where
@@ -292,13 +426,31 @@ impl TextTokenizer {
         Ok(into_encoded(self.inner.post_process(content, None, true)?))
     }
 
-    /// Encodes several texts; the tokenizer parallelises over them. Long
-    /// texts go through [`Self::encode`] one at a time.
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, TokenizerError> {
-        if texts.iter().any(|t| t.len() > LONG_TEXT_BYTES) {
-            return texts.iter().map(|text| self.encode(text)).collect();
+    /// Encodes several texts or pairs, truncated; the tokenizer
+    /// parallelises over them. Long texts go through [`Self::encode`] and
+    /// [`Self::encode_pair`] one at a time.
+    pub fn encode_batch(&self, inputs: &[TextInput]) -> Result<Vec<Encoded>, TokenizerError> {
+        let long = |input: &TextInput| match *input {
+            TextInput::Single(text) => text.len() > LONG_TEXT_BYTES,
+            TextInput::Pair(first, second) => first.len().max(second.len()) > LONG_TEXT_BYTES,
+        };
+        if inputs.iter().any(long) {
+            return inputs
+                .iter()
+                .map(|input| match *input {
+                    TextInput::Single(text) => self.encode(text),
+                    TextInput::Pair(first, second) => self.encode_pair(first, second, false),
+                })
+                .collect();
         }
-        let encodings = self.inner.encode_batch(texts.to_vec(), true)?;
+        let inputs: Vec<EncodeInput> = inputs
+            .iter()
+            .map(|input| match *input {
+                TextInput::Single(text) => text.into(),
+                TextInput::Pair(first, second) => (first, second).into(),
+            })
+            .collect();
+        let encodings = self.inner.encode_batch(inputs, true)?;
         Ok(encodings.into_iter().map(into_encoded).collect())
     }
 }
@@ -356,6 +508,7 @@ fn into_encoded(mut encoding: Encoding) -> Encoded {
     Encoded {
         ids: encoding.get_ids().to_vec(),
         attention_mask: encoding.get_attention_mask().to_vec(),
+        type_ids: encoding.get_type_ids().to_vec(),
         truncated,
     }
 }
@@ -406,6 +559,52 @@ mod tests {
         }
     }
 
+    /// A pair with a long side, read a piece at a time, is cut longest-first
+    /// exactly as the tokenizer cuts the whole texts, from either end.
+    #[test]
+    fn a_long_pair_is_cut_exactly_as_from_the_whole_texts() {
+        let tokenizer = tokenizer();
+        let mut left = tokenizer.inner.clone();
+        left.with_truncation(Some(TruncationParams {
+            max_length: 512,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Left,
+        }))
+        .unwrap();
+        let long = long_texts();
+        let short = ["", "a short hypothesis", &"medium words here ".repeat(60)].map(String::from);
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for (i, a) in long.iter().enumerate() {
+            pairs.push((a, &short[i % short.len()]));
+            pairs.push((&short[(i + 1) % short.len()], a));
+            pairs.push((a, &long[(i + 1) % long.len()]));
+        }
+        let mut cut = 0;
+        let count = pairs.len();
+        for (a, b) in pairs {
+            let start = |text: &str| text.chars().take(12).collect::<String>();
+            let what = format!("{:?} / {:?}", start(a), start(b));
+            let whole = into_encoded(tokenizer.inner.encode((a, b), true).unwrap());
+            assert_eq!(tokenizer.encode_pair(a, b, false).unwrap(), whole, "{what}");
+            cut += usize::from(whole.truncated);
+            let whole_left = into_encoded(left.encode((a, b), true).unwrap());
+            assert_eq!(
+                tokenizer.encode_pair(a, b, true).unwrap(),
+                whole_left,
+                "{what}"
+            );
+        }
+        // Only "x...x then words y...y" (a few [UNK]s) fits whole.
+        assert!(cut >= count - 3, "{cut} of {count} pairs cut");
+        let pair = tokenizer.encode_pair("a b", "c", true).unwrap();
+        assert_eq!(
+            pair,
+            into_encoded(tokenizer.inner.encode(("a b", "c"), true).unwrap())
+        );
+        assert_eq!(pair.type_ids, [0, 0, 0, 0, 1, 1]);
+    }
+
     #[test]
     fn a_long_text_truncates_exactly_as_from_the_whole_text() {
         let tokenizer = tokenizer();
@@ -413,7 +612,9 @@ mod tests {
             assert!(text.len() > LONG_TEXT_BYTES);
             let whole = into_encoded(tokenizer.inner.encode(text.as_str(), true).unwrap());
             assert_eq!(tokenizer.encode(&text).unwrap(), whole, "{}", &text[..40]);
-            let batch = tokenizer.encode_batch(&[&text, "short"]).unwrap();
+            let batch = tokenizer
+                .encode_batch(&[text.as_str().into(), "short".into()])
+                .unwrap();
             assert_eq!(batch[0], whole);
         }
     }

@@ -224,12 +224,13 @@ fn pre_encoded_texts_under_a_token_cap_match_an_ordinary_run() {
     let texts = texts(40);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let ordinary = predict(&classifier, &refs);
+    let inputs: Vec<sentiment::TextInput> = refs.iter().map(|&text| text.into()).collect();
     for cap in [1, 64, 200, 100_000] {
         let batcher = classifier
             .batcher(ClassifyOptions::default())
             .with_max_batch_tokens(cap)
             .with_max_padding(if cap == 200 { 0.0 } else { 0.25 });
-        let encoded = batcher.encode_all(&refs);
+        let encoded = batcher.encode_all(&inputs);
         assert!(encoded.iter().all(|e| e.as_ref().unwrap().sequences() == 1));
         let results = batcher.classify_encoded(encoded).unwrap();
         for (got, want) in results.iter().zip(&ordinary) {
@@ -237,7 +238,7 @@ fn pre_encoded_texts_under_a_token_cap_match_an_ordinary_run() {
         }
     }
     let batcher = classifier.batcher(ClassifyOptions::default());
-    let mut encoded = batcher.encode_all(&refs[..3]);
+    let mut encoded = batcher.encode_all(&inputs[..3]);
     encoded[1] = Err(sentiment::Error::InvalidOption("bad".into()));
     let results = batcher.classify_encoded(encoded).unwrap();
     assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());

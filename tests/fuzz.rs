@@ -78,7 +78,7 @@ proptest! {
     fn parser_never_panics_and_keeps_the_text(raw in line_bytes(), first in any::<bool>()) {
         for format in [InputFormat::Jsonl, InputFormat::Text] {
             match parse_line(&raw, first, format, "text") {
-                Ok(ParsedLine::Record { fields, text }) => {
+                Ok(ParsedLine::Record { fields, text, .. }) => {
                     let got = fields.get("text");
                     prop_assert_eq!(got.as_ref().and_then(|v| v.as_str()), Some(text.as_str()));
                 }

@@ -71,7 +71,7 @@ fn random_weights(config: &Config, num_labels: usize) -> HashMap<String, Tensor>
         ("word_embeddings", config.vocab_size),
         ("position_embeddings", config.max_position_embeddings),
     ];
-    if names.token_types {
+    if names.token_types != sentiment::model::TokenTypes::None {
         tables.push(("token_type_embeddings", config.type_vocab_size));
     }
     let mut table_rng = Normal(7);

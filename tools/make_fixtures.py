@@ -8,6 +8,7 @@ Tooling only: the Rust tests read what this writes and never run Python.
     python3 tools/make_fixtures.py tiny      # tests/fixtures/tiny-distilbert{,-pth} + golden
     python3 tools/make_fixtures.py archs     # tiny-{bert,roberta,xlm-roberta} + goldens
     python3 tools/make_fixtures.py golden MODEL_DIR OUT.json   # goldens for any model folder
+    python3 tools/make_fixtures.py pairs     # text-pair goldens for every tiny model
 
 The tiny model is a random DistilBertForSequenceClassification (dim 16,
 2 layers, 3 labels, max 512 positions) with the real bert-base-uncased
@@ -25,6 +26,12 @@ way, each with a tokenizer of its family:
   template post-processor, as XLM-R's tokenizer.json.
 Both trained tokenizers also see the golden inputs, so their characters
 (CJK, emoji, accents) are in the vocabulary rather than all <unk>.
+`pairs` writes golden_pairs_<model>.json for each tiny model: text pairs
+encoded as HF's `tokenizer(first, second, truncation=True)` (token type
+ids included where the tokenizer returns them, as the pipeline passes
+them), alone, in padded batches, and with `truncation_side="left"`. The
+tiny BERT's token-type table has two random rows, so a wrong type id
+moves its logits far past the tolerance.
 The Unigram trainer is not reproducible (two runs, even with one thread,
 pick ~600 different pieces of 3000): rerunning `archs` writes a different
 but equally valid XLM-R tokenizer.json and golden pair, to be committed
@@ -311,11 +318,127 @@ def build_archs():
          {"tokenizer_class": "XLMRobertaTokenizer", **ROBERTA_SPECIALS})
 
 
+def pair_inputs(tok) -> list:
+    """Pairs for every way a pair is cut: neither side, the longer side
+    only, both to half the room, each side longer than the other, a side of
+    over 32 KB (read a piece at a time on the Rust side), exactly the
+    model's limit and one token over, and empty sides."""
+    specials = len(tok("a", "b")["input_ids"]) - len(tok("a", add_special_tokens=False)[
+        "input_ids"]) - len(tok("b", add_special_tokens=False)["input_ids"])
+    room = MAX_LEN - specials
+
+    def words(n, word):
+        # n tokens of a one-token word, checked.
+        text = " ".join([word] * n)
+        assert len(tok(text, add_special_tokens=False)["input_ids"]) == n, (word, n)
+        return text
+
+    word = next(w for w in ["good", "the", "a"]
+                if len(tok(" ".join([w] * 3), add_special_tokens=False)["input_ids"]) == 3)
+    review = "the movie was great , and i loved it ! "
+    return [
+        ("A man is playing a guitar.", "Someone is making music."),
+        ("The movie was great.", "I hated it."),
+        ("", "only the second text"),
+        ("only the first text", ""),
+        ("", ""),
+        ("Café naïve résumé, ÀÉÎÕÜ", "电影很好看。我喜欢它！"),
+        ("😀 emoji 🎉👍🏽", "Thai: สวัสดีครับ and zero\u200bwidth"),
+        ("a literal [SEP] and </s> inside", "[PAD] <pad> typed"),
+        (review * 80, "short hypothesis"),
+        ("short premise", review * 80),
+        (review * 40, review * 35),
+        (review * 90, review * 120),
+        (review * 850, "is this long review positive?"),
+        (words(room // 2, word), words(room - room // 2, word)),
+        (words(room // 2, word), words(room - room // 2 + 1, word)),
+        (words(room - 1, word), "ok"),
+    ]
+
+
+PAIR_BATCHES = [
+    [0, 1, 2, 3, 4, 5, 6, 7],                # short pairs, empty sides, padded
+    [8, 4, 10, 1],                           # cut and uncut together
+    [13, 14, 15, 11, 9],                     # at and past the limit
+]
+
+
+@torch.no_grad()
+def write_pair_golden(model_dir: Path, out_path: Path):
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = pair_inputs(tok)
+
+    def run(members, side="right"):
+        tok.truncation_side = side
+        firsts = [pairs[i][0] for i in members]
+        seconds = [pairs[i][1] for i in members]
+        enc = tok(firsts, seconds, padding=True, truncation=True, max_length=MAX_LEN,
+                  return_tensors="pt")
+        tok.truncation_side = "right"
+        # What the pipeline does: every input the tokenizer returns.
+        return enc, model(**enc).logits
+
+    def case(i, side):
+        enc, logits = run([i], side)
+        n = int(enc["attention_mask"][0].sum())
+        first, second = pairs[i]
+        full = len(tok(first, second, truncation=False)["input_ids"])
+        types = enc.get("token_type_ids")
+        return {
+            "first": first,
+            "second": second,
+            "ids": enc["input_ids"][0][:n].tolist(),
+            "type_ids": None if types is None else types[0][:n].tolist(),
+            "truncated": full > MAX_LEN,
+            "logits": logits[0].tolist(),
+            "probabilities": torch.softmax(logits[0], -1).tolist(),
+        }
+
+    cases = [case(i, "right") for i in range(len(pairs))]
+    # Cut from the left: the same pairs, by index.
+    left = [{"index": i, **{k: v for k, v in case(i, "left").items() if k not in ("first", "second")}}
+            for i in range(len(pairs)) if cases[i]["truncated"]]
+    batches = [{"members": m, "logits": run(m)[1].tolist()} for m in PAIR_BATCHES]
+    golden = {
+        "generator": "tools/make_fixtures.py pairs",
+        "transformers": __import__("transformers").__version__,
+        "torch": torch.__version__,
+        "model": model_dir.name,
+        "architecture": model.config.architectures[0],
+        "auto_tokenizer": type(tok).__name__,
+        "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+        "cases": cases,
+        "left_truncated": left,
+        "batches": batches,
+    }
+    out_path.write_text(compact_json(golden))
+    print(f"wrote {out_path} ({len(cases)} pairs, {len(left)} cut from the left, "
+          f"{len(batches)} batches)")
+
+
+def compact_json(document: dict) -> str:
+    """One line per case: readable in a diff, a quarter of indent=1's size."""
+    def value(v):
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            return "[\n" + ",\n".join("  " + json.dumps(x, ensure_ascii=False) for x in v) + "\n ]"
+        return json.dumps(v, ensure_ascii=False)
+    return "{\n" + ",\n".join(f" {json.dumps(k)}: {value(v)}" for k, v in document.items()) + "\n}\n"
+
+
+def build_pair_goldens():
+    for name in ["tiny-distilbert", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta"]:
+        write_pair_golden(FIXTURES / name, FIXTURES / f"golden_pairs_{name}.json")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["tiny"]:
         build_tiny()
     elif sys.argv[1:2] == ["archs"]:
         build_archs()
+    elif sys.argv[1:2] == ["pairs"]:
+        build_pair_goldens()
     elif sys.argv[1:2] == ["golden"] and len(sys.argv) == 4:
         write_golden(Path(sys.argv[2]), Path(sys.argv[3]))
     else:

@@ -306,7 +306,7 @@ pub fn parse_dataset(jsonl: &str) -> Result<Dataset> {
             continue;
         }
         match parse_line(line.as_bytes(), index == 0, InputFormat::Jsonl, "text") {
-            Ok(ParsedLine::Record { fields, text }) => {
+            Ok(ParsedLine::Record { fields, text, .. }) => {
                 texts.push(text);
                 labels.push(fields.get("label"));
             }

@@ -3,7 +3,7 @@
 //! tanh on `[CLS]`) followed by `classifier`.
 
 use super::config::Activation;
-use super::names::{HeadNames, LayerNames, WeightNames};
+use super::names::{HeadNames, LayerNames, TokenTypes, WeightNames};
 
 /// The encoder layer's names, shared with RoBERTa.
 pub(super) const LAYER: LayerNames = LayerNames {
@@ -20,7 +20,7 @@ pub(super) const LAYER: LayerNames = LayerNames {
 /// `bert.encoder.layer.N.*`, as HF's modeling_bert.py names them.
 pub const WEIGHTS: WeightNames = WeightNames {
     embeddings: "bert.embeddings",
-    token_types: true,
+    token_types: TokenTypes::FromTokenizer,
     layers: "bert.encoder.layer",
     layer: LAYER,
     head: HeadNames {

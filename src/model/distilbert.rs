@@ -3,12 +3,12 @@
 //! `pre_classifier` -> ReLU -> `classifier` on `[CLS]`.
 
 use super::config::Activation;
-use super::names::{HeadNames, LayerNames, WeightNames};
+use super::names::{HeadNames, LayerNames, TokenTypes, WeightNames};
 
 /// `distilbert.transformer.layer.N.*`, as HF's modeling_distilbert.py names them.
 pub const WEIGHTS: WeightNames = WeightNames {
     embeddings: "distilbert.embeddings",
-    token_types: false,
+    token_types: TokenTypes::None,
     layers: "distilbert.transformer.layer",
     layer: LayerNames {
         query: "attention.q_lin",

@@ -7,14 +7,14 @@ use candle_nn::{embedding, Embedding, VarBuilder};
 
 use super::config::{Config, Positions, WordTable};
 use super::cpu::KernelPlan;
-use super::names::WeightNames;
+use super::names::{TokenTypes, WeightNames};
 use super::norm::LayerNorm;
+use super::RaggedBatch;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
     word_embeddings: WordEmbeddings,
-    /// Row 0 of `token_type_embeddings`: single texts are all type 0.
-    token_type: Option<Tensor>,
+    token_types: TokenTypeRows,
     position_embeddings: Embedding,
     positions: Positions,
     layer_norm: LayerNorm,
@@ -69,13 +69,20 @@ impl Embeddings {
                 WordEmbeddings::Static { dtype, bytes, dim }
             }
         };
-        let token_type = match names.token_types {
-            true => Some(
-                vb.pp("token_type_embeddings")
-                    .get((cfg.type_vocab_size, dim), "weight")?
-                    .get(0)?,
-            ),
-            false => None,
+        let table = || {
+            vb.pp("token_type_embeddings")
+                .get((cfg.type_vocab_size, dim), "weight")
+        };
+        let token_types = match names.token_types {
+            TokenTypes::None => TokenTypeRows::None,
+            TokenTypes::AlwaysZero => TokenTypeRows::AlwaysZero(table()?.get(0)?),
+            TokenTypes::FromTokenizer => {
+                let table = table()?;
+                TokenTypeRows::Table {
+                    zero: table.get(0)?,
+                    table,
+                }
+            }
         };
         let position_embeddings =
             if cfg.sinusoidal_pos_embds && !vb.contains_tensor("position_embeddings.weight") {
@@ -93,7 +100,7 @@ impl Embeddings {
         let layer_norm = LayerNorm::load(dim, cfg.layer_norm_eps, vb.pp("LayerNorm"), plan)?;
         Ok(Self {
             word_embeddings,
-            token_type,
+            token_types,
             position_embeddings,
             positions: cfg.positions,
             layer_norm,
@@ -116,6 +123,43 @@ impl Embeddings {
                 self.position_embeddings.forward(&positions)
             }
         }
+    }
+}
+
+/// `token_type_embeddings`, as the architecture reads it.
+#[derive(Debug, Clone)]
+enum TokenTypeRows {
+    None,
+    /// Row 0, for every token.
+    AlwaysZero(Tensor),
+    /// The whole table, and its row 0 for batches of type-0 tokens only.
+    Table {
+        table: Tensor,
+        zero: Tensor,
+    },
+}
+
+impl TokenTypeRows {
+    /// `embedded` (tokens, dim) or (batch, seq, dim) plus each token's type
+    /// row; `type_ids` (one per token, in order) None when all are 0.
+    fn add_to(&self, embedded: Tensor, type_ids: Option<&[u32]>) -> Result<Tensor> {
+        let (table, ids) = match (self, type_ids) {
+            (Self::None, _) => return Ok(embedded),
+            (Self::AlwaysZero(zero), _) | (Self::Table { zero, .. }, None) => {
+                return embedded.broadcast_add(zero)
+            }
+            (Self::Table { table, .. }, Some(ids)) => (table, ids),
+        };
+        let types = table.dim(0)?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= types) {
+            candle_core::bail!(
+                "token type id {id} is outside the model's {types} token types \
+                 (type_vocab_size): the tokenizer's pair template does not fit this model"
+            );
+        }
+        let ids = Tensor::from_slice(ids, ids.len(), embedded.device())?;
+        let rows = table.index_select(&ids, 0)?.reshape(embedded.shape())?;
+        embedded + rows
     }
 }
 
@@ -144,24 +188,22 @@ pub fn positions_after_padding(ids: &[Vec<u32>], padding_idx: usize) -> Vec<Vec<
 impl Embeddings {
     /// Words + token type + positions, normalised; each intermediate freed
     /// as soon as the next exists.
-    fn combine(&self, words: Tensor, positions: Tensor) -> Result<Tensor> {
-        let mut embedded = words;
-        if let Some(token_type) = &self.token_type {
-            embedded = embedded.broadcast_add(token_type)?;
-        }
+    fn combine(
+        &self,
+        words: Tensor,
+        type_ids: Option<&[u32]>,
+        positions: Tensor,
+    ) -> Result<Tensor> {
+        let embedded = self.token_types.add_to(words, type_ids)?;
         let summed = embedded.broadcast_add(&positions)?;
         drop((embedded, positions));
         self.layer_norm.forward(&summed)
     }
 
-    /// A ragged batch's embeddings: `ids` holds the sequences of `lengths`
-    /// end to end, every token real. Returns (tokens, dim) in that order.
-    pub fn forward_unpadded(
-        &self,
-        ids: &[u32],
-        lengths: &[usize],
-        device: &Device,
-    ) -> Result<Tensor> {
+    /// A ragged batch's embeddings, every token real. Returns (tokens, dim)
+    /// in the batch's order.
+    pub fn forward_unpadded(&self, batch: &RaggedBatch, device: &Device) -> Result<Tensor> {
+        let (ids, lengths) = (&batch.ids, &batch.lengths);
         if lengths.iter().sum::<usize>() != ids.len() {
             candle_core::bail!("lengths {lengths:?} do not add up to {} ids", ids.len());
         }
@@ -187,16 +229,22 @@ impl Embeddings {
         let positions = self
             .position_embeddings
             .forward(&Tensor::from_vec(positions, tokens, device)?)?;
-        self.combine(words, positions)
+        self.combine(words, batch.type_ids.as_deref(), positions)
     }
-}
 
-impl Module for Embeddings {
-    /// `input_ids`: (batch, seq) u32. Returns (batch, seq, dim): words +
+    /// A padded batch's embeddings: `ids` and `type_ids` (None: all 0) are
+    /// `shape` (batch, seq) row-major. Returns (batch, seq, dim): words +
     /// token type, then + positions, in HF's order.
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let words = self.word_embeddings.forward(input_ids)?;
-        self.combine(words, self.position_rows(input_ids)?)
+    pub fn forward_padded(
+        &self,
+        ids: &[u32],
+        type_ids: Option<&[u32]>,
+        shape: (usize, usize),
+        device: &Device,
+    ) -> Result<Tensor> {
+        let input_ids = Tensor::from_slice(ids, shape, device)?;
+        let words = self.word_embeddings.forward(&input_ids)?;
+        self.combine(words, type_ids, self.position_rows(&input_ids)?)
     }
 }
 
@@ -251,4 +299,36 @@ fn sinusoidal_table(positions: usize, dim: usize, device: &Device) -> Result<Ten
         }
     }
     Tensor::from_vec(table, (positions, dim), device)?.to_dtype(DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each token gets its own type's row; a type id past the table is an
+    /// error naming it, not a panic or another row.
+    #[test]
+    fn token_types_index_the_table_and_refuse_ids_past_it() -> Result<()> {
+        let device = Device::Cpu;
+        let table = Tensor::new(&[[1f32, 1.0], [10.0, 20.0]], &device)?;
+        let rows = TokenTypeRows::Table {
+            zero: table.get(0)?,
+            table,
+        };
+        let embedded = Tensor::zeros((3, 2), DType::F32, &device)?;
+        let typed = rows.add_to(embedded.clone(), Some(&[0, 1, 1]))?;
+        assert_eq!(
+            typed.to_vec2::<f32>()?,
+            [[1.0, 1.0], [10.0, 20.0], [10.0, 20.0]]
+        );
+        let zeros = rows.add_to(embedded.clone(), None)?;
+        assert_eq!(zeros.to_vec2::<f32>()?, [[1.0, 1.0]; 3]);
+        let err = rows.add_to(embedded.clone(), Some(&[0, 2, 0])).unwrap_err();
+        assert!(err.to_string().contains("token type id 2"), "{err}");
+        // RoBERTa's family runs type 0 whatever the tokenizer said.
+        let zero_only = TokenTypeRows::AlwaysZero(Tensor::new(&[1f32, 1.0], &device)?);
+        let typed = zero_only.add_to(embedded, Some(&[0, 1, 5]))?;
+        assert_eq!(typed.to_vec2::<f32>()?, [[1.0, 1.0]; 3]);
+        Ok(())
+    }
 }

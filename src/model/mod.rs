@@ -28,7 +28,7 @@ use cpu::KernelPlan;
 use embeddings::Embeddings;
 use encoder::Encoder;
 use head::ClassificationHead;
-pub use names::{HeadNames, LayerNames, WeightNames};
+pub use names::{HeadNames, LayerNames, TokenTypes, WeightNames};
 
 /// The names `architecture`'s checkpoints use.
 pub fn weight_names(architecture: Architecture) -> &'static WeightNames {
@@ -40,28 +40,42 @@ pub fn weight_names(architecture: Architecture) -> &'static WeightNames {
 }
 
 /// A batch as the model takes it: the sequences' token ids end to end,
-/// every one real, and each sequence's length (TEI's `Batch`, with lengths
-/// in place of cumulative offsets). Padding, where a path needs it, is made
-/// from this by [`SequenceClassifier::forward`] alone.
+/// every one real, each sequence's length (TEI's `Batch`, with lengths in
+/// place of cumulative offsets) and, where any is not 0, the token type
+/// ids beside the ids. Padding, where a path needs it, is made from this
+/// by [`SequenceClassifier::forward`] alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaggedBatch {
     pub ids: Vec<u32>,
     pub lengths: Vec<usize>,
+    /// None when every token is type 0 (every single text).
+    pub type_ids: Option<Vec<u32>>,
 }
 
 impl RaggedBatch {
-    /// Sequences laid end to end; None where one is empty (no model takes
-    /// an empty sequence).
-    pub fn new<'a>(sequences: impl IntoIterator<Item = &'a [u32]>) -> Option<Self> {
+    /// Sequences (ids, type ids) laid end to end; None where one is empty
+    /// (no model takes an empty sequence) or its type ids are not one per
+    /// token.
+    pub fn new<'a>(sequences: impl IntoIterator<Item = (&'a [u32], &'a [u32])>) -> Option<Self> {
         let mut batch = Self::default();
-        for ids in sequences {
-            if ids.is_empty() {
+        let mut type_ids = Vec::new();
+        for (ids, types) in sequences {
+            if ids.is_empty() || types.len() != ids.len() {
                 return None;
             }
             batch.ids.extend_from_slice(ids);
             batch.lengths.push(ids.len());
+            type_ids.extend_from_slice(types);
         }
+        batch.type_ids = type_ids.iter().any(|&t| t != 0).then_some(type_ids);
         Some(batch)
+    }
+
+    /// Single texts (every token type 0) laid end to end.
+    pub fn of_texts<'a>(sequences: impl IntoIterator<Item = &'a [u32]>) -> Option<Self> {
+        let sequences: Vec<&[u32]> = sequences.into_iter().collect();
+        let zeros = vec![0u32; sequences.iter().map(|ids| ids.len()).max().unwrap_or(0)];
+        Self::new(sequences.into_iter().map(|ids| (ids, &zeros[..ids.len()])))
     }
 
     /// The longest sequence's length.
@@ -69,26 +83,44 @@ impl RaggedBatch {
         self.lengths.iter().copied().max().unwrap_or(0)
     }
 
-    /// (batch, max_length) ids right-padded with `pad_id`, and the 1/0
-    /// attention mask HF builds for them, on `device`.
-    fn padded(&self, pad_id: u32, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+    /// (batch, max_length) ids right-padded with `pad_id`, the 1/0
+    /// attention mask HF builds for them, and the type ids padded with 0
+    /// (HF's `pad_token_type_id`) where there are any.
+    fn padded(&self, pad_id: u32) -> Padded {
         let width = self.max_length();
-        let mut ids = Vec::with_capacity(self.lengths.len() * width);
-        let mut mask = Vec::with_capacity(self.lengths.len() * width);
+        let rows = self.lengths.len();
+        let mut padded = Padded {
+            ids: Vec::with_capacity(rows * width),
+            mask: Vec::with_capacity(rows * width),
+            type_ids: self
+                .type_ids
+                .as_ref()
+                .map(|_| Vec::with_capacity(rows * width)),
+            shape: (rows, width),
+        };
         let mut start = 0;
         for &len in &self.lengths {
-            ids.extend_from_slice(&self.ids[start..start + len]);
-            ids.extend(std::iter::repeat_n(pad_id, width - len));
-            mask.extend(std::iter::repeat_n(1u32, len));
-            mask.extend(std::iter::repeat_n(0u32, width - len));
+            let pad = width - len;
+            padded.ids.extend_from_slice(&self.ids[start..start + len]);
+            padded.ids.extend(std::iter::repeat_n(pad_id, pad));
+            padded.mask.extend(std::iter::repeat_n(1u32, len));
+            padded.mask.extend(std::iter::repeat_n(0u32, pad));
+            if let (Some(out), Some(types)) = (&mut padded.type_ids, &self.type_ids) {
+                out.extend_from_slice(&types[start..start + len]);
+                out.extend(std::iter::repeat_n(0u32, pad));
+            }
             start += len;
         }
-        let shape = (self.lengths.len(), width);
-        Ok((
-            Tensor::from_vec(ids, shape, device)?,
-            Tensor::from_vec(mask, shape, device)?,
-        ))
+        padded
     }
+}
+
+/// A [`RaggedBatch`] padded to its longest sequence, row-major.
+struct Padded {
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    type_ids: Option<Vec<u32>>,
+    shape: (usize, usize),
 }
 
 /// Any supported `*ForSequenceClassification`: embeddings, encoder, head.
@@ -148,9 +180,7 @@ impl SequenceClassifier {
             if u32::try_from(batch.ids.len()).is_err() {
                 candle_core::bail!("a batch of {} tokens is too large", batch.ids.len());
             }
-            let embedded =
-                self.embeddings
-                    .forward_unpadded(&batch.ids, &batch.lengths, &self.device)?;
+            let embedded = self.embeddings.forward_unpadded(batch, &self.device)?;
             let hidden = self.encoder.forward_unpadded(embedded, &batch.lengths)?;
             let firsts: Vec<u32> = batch
                 .lengths
@@ -165,8 +195,14 @@ impl SequenceClassifier {
             let first_rows = hidden.index_select(&firsts, 0)?.unsqueeze(1)?;
             return self.head.forward(&first_rows);
         }
-        let (input_ids, attention_mask) = batch.padded(self.pad_token_id, &self.device)?;
-        let embedded = self.embeddings.forward(&input_ids)?;
+        let padded = batch.padded(self.pad_token_id);
+        let embedded = self.embeddings.forward_padded(
+            &padded.ids,
+            padded.type_ids.as_deref(),
+            padded.shape,
+            &self.device,
+        )?;
+        let attention_mask = Tensor::from_vec(padded.mask, padded.shape, &self.device)?;
         let hidden = self.encoder.forward(embedded, &attention_mask)?;
         self.head.forward(&hidden)
     }

@@ -11,12 +11,26 @@ pub struct WeightNames {
     /// `position_embeddings`, `token_type_embeddings` and `LayerNorm` in
     /// every family.
     pub embeddings: &'static str,
-    /// Whether there is a `token_type_embeddings` table.
-    pub token_types: bool,
+    /// Whether there is a `token_type_embeddings` table, and what indexes it.
+    pub token_types: TokenTypes,
     /// The encoder's layers, each under `{layers}.{index}`.
     pub layers: &'static str,
     pub layer: LayerNames,
     pub head: HeadNames,
+}
+
+/// An architecture's token types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTypes {
+    /// No `token_type_embeddings` table (DistilBERT).
+    None,
+    /// A table whose row 0 every token gets: HF's tokenizers for the family
+    /// return no `token_type_ids` (RoBERTa, XLM-R, CamemBERT), so a pair's
+    /// second text is type 0 too.
+    AlwaysZero,
+    /// A table indexed by the tokenizer's type ids (BERT: a pair's second
+    /// text is type 1).
+    FromTokenizer,
 }
 
 /// One encoder layer's modules, relative to the layer.

@@ -5,13 +5,13 @@
 //! The three differ only in their tokenizers.
 
 use super::config::Activation;
-use super::names::{HeadNames, WeightNames};
+use super::names::{HeadNames, TokenTypes, WeightNames};
 
 /// `roberta.encoder.layer.N.*`: BERT's layer names under `roberta`. HF
 /// saves XLM-R and CamemBERT classifiers under `roberta` too.
 pub const WEIGHTS: WeightNames = WeightNames {
     embeddings: "roberta.embeddings",
-    token_types: true,
+    token_types: TokenTypes::AlwaysZero,
     layers: "roberta.encoder.layer",
     layer: super::bert::LAYER,
     head: HeadNames {

@@ -268,6 +268,7 @@ mod tests {
         let encoded = Encoded {
             ids: vec![1; text_tokens],
             attention_mask: vec![1; text_tokens],
+            type_ids: vec![0; text_tokens],
             truncated: false,
         };
         let (reply, receiver) = oneshot::channel();

@@ -24,6 +24,7 @@ use crate::batch::{CancelFlag, EncodedText};
 use crate::classifier::{ClassifyOptions, LongText};
 use crate::error::Result;
 use crate::postprocess::Prediction;
+use crate::tokenize::TextInput;
 
 /// Requests with at most this much text are tokenized on the async thread
 /// itself; larger ones on tokio's blocking pool, so that a long text never
@@ -377,8 +378,8 @@ async fn run(
     } else {
         let classifier = state.classifier.clone();
         tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            classifier.batcher(options).encode_all(&refs)
+            let inputs: Vec<TextInput> = texts.iter().map(|text| text.into()).collect();
+            classifier.batcher(options).encode_all(&inputs)
         })
         .await
         .map_err(|_| ApiError::new(ErrorType::Tokenizer, "tokenization failed"))?
