@@ -30,7 +30,7 @@ fn predict_answers_in_teis_shape_with_the_librarys_scores() {
         .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64());
     assert!(descending, "{one}");
 
-    let (status, many) = server.post("/predict", r#"{"inputs": ["good", "bad", ""]}"#);
+    let (status, many) = server.post("/predict", r#"{"inputs": [["good"], ["bad"], [""]]}"#);
     assert_eq!(status, 200, "{many}");
     assert_eq!(many.as_array().unwrap().len(), 3);
     assert!(many[0].is_array() && many[0][0]["label"].is_string());
@@ -86,7 +86,7 @@ fn health_info_and_metrics() {
     let classifier = &info["model_type"]["classifier"];
     assert_eq!(classifier["id2label"]["2"], "POSITIVE");
     assert_eq!(classifier["label2id"]["POSITIVE"], 2);
-    server.post("/predict", r#"{"inputs": ["a", "b"]}"#);
+    server.post("/predict", r#"{"inputs": [["a"], ["b"]]}"#);
     server.post("/predict", "not json");
     let (status, metrics) = server.get("/metrics");
     assert_eq!(status, 200);
@@ -107,16 +107,25 @@ fn health_info_and_metrics() {
 fn bad_requests_get_their_status_and_a_message() {
     let server = Server::start(&["--payload-limit", "8192", "--max-client-batch-size", "4"]);
     let long = json!({"inputs": long_text(), "truncate": false}).to_string();
-    let many = json!({"inputs": ["a", "b", "c", "d", "e"]}).to_string();
+    let many = json!({"inputs": [["a"], ["b"], ["c"], ["d", "pair"], ["e"]]}).to_string();
     let huge = json!({"inputs": "x".repeat(10_000)}).to_string();
     for (body, status, says) in [
         ("not json", 422, "not valid JSON"),
         ("[1, 2]", 422, "JSON object"),
         (r#"{"text": "hi"}"#, 422, "no \"inputs\""),
-        (r#"{"inputs": 42}"#, 422, "string or a list"),
-        (r#"{"inputs": ["ok", 7]}"#, 422, "inputs[1]"),
-        (r#"{"inputs": [["a", "b"]]}"#, 422, "pairs"),
-        (r#"{"inputs": [["a"], []]}"#, 422, "pairs"),
+        (r#"{"inputs": 42}"#, 422, "must be a text, a pair"),
+        (
+            r#"{"inputs": ["ok", 7]}"#,
+            422,
+            "inputs[1] must be a string",
+        ),
+        (r#"{"inputs": ["a", "b", "c"]}"#, 422, "3 texts"),
+        (
+            r#"{"inputs": [["a", "b", "c"]]}"#,
+            422,
+            "inputs[0] holds 3 texts",
+        ),
+        (r#"{"inputs": [["a"], []]}"#, 422, "inputs[1] holds 0 texts"),
         // TEI's codes: Empty is 400, Validation 422 (too many inputs, a
         // text over the limit); the body limit is the framework's 413.
         (r#"{"inputs": []}"#, 400, "empty"),
@@ -220,7 +229,7 @@ fn fifty_concurrent_clients_each_get_their_own_answer() {
 #[test]
 fn a_flood_over_the_concurrency_limit_gets_429_and_nothing_else_fails() {
     let server = Server::start(&["--max-concurrent-requests", "2", "--long-text", "window"]);
-    let body = json!({"inputs": vec![long_text(); 8]}).to_string();
+    let body = json!({"inputs": vec![vec![long_text()]; 8]}).to_string();
     let answers = concurrently(&server, vec![body; 24]);
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -239,7 +248,7 @@ fn a_flood_over_the_concurrency_limit_gets_429_and_nothing_else_fails() {
 #[cfg(unix)]
 fn sigterm_finishes_the_requests_in_flight_then_exits_zero() {
     let mut server = Server::start(&["--long-text", "window"]);
-    let body = json!({"inputs": vec![long_text(); 16]}).to_string();
+    let body = json!({"inputs": vec![vec![long_text()]; 16]}).to_string();
     let url = Arc::new(server.url("/predict"));
     let clients: Vec<_> = (0..12)
         .map(|_| {
@@ -277,15 +286,17 @@ fn sigterm_finishes_the_requests_in_flight_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// The body parser never panics, and a well-formed body parses to what it says.
+/// The body parser never panics, and a well-formed body parses to what it
+/// says, in TEI's forms and in /classify's.
 mod parser {
     use proptest::prelude::*;
-    use sentiment::serve::request::{Inputs, PredictRequest};
+    use sentiment::serve::request::{InputForm, Inputs, PredictRequest, Sequence};
 
     proptest! {
         #[test]
         fn any_bytes_parse_or_are_refused(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = PredictRequest::parse(&body);
+            let _ = PredictRequest::parse(&body, InputForm::Tei);
+            let _ = PredictRequest::parse(&body, InputForm::Classify);
         }
 
         #[test]
@@ -298,6 +309,7 @@ mod parser {
             ],
             truncate in prop_oneof![Just(None), any::<bool>().prop_map(Some), Just(Some(true))],
             extra in proptest::option::of("[a-z_]{1,10}"),
+            tei in any::<bool>(),
         ) {
             let mut body = serde_json::json!({"inputs": inputs.clone()});
             if let Some(truncate) = truncate {
@@ -306,21 +318,39 @@ mod parser {
             if let Some(extra) = &extra {
                 body[extra] = 1.into();
             }
-            let parsed = PredictRequest::parse(body.to_string().as_bytes());
+            let form = if tei { InputForm::Tei } else { InputForm::Classify };
+            let parsed = PredictRequest::parse(body.to_string().as_bytes(), form);
             let known_extra = extra.as_deref().is_some_and(|e| {
                 ["inputs", "truncate", "raw_scores", "truncation_direction"].contains(&e)
             });
+            let texts = |items: &[serde_json::Value]| -> Vec<String> {
+                items.iter().map(|t| t.as_str().unwrap().to_string()).collect()
+            };
             match (&inputs, parsed) {
                 (serde_json::Value::String(text), Ok(request)) => {
-                    prop_assert_eq!(request.inputs, Inputs::One(text.clone()));
+                    prop_assert_eq!(request.inputs, Inputs::One(Sequence::Single(text.clone())));
                     if !known_extra {
                         prop_assert_eq!(request.truncate, truncate);
                     }
                 }
-                (serde_json::Value::Array(_), Ok(request)) => {
-                    prop_assert!(matches!(request.inputs, Inputs::Many(_)));
+                // TEI: a list of strings is one text or one pair.
+                (serde_json::Value::Array(items), Ok(request)) if tei => {
+                    let mut texts = texts(items);
+                    let want = match texts.len() {
+                        0 => Inputs::Many(Vec::new()),
+                        1 => Inputs::One(Sequence::Single(texts.remove(0))),
+                        2 => Inputs::One(Sequence::Pair(texts[0].clone(), texts[1].clone())),
+                        n => return Err(TestCaseError::fail(format!("accepted {n} texts"))),
+                    };
+                    prop_assert_eq!(request.inputs, want);
+                }
+                // /classify: a list of strings is a batch of texts.
+                (serde_json::Value::Array(items), Ok(request)) => {
+                    let want = texts(items).into_iter().map(Sequence::Single).collect();
+                    prop_assert_eq!(request.inputs, Inputs::Many(want));
                 }
                 (_, Ok(request)) => prop_assert!(false, "accepted {:?}", request),
+                (serde_json::Value::Array(items), Err(_)) if tei && items.len() > 2 => {}
                 (serde_json::Value::String(_) | serde_json::Value::Array(_), Err(err)) => {
                     // Unknown fields are ignored: only a known one with a
                     // wrong value may make a valid body invalid.
@@ -328,6 +358,100 @@ mod parser {
                 }
                 (_, Err(_)) => {}
             }
+        }
+    }
+
+    fn parse(form: InputForm, inputs: serde_json::Value) -> Result<Inputs, String> {
+        let body = serde_json::json!({ "inputs": inputs }).to_string();
+        PredictRequest::parse(body.as_bytes(), form)
+            .map(|request| request.inputs)
+            .map_err(|err| err.to_string())
+    }
+
+    fn single(text: &str) -> Sequence {
+        Sequence::Single(text.into())
+    }
+
+    fn pair(first: &str, second: &str) -> Sequence {
+        Sequence::Pair(first.into(), second.into())
+    }
+
+    /// Every form of TEI's `PredictInput`, read as TEI's own parser reads
+    /// it, and the shapes it refuses, each with the reason.
+    #[test]
+    fn tei_forms_parse_as_tei_reads_them() {
+        use serde_json::json;
+        let tei = |inputs| parse(InputForm::Tei, inputs);
+        assert_eq!(tei(json!("a")), Ok(Inputs::One(single("a"))));
+        assert_eq!(tei(json!(["a"])), Ok(Inputs::One(single("a"))));
+        assert_eq!(tei(json!(["a", "b"])), Ok(Inputs::One(pair("a", "b"))));
+        assert_eq!(
+            tei(json!([["a"], ["b", "c"], ["d"]])),
+            Ok(Inputs::Many(vec![single("a"), pair("b", "c"), single("d")]))
+        );
+        assert_eq!(tei(json!([])), Ok(Inputs::Many(Vec::new())));
+        for (bad, says) in [
+            (json!(["a", "b", "c"]), "inputs holds 3 texts"),
+            (json!([["a", "b", "c"]]), "inputs[0] holds 3 texts"),
+            (json!([["a"], []]), "inputs[1] holds 0 texts"),
+            (
+                json!([["a"], "b"]),
+                "inputs[1] must be a list of one or two texts",
+            ),
+            (
+                json!(["a", ["b"]]),
+                "inputs[1] must be a string, not an array",
+            ),
+            (
+                json!([["a", 1]]),
+                "inputs[0][1] must be a string, not a number",
+            ),
+            (json!({"text": "a"}), "not an object"),
+        ] {
+            let err = tei(bad.clone()).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    /// /classify takes a list of texts as a batch, and pairs as HF's
+    /// pipeline's objects or TEI's two-text lists.
+    #[test]
+    fn classify_forms_take_texts_and_pairs() {
+        use serde_json::json;
+        let classify = |inputs| parse(InputForm::Classify, inputs);
+        assert_eq!(
+            classify(json!(["a", "b"])),
+            Ok(Inputs::Many(vec![single("a"), single("b")]))
+        );
+        assert_eq!(
+            classify(json!({"text": "a", "text_pair": "b"})),
+            Ok(Inputs::One(pair("a", "b")))
+        );
+        assert_eq!(classify(json!({"text": "a"})), Ok(Inputs::One(single("a"))));
+        assert_eq!(
+            classify(json!(["a", {"text": "b", "text_pair": "c"}, ["d", "e"], ["f"]])),
+            Ok(Inputs::Many(vec![
+                single("a"),
+                pair("b", "c"),
+                pair("d", "e"),
+                single("f")
+            ]))
+        );
+        for (bad, says) in [
+            (json!({"text_pair": "b"}), "inputs has no \"text\" field"),
+            (
+                json!({"text": "a", "text_pairs": "b"}),
+                "a field \"text_pairs\"",
+            ),
+            (
+                json!([{"text": 1}]),
+                "inputs[0].text must be a string, not a number",
+            ),
+            (json!([["a", "b", "c"]]), "inputs[0] holds 3 texts"),
+            (json!([1]), "inputs[0] must be a text"),
+        ] {
+            let err = classify(bad.clone()).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 }

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use server::*;
 
 /// TEI's routes and forms: POST / and /invocations answer as /predict, a
-/// batch may be a list of one-text lists, and unknown fields (the HF
-/// client's "parameters") are ignored as TEI ignores them. Each failed
-/// before (404, 422 "text pairs", 422 "unknown field").
+/// batch is a list of one-text lists, and unknown fields (the HF client's
+/// "parameters") are ignored as TEI ignores them. Each failed before (404,
+/// 422 "text pairs", 422 "unknown field").
 #[test]
 fn tei_routes_batch_form_and_unknown_fields() {
     let server = Server::start(&[]);
@@ -27,16 +27,108 @@ fn tei_routes_batch_form_and_unknown_fields() {
         r#"{"inputs": "I love this movie", "parameters": {"top_k": 1, "function_to_apply": "softmax"}}"#,
     );
     assert_eq!((status, &answer), (200, &single));
-    let (_, plain) = server.post(
-        "/predict",
-        r#"{"inputs": ["I like you.", "I hate pineapples"]}"#,
-    );
-    let (status, nested) = server.post(
+    // TEI reads a one-text list as that text, answered alone.
+    let (status, answer) = server.post("/predict", r#"{"inputs": ["I love this movie"]}"#);
+    assert_eq!((status, &answer), (200, &single));
+    let (status, batch) = server.post(
         "/predict",
         r#"{"inputs": [["I like you."], ["I hate pineapples"]]}"#,
     );
-    assert_eq!((status, &nested), (200, &plain));
-    assert_eq!(nested.as_array().unwrap().len(), 2);
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    let (_, classified) = server.post(
+        "/classify",
+        r#"{"inputs": ["I like you.", "I hate pineapples"]}"#,
+    );
+    for (tei, ours) in batch
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(classified.as_array().unwrap())
+    {
+        assert_eq!(tei[0]["label"], ours["label"]);
+        let score = |v: &Value| v["score"].as_f64().unwrap() as f32;
+        assert_eq!(score(&tei[0]), score(ours));
+    }
+}
+
+/// Text pairs in every form TEI takes (`["a", "b"]` alone, `[["a", "b"],
+/// ["c"]]` in a batch) and /classify's (HF's pipeline's `{"text",
+/// "text_pair"}`), on a BERT model whose second texts are token type 1:
+/// each answer is the library's for that pair, which matches HF
+/// (tests/pairs.rs). `["a", "b"]` was a batch of two before, and `[["a",
+/// "b"]]` a 422.
+#[test]
+fn text_pairs_in_tei_and_pipeline_forms_match_the_library() {
+    let model = fixture("tiny-bert");
+    let server = Server::start_model(&["-m", model.to_str().unwrap()], &[], |_| {});
+    let classifier = load(&model);
+    let (premise, hypothesis) = ("A man is playing a guitar.", "Someone is making music.");
+    let options = sentiment::ClassifyOptions::default();
+    let want = &classifier
+        .classify_pairs(&[(premise, hypothesis)], &options)
+        .unwrap()[0];
+    let alone = &classifier.classify(&[premise], &options).unwrap()[0];
+    let best = |answer: &Value| {
+        (
+            answer["label"].as_str().unwrap().to_string(),
+            answer["score"].as_f64().unwrap() as f32,
+        )
+    };
+    let check = |answer: &Value, what: &str| {
+        let (label, score) = best(answer);
+        assert_eq!(label, want.label, "{what}: {answer}");
+        assert!((score - want.score).abs() < 1e-6, "{what}: {answer}");
+    };
+
+    let (status, pair) = server.post(
+        "/predict",
+        &json!({"inputs": [premise, hypothesis]}).to_string(),
+    );
+    assert_eq!(status, 200, "{pair}");
+    check(&pair[0], "TEI pair");
+    assert!(
+        (best(&pair[0]).1 - alone.score).abs() > 1e-4,
+        "the pair scored as its first text"
+    );
+
+    let body = json!({"inputs": [[premise, hypothesis], [premise]]}).to_string();
+    let (status, batch) = server.post("/predict", &body);
+    assert_eq!(status, 200, "{batch}");
+    check(&batch[0][0], "TEI batch pair");
+    assert!((best(&batch[1][0]).1 - alone.score).abs() < 1e-6, "{batch}");
+
+    let body = json!({"inputs": {"text": premise, "text_pair": hypothesis}}).to_string();
+    let (status, one) = server.post("/classify", &body);
+    assert_eq!(status, 200, "{one}");
+    check(&one, "pipeline pair");
+    let body = json!({"inputs": [{"text": premise, "text_pair": hypothesis}, [premise, hypothesis], premise]});
+    let (status, many) = server.post("/classify", &body.to_string());
+    assert_eq!(status, 200, "{many}");
+    check(&many[0], "pipeline pair in a list");
+    check(&many[1], "TEI pair in a /classify list");
+    assert!((best(&many[2]).1 - alone.score).abs() < 1e-6);
+
+    // raw_scores on a pair: its logits.
+    let body = json!({"inputs": [premise, hypothesis], "raw_scores": true}).to_string();
+    let (_, raw) = server.post("/predict", &body);
+    let top = raw[0]["score"].as_f64().unwrap() as f32;
+    assert!(
+        (top - want.logits.iter().copied().fold(f32::MIN, f32::max)).abs() < 1e-5,
+        "{raw}"
+    );
+
+    // An over-long pair: cut longer side first, or refused with truncate false.
+    let long = "the movie was great , and i loved it ! ".repeat(80);
+    let body = json!({"inputs": {"text": long, "text_pair": hypothesis}}).to_string();
+    let (status, cut) = server.post("/classify", &body);
+    assert_eq!((status, &cut["truncated"]), (200, &json!(true)), "{cut}");
+    let body = json!({"inputs": [long, hypothesis], "truncate": false}).to_string();
+    let (status, refused) = server.post("/predict", &body);
+    assert_eq!(status, 422, "{refused}");
+    // Both sides empty is TEI's Empty.
+    let (status, empty) = server.post("/predict", r#"{"inputs": ["", ""]}"#);
+    assert_eq!(status, 400, "{empty}");
 }
 
 /// TEI's liveness route: GET /ping answers 200, without the API key, as

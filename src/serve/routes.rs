@@ -18,13 +18,12 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::errors::{ApiError, ErrorType};
 use super::metrics::{Metrics, RequestLabels};
 use super::queue::Job;
-use super::request::{Inputs, PredictRequest};
+use super::request::{InputForm, Inputs, PredictRequest};
 use super::state::AppState;
 use crate::batch::{CancelFlag, EncodedText};
 use crate::classifier::{ClassifyOptions, LongText};
 use crate::error::Result;
 use crate::postprocess::Prediction;
-use crate::tokenize::TextInput;
 
 /// Requests with at most this much text are tokenized on the async thread
 /// itself; larger ones on tokio's blocking pool, so that a long text never
@@ -260,7 +259,7 @@ async fn predict(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let (request, predictions) = match run(&state, body).await {
+    let (request, predictions) = match run(&state, body, InputForm::Tei).await {
         Ok(done) => done,
         Err(err) => return err.into_response(),
     };
@@ -298,7 +297,7 @@ async fn classify(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    match run(&state, body).await {
+    match run(&state, body, InputForm::Classify).await {
         Ok((request, mut predictions)) => match request.inputs {
             Inputs::One(_) => Json(predictions.pop()).into_response(),
             Inputs::Many(_) => Json(predictions).into_response(),
@@ -313,6 +312,7 @@ async fn classify(
 async fn run(
     state: &AppState,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    form: InputForm,
 ) -> Result<(PredictRequest, Vec<Prediction>), ApiError> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
@@ -326,7 +326,7 @@ async fn run(
         ApiError::validation(message).with_status(status)
     })?;
     let _permit = take_permit(state)?;
-    let request = PredictRequest::parse(&body).map_err(|err| ApiError::validation(err.0))?;
+    let request = PredictRequest::parse(&body, form).map_err(|err| ApiError::validation(err.0))?;
     let count = request.inputs.len();
     if count == 0 {
         return Err(ApiError::new(
@@ -334,8 +334,8 @@ async fn run(
             "\"inputs\" is an empty list",
         ));
     }
-    if let Inputs::One(text) = &request.inputs {
-        if text.is_empty() {
+    if let Inputs::One(sequence) = &request.inputs {
+        if sequence.input().is_empty() {
             return Err(ApiError::new(
                 ErrorType::Empty,
                 "\"inputs\" cannot be empty",
@@ -361,24 +361,24 @@ async fn run(
         _ => state.config.options,
     };
     let refuse_long = request.truncate == Some(false);
-    let texts: Vec<String> = request
-        .inputs
-        .texts()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let encoded = if texts.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
+    let sequences = request.inputs.sequences();
+    let bytes: usize = sequences.iter().map(|s| s.input().len()).sum();
+    let encoded = if bytes <= INLINE_TOKENIZE_BYTES {
         // A few sentences tokenize in tens of microseconds: less than
         // handing them to another thread would cost.
         // One text at a time: `encode_all` would hand them to the
         // tokenizer's rayon pool, whose wake-ups and spinning cost more
         // than these texts and compete with the model's threads.
         let batcher = state.classifier.batcher(options);
-        texts.iter().map(|text| batcher.encode(text)).collect()
+        sequences
+            .iter()
+            .map(|s| batcher.encode(s.input()))
+            .collect()
     } else {
         let classifier = state.classifier.clone();
+        let sequences = sequences.to_vec();
         tokio::task::spawn_blocking(move || {
-            let inputs: Vec<TextInput> = texts.iter().map(|text| text.into()).collect();
+            let inputs: Vec<_> = sequences.iter().map(|s| s.input()).collect();
             classifier.batcher(options).encode_all(&inputs)
         })
         .await
