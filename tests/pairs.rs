@@ -321,3 +321,59 @@ fn int8_runs_pairs() {
         .fold(0f32, f32::max);
     assert!(worst > 0.0 && worst < 0.5, "int8 |Δlogit| {worst}");
 }
+
+/// `batch --pair-field`: each line's pair, as the library (and so HF)
+/// classifies it, passthrough kept; a line without the pair field is an
+/// error record in its place; a pair field that cannot work is exit 2.
+#[cfg(feature = "cli")]
+#[test]
+fn batch_reads_pairs_from_two_fields() {
+    let golden = pair_golden("tiny-bert");
+    let model = fixture("tiny-bert");
+    let mut input = String::new();
+    for (i, case) in golden.cases.iter().enumerate() {
+        let line = serde_json::json!({"id": i, "premise": case.first, "hypothesis": case.second});
+        input.push_str(&format!("{line}\n"));
+        if i == 3 {
+            input.push_str("{\"id\": \"no pair\", \"premise\": \"alone\"}\n");
+        }
+    }
+    let args = [
+        "-m",
+        model.to_str().unwrap(),
+        "batch",
+        "--field",
+        "premise",
+        "--pair-field",
+        "hypothesis",
+    ];
+    let output = run_with_stdin(sentiment_command(&args), input.as_bytes());
+    assert_exit_code(&output, 1);
+    let records: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), golden.cases.len() + 1);
+    assert_eq!(records[4]["error"], "field \"hypothesis\" is missing");
+    assert_eq!(records[4]["id"], "no pair");
+    let library = load(&model)
+        .classify_pairs(&pairs(&golden), &ClassifyOptions::default())
+        .unwrap();
+    let answered = records.iter().filter(|r| r.get("error").is_none());
+    for ((record, case), want) in answered.zip(&golden.cases).zip(&library) {
+        assert_eq!(record["premise"], case.first.as_str());
+        assert_eq!(record["label"], want.label.as_str());
+        let score = record["score"].as_f64().unwrap() as f32;
+        assert!((score - want.score).abs() < 1e-6, "{record}");
+        assert_eq!(record["truncated"], case.truncated);
+    }
+    for bad in [
+        vec!["batch", "--pair-field", "text"],
+        vec!["batch", "--input", "text", "--pair-field", "b"],
+    ] {
+        let output = run_with_stdin(sentiment_command(&bad), b"{\"text\": \"a\"}\n");
+        assert_exit_code(&output, 2);
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -210,6 +210,25 @@ impl BatchArgs {
             (field, _) => Ok(field.clone().unwrap_or_else(|| "text".into())),
         }
     }
+
+    /// The JSON field that holds a pair's second text, if pairs are read;
+    /// refused with plain-text lines, and where it is the text's own field.
+    pub fn pair_field(&self) -> Result<Option<String>, UsageError> {
+        let Some(pair) = &self.pair_field else {
+            return Ok(None);
+        };
+        if self.format == InputFormat::Text {
+            return Err(UsageError(
+                "--pair-field names a JSON field, and --input text reads plain lines".into(),
+            ));
+        }
+        if *pair == self.text_field()? {
+            return Err(UsageError(format!(
+                "--pair-field {pair:?} is the text's own field: a pair needs two fields"
+            )));
+        }
+        Ok(Some(pair.clone()))
+    }
 }
 
 impl LongTextArgs {
@@ -348,6 +367,13 @@ pub struct BatchArgs {
     /// The JSON field that holds the text (JSONL input only) [default: text].
     #[arg(long, value_name = "NAME")]
     pub field: Option<String>,
+
+    /// The JSON field that holds the second text of a pair, for models
+    /// trained on pairs (NLI, paraphrase): each line is classified as the
+    /// pair (--field, --pair-field), as HF's tokenizer(text, text_pair)
+    /// encodes it; a line without it gets an error record (JSONL input only).
+    #[arg(long, value_name = "NAME")]
+    pub pair_field: Option<String>,
 
     /// Texts per forward pass. Lines are sorted by length within a window of
     /// 16 batches, so each batch pads little, and written back in input order.

@@ -25,6 +25,7 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
         .with_long_text(args.long_text.mode()?)
         .with_top_k(args.output.top_k.map(|k| k as usize));
     let field = args.text_field()?;
+    let pair_field = args.pair_field()?;
     // Open the input before loading the model or touching --output: a typo
     // in a path costs nothing, and a bad input never truncates an output.
     let (input, input_len) = open_input(args.input.as_deref())?;
@@ -57,6 +58,7 @@ pub fn run(model: &ModelArgs, args: &BatchArgs) -> Result<u8> {
         LineOptions {
             format: args.format,
             field,
+            pair_field,
             skip,
             capacity: batcher.batch_size() * WINDOW_BATCHES,
         },

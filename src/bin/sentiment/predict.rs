@@ -35,6 +35,7 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
             LineOptions {
                 format: InputFormat::Text,
                 field: String::new(),
+                pair_field: None,
                 skip: 0,
                 capacity: batcher.batch_size(),
             },

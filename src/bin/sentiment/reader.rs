@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use sentiment::input::{read_line_capped, InputFormat, Line, MAX_LINE_BYTES};
+use sentiment::input::{read_line_capped, InputFormat, Line, TextFields, MAX_LINE_BYTES};
 use sentiment::Feed;
 
 /// How long the input may be silent before what has been read is
@@ -63,6 +63,8 @@ impl ReadAhead {
 pub struct LineOptions {
     pub format: InputFormat,
     pub field: String,
+    /// The second text of each pair (`--pair-field`).
+    pub pair_field: Option<String>,
     /// Lines already classified by an earlier run (`--resume`): read and
     /// counted, never parsed or sent.
     pub skip: u64,
@@ -113,7 +115,10 @@ pub fn spawn(
                         len,
                         MAX_LINE_BYTES,
                         options.format,
-                        &options.field,
+                        TextFields {
+                            text: &options.field,
+                            pair: options.pair_field.as_deref(),
+                        },
                     ))
                 }
                 Ok(None) => return,
@@ -196,6 +201,7 @@ mod tests {
         let options = LineOptions {
             format: InputFormat::Jsonl,
             field: "text".into(),
+            pair_field: None,
             skip: 0,
             capacity: 1000,
         };
