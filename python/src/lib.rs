@@ -11,7 +11,24 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use sentiment::{
     Aggregate, ClassifyOptions, DeviceSpec, Error, LongText, ModelSpec, Precision, Prediction,
+    TextInput,
 };
+
+/// One item of `classify_many`: a text, or a `(text, text_pair)` tuple.
+#[derive(FromPyObject)]
+enum Item {
+    Single(String),
+    Pair(String, String),
+}
+
+impl Item {
+    fn input(&self) -> TextInput<'_> {
+        match self {
+            Self::Single(text) => TextInput::Single(text),
+            Self::Pair(first, second) => TextInput::Pair(first, second),
+        }
+    }
+}
 
 pyo3::create_exception!(
     sentiment,
@@ -202,14 +219,15 @@ impl Classifier {
         Ok(self.inner.precision_warning(parse_precision(asked)?))
     }
 
-    /// Classifies `texts` in order, batched by length, with the GIL
-    /// released: per text a dict, or the exception it raised.
+    /// Classifies `texts` (each a str, or a `(text, text_pair)` tuple) in
+    /// order, batched by length, with the GIL released: per text a dict, or
+    /// the exception it raised.
     #[pyo3(signature = (texts, *, top_k, long_text, stride, aggregate, batch_size, details))]
     #[allow(clippy::too_many_arguments)]
     fn classify_many<'py>(
         &self,
         py: Python<'py>,
-        texts: Vec<String>,
+        texts: Vec<Item>,
         top_k: Option<usize>,
         long_text: &str,
         stride: usize,
@@ -228,7 +246,7 @@ impl Classifier {
         let results = py.detach(|| {
             let mut results = Vec::with_capacity(texts.len());
             let batcher = self.inner.batcher(options).with_batch_size(batch_size);
-            let outcome = batcher.run(texts.iter().map(String::as_str), |_: &str, result| {
+            let outcome = batcher.run(texts.iter().map(Item::input), |_: TextInput, result| {
                 results.push(result);
                 Ok::<(), std::convert::Infallible>(())
             });

@@ -49,6 +49,26 @@ def test_logits_match_the_golden_files_alone_and_in_batches(name):
             assert max_diff(result["logits"], expected) <= LOGIT_TOLERANCE
 
 
+@pytest.mark.parametrize("model", ["tiny-distilbert", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta"])
+def test_text_pairs_match_the_golden_files_as_pipeline_dicts(model):
+    data = json.loads((FIXTURES / f"golden_pairs_{model}.json").read_text())
+    clf = sentiment.Classifier(FIXTURES / model)
+    pairs = [{"text": case["first"], "text_pair": case["second"]} for case in data["cases"]]
+    alone = [clf(pair, details=True) for pair in pairs]
+    together = clf(pairs, details=True)
+    streamed = list(clf.stream(iter(pairs), details=True, batch_size=3))
+    for case, one, many, stream in zip(data["cases"], alone, together, streamed):
+        assert max_diff(one[0]["logits"], case["logits"]) <= 1e-4
+        assert max_diff(many["logits"], case["logits"]) <= 1e-4
+        assert max_diff(stream["logits"], case["logits"]) <= 1e-4
+        assert many["truncated"] == case["truncated"]
+    # A dict without text_pair is a text; a wrong dict is a TypeError.
+    assert clf({"text": "a text"}) == clf("a text")
+    for bad in ({"text": "a", "pair": "b"}, {"text_pair": "b"}, {"text": "a", "text_pair": 3}):
+        with pytest.raises(TypeError):
+            clf(bad)
+
+
 def test_scores_are_the_pipelines_softmax_of_the_logits():
     data = golden("tiny")
     clf = sentiment.Classifier(FIXTURES / "tiny-distilbert")

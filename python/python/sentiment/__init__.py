@@ -6,6 +6,7 @@ pipeline::
     clf = sentiment.Classifier()                  # the bundled model
     clf("I love this movie")                      # [{'label': 'POSITIVE', 'score': 0.99...}]
     clf(["great", "awful"], top_k=None)           # every label, best first, per text
+    clf({"text": "A man plays.", "text_pair": "Someone makes music."})  # a pair model's input
     for result in clf.stream(open("reviews.txt")):  # any iterable, in bounded memory
         ...
 
@@ -65,7 +66,10 @@ class Classifier(_NativeClassifier):
         details=False,
     ):
         """Classifies one text or a list of texts, as
-        ``pipeline("sentiment-analysis")`` does.
+        ``pipeline("sentiment-analysis")`` does. A text pair, for models
+        trained on pairs (NLI, paraphrase), is the pipeline's
+        ``{"text": ..., "text_pair": ...}`` dict, alone or in the list; its
+        longer side is cut first where the two are over the limit.
 
         Without ``top_k``: a list of ``{"label", "score"}`` dicts, one per
         text (one for a single text). With ``top_k=k`` (or None for every
@@ -85,7 +89,7 @@ class Classifier(_NativeClassifier):
         A list or tuple returns a list; any other iterable returns an
         iterator, as from :meth:`stream`.
         """
-        single = isinstance(inputs, str)
+        single = isinstance(inputs, (str, dict))
         if not single and not isinstance(inputs, (list, tuple)):
             if isinstance(inputs, Iterable):
                 return self.stream(
@@ -99,7 +103,9 @@ class Classifier(_NativeClassifier):
                     aggregate=aggregate,
                     details=details,
                 )
-            raise TypeError(f"inputs must be a str, a list of str or an iterable of str, not {type(inputs).__name__}")
+            raise TypeError(
+                f"inputs must be a str, a text-pair dict, or a list or iterable of them, not {type(inputs).__name__}"
+            )
         texts = [inputs] if single else list(inputs)
         shaped = self._classify(texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
         if single and top_k is not _NOT_GIVEN:
@@ -119,7 +125,8 @@ class Classifier(_NativeClassifier):
         aggregate="mean",
         details=False,
     ) -> Iterator:
-        """Yields one result per text of ``texts`` (any iterable of str), in
+        """Yields one result per text of ``texts`` (any iterable of str or
+        text-pair dicts), in
         order, shaped as :meth:`__call__` shapes a list's. Texts are read a
         window at a time (16 batches, or 4 MiB of text), so a stream of any
         length runs in bounded memory; a text that cannot be classified
@@ -130,9 +137,7 @@ class Classifier(_NativeClassifier):
             yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
 
     def _classify(self, texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details):
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"texts must be str, not {type(text).__name__}")
+        texts = [_item(text, "texts") for text in texts]
         legacy = top_k is _NOT_GIVEN
         if not legacy and top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, not {top_k!r}")
@@ -172,17 +177,39 @@ class Classifier(_NativeClassifier):
         return out
 
 
+def _item(item, what):
+    """A text as it is, a pipeline pair dict as a (text, text_pair) tuple."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        unknown = set(item) - {"text", "text_pair"}
+        if unknown or not isinstance(item.get("text"), str):
+            raise TypeError(
+                'a text pair is {"text": str, "text_pair": str}, '
+                f"not a dict with keys {sorted(map(str, item))}"
+            )
+        pair = item.get("text_pair")
+        if pair is None:
+            return item["text"]
+        if not isinstance(pair, str):
+            raise TypeError(f"text_pair must be str, not {type(pair).__name__}")
+        return (item["text"], pair)
+    raise TypeError(f"{what} must be str or text-pair dicts, not {type(item).__name__}")
+
+
 def _windows(texts, items, text_bytes):
     """``texts`` in lists of at most ``items`` texts or about ``text_bytes``
-    of text. A non-str item raises TypeError once the texts before it have
+    of text. A bad item raises TypeError once the texts before it have
     been handed out, as their turn came first."""
     window, size = [], 0
-    for text in texts:
-        if not isinstance(text, str):
+    for item in texts:
+        try:
+            text = _item(item, "stream items")
+        except TypeError:
             yield window
-            raise TypeError(f"stream items must be str, not {type(text).__name__}")
-        window.append(text)
-        size += len(text)
+            raise
+        window.append(item)
+        size += len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
         if len(window) >= items or size >= text_bytes:
             yield window
             window, size = [], 0

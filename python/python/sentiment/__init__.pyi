@@ -10,6 +10,9 @@ Result = dict[str, Any]
 """{"label": str, "score": float}, plus "logits", "tokens", "truncated"
 and "windows" with details=True."""
 
+TextPair = dict[str, str]
+"""HF's pipeline's pair input: {"text": str, "text_pair": str}."""
+
 class ModelError(Exception):
     """A model that cannot be used: a corrupt or inconsistent file, or a forward pass that failed."""
 
@@ -37,7 +40,7 @@ class Classifier:
     @overload
     def __call__(
         self,
-        inputs: Union[str, list[str], tuple[str, ...]],
+        inputs: Union[str, TextPair, list[Union[str, TextPair]], tuple[Union[str, TextPair], ...]],
         *,
         top_k: Optional[int] = ...,
         truncation: bool = True,
@@ -51,7 +54,7 @@ class Classifier:
     @overload
     def __call__(
         self,
-        inputs: Iterable[str],
+        inputs: Iterable[Union[str, TextPair]],
         *,
         top_k: Optional[int] = ...,
         truncation: bool = True,
@@ -64,7 +67,7 @@ class Classifier:
     ) -> Iterator[Any]: ...
     def stream(
         self,
-        texts: Iterable[str],
+        texts: Iterable[Union[str, TextPair]],
         *,
         top_k: Optional[int] = ...,
         truncation: bool = True,
