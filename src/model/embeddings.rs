@@ -9,7 +9,7 @@ use super::config::{Config, Positions, WordTable};
 use super::cpu::KernelPlan;
 use super::names::{TokenTypes, WeightNames};
 use super::norm::LayerNorm;
-use super::RaggedBatch;
+use super::ragged::RaggedBatch;
 
 #[derive(Debug, Clone)]
 pub struct Embeddings {
