@@ -151,6 +151,18 @@ def build_tiny():
     write_golden(out, FIXTURES / "golden_tiny.json")
 
 
+def provenance(generator, model_dir, model, tok) -> dict:
+    """What made a golden file, and from which model, first in every one."""
+    return {
+        "generator": generator,
+        "transformers": __import__("transformers").__version__,
+        "torch": torch.__version__,
+        "model": model_dir.name,
+        "architecture": model.config.architectures[0],
+        "auto_tokenizer": type(tok).__name__,
+    }
+
+
 @torch.no_grad()
 def write_golden(model_dir: Path, out_path: Path):
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -193,12 +205,7 @@ def write_golden(model_dir: Path, out_path: Path):
         _, logits = run([INPUTS[i] for i in members])
         batches.append({"members": members, "logits": logits.tolist()})
     golden = {
-        "generator": "tools/make_fixtures.py",
-        "transformers": __import__("transformers").__version__,
-        "torch": torch.__version__,
-        "model": model_dir.name,
-        "architecture": model.config.architectures[0],
-        "auto_tokenizer": type(tok).__name__,
+        **provenance("tools/make_fixtures.py", model_dir, model, tok),
         "tokenizer_disagreements": disagreements,
         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
         "cases": cases,
@@ -402,12 +409,7 @@ def write_pair_golden(model_dir: Path, out_path: Path):
             for i in range(len(pairs)) if cases[i]["truncated"]]
     batches = [{"members": m, "logits": run(m)[1].tolist()} for m in PAIR_BATCHES]
     golden = {
-        "generator": "tools/make_fixtures.py pairs",
-        "transformers": __import__("transformers").__version__,
-        "torch": torch.__version__,
-        "model": model_dir.name,
-        "architecture": model.config.architectures[0],
-        "auto_tokenizer": type(tok).__name__,
+        **provenance("tools/make_fixtures.py pairs", model_dir, model, tok),
         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
         "cases": cases,
         "left_truncated": left,

@@ -22,12 +22,9 @@ fn long_texts() -> Vec<String> {
     ]
 }
 
-/// Keeping the end matches the tokenizer's own left truncation (HF's
-/// `truncation_side="left"`) on the whole text, for long texts read a
-/// suffix at a time and for short ones.
-#[test]
-fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
-    let tokenizer = tokenizer();
+/// The tokenizer's own truncation to 512 tokens from the left (HF's
+/// `truncation_side="left"`), on whole texts.
+fn left_truncating(tokenizer: &TextTokenizer) -> Tokenizer {
     let mut left = tokenizer.inner.clone();
     left.with_truncation(Some(TruncationParams {
         max_length: 512,
@@ -36,6 +33,16 @@ fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
         direction: TruncationDirection::Left,
     }))
     .unwrap();
+    left
+}
+
+/// Keeping the end matches the tokenizer's own left truncation (HF's
+/// `truncation_side="left"`) on the whole text, for long texts read a
+/// suffix at a time and for short ones.
+#[test]
+fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
+    let tokenizer = tokenizer();
+    let left = left_truncating(&tokenizer);
     let mut texts = long_texts();
     texts.extend(["", "short", &"the end matters . ".repeat(200)].map(String::from));
     for text in texts {
@@ -50,14 +57,7 @@ fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
 #[test]
 fn a_long_pair_is_cut_exactly_as_from_the_whole_texts() {
     let tokenizer = tokenizer();
-    let mut left = tokenizer.inner.clone();
-    left.with_truncation(Some(TruncationParams {
-        max_length: 512,
-        strategy: TruncationStrategy::LongestFirst,
-        stride: 0,
-        direction: TruncationDirection::Left,
-    }))
-    .unwrap();
+    let left = left_truncating(&tokenizer);
     let long = long_texts();
     let short = ["", "a short hypothesis", &"medium words here ".repeat(60)].map(String::from);
     let mut pairs: Vec<(&str, &str)> = Vec::new();
