@@ -56,6 +56,8 @@ def parse_args(argv):
     parser.add_argument("--model", default=None, help="a model folder on every executor, or a hub id")
     parser.add_argument("--quantize", choices=["int8"], default=None)
     parser.add_argument("--field", default="text", help="the JSON field holding the text")
+    parser.add_argument("--pair-field", default=None,
+                        help="the JSON field holding a text pair's second text (pair models: NLI)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--master", default=None, help="e.g. local[2]; spark-submit sets it otherwise")
     # For the fault test: the first attempt of partition 0 has its process
@@ -71,6 +73,8 @@ def sentiment_command(binary, args, threads):
     if args.quantize:
         command += ["--quantize", args.quantize]
     command += ["--threads", str(threads), "batch", "--errors-ok", "--field", args.field]
+    if args.pair_field:
+        command += ["--pair-field", args.pair_field]
     if args.batch_size:
         command += ["--batch-size", str(args.batch_size)]
     return command

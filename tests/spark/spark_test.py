@@ -54,8 +54,9 @@ def make_input(path):
             if i % bad_every == 7:
                 out.write(f'{{"id": {i}, "text": "unterminated\n')  # invalid JSON
             else:
-                row = dev[i % len(dev)]
-                out.write(json.dumps({"id": i, "text": row["text"], "gold": row["label"]}) + "\n")
+                row, after = dev[i % len(dev)], dev[(i + 1) % len(dev)]
+                out.write(json.dumps({"id": i, "text": row["text"], "gold": row["label"],
+                                      "next": after["text"]}) + "\n")
 
 
 def read_parts(folder):
@@ -115,6 +116,20 @@ def main():
         assert marker.exists(), "the first attempt of partition 0 was killed"
         check_output(read_parts(tmp / "out-retry"), reference)
         print(f"spark recipe: a killed task retried, every line exactly once: ok in {seconds:.1f} s")
+
+        # Text pairs: each line's (text, next) through a BERT pair model.
+        pair_model = ROOT / "tests" / "fixtures" / "tiny-bert"
+        def batch(*extra):
+            out = subprocess.run([str(binary), "--model", str(pair_model), "batch", "--errors-ok", *extra,
+                                  str(source)], check=True, capture_output=True, text=True).stdout
+            return [json.loads(l) for l in out.splitlines()]
+        pairs, singles = batch("--pair-field", "next"), batch()
+        assert all(p["scores"] != s["scores"] for p, s in zip(pairs, singles) if "error" not in p), \
+            "the pairs scored as their first texts"
+        seconds = run_recipe(python, binary, pair_model, source, tmp / "out-pairs", "local[2]",
+                             ["--pair-field", "next"])
+        check_output(read_parts(tmp / "out-pairs"), pairs)
+        print(f"spark recipe: text pairs (--pair-field): ok in {seconds:.1f} s")
 
 
 if __name__ == "__main__":
