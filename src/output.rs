@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::error::Result;
 use crate::input::{Line, ParsedLine, RawFields};
 use crate::postprocess::Prediction;
+use crate::tokenize::TextInput;
 
 /// What became of one input line once the engine delivered it: its parsed
 /// form and prediction, or the message and (for a JSON object) the fields
@@ -44,10 +45,19 @@ pub fn prediction_fields(prediction: &Prediction) -> Map<String, Value> {
     }
 }
 
-/// `{"text": ..., <prediction fields>}`: `predict --json`'s line.
-pub fn text_record(text: &str, prediction: &Prediction) -> Value {
+/// `{"text": ..., <prediction fields>}` (and `"text_pair"` after the text
+/// for a pair): `predict --json`'s line.
+pub fn text_record<'t>(input: impl Into<TextInput<'t>>, prediction: &Prediction) -> Value {
     let mut record = Map::new();
-    record.insert("text".into(), Value::String(text.to_string()));
+    match input.into() {
+        TextInput::Single(text) => {
+            record.insert("text".into(), Value::String(text.to_string()));
+        }
+        TextInput::Pair(first, second) => {
+            record.insert("text".into(), Value::String(first.to_string()));
+            record.insert("text_pair".into(), Value::String(second.to_string()));
+        }
+    }
     record.extend(prediction_fields(prediction));
     Value::Object(record)
 }
@@ -138,7 +148,7 @@ pub fn error_record(line: u64, message: &str, fields: Option<&RawFields>) -> Str
 }
 
 /// `POSITIVE  0.9998  POSITIVE=0.9998 NEGATIVE=0.0002  the text`
-pub fn human_line(text: &str, prediction: &Prediction) -> String {
+pub fn human_line<'t>(input: impl Into<TextInput<'t>>, prediction: &Prediction) -> String {
     let scores: Vec<String> = prediction
         .scores
         .iter()
@@ -154,6 +164,14 @@ pub fn human_line(text: &str, prediction: &Prediction) -> String {
         prediction.label,
         prediction.score,
         scores.join(" "),
-        text.replace(['\n', '\r'], " ")
+        match input.into() {
+            TextInput::Single(text) => one_line(text),
+            TextInput::Pair(first, second) => format!("{} | {}", one_line(first), one_line(second)),
+        }
     )
+}
+
+/// A text on one line of the terminal.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }

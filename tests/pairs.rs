@@ -377,3 +377,54 @@ fn batch_reads_pairs_from_two_fields() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// `predict --pairs`: the arguments two at a time, each pair's record (with
+/// its `text_pair`) the library's answer; an odd count is exit 2 before
+/// anything runs.
+#[cfg(feature = "cli")]
+#[test]
+fn predict_reads_pairs_from_its_arguments() {
+    let golden = pair_golden("tiny-bert");
+    let model = fixture("tiny-bert");
+    let chosen = [0, 1, 5, 8];
+    let mut args = vec![
+        "-m",
+        model.to_str().unwrap(),
+        "predict",
+        "--json",
+        "--pairs",
+    ];
+    for &i in &chosen {
+        args.extend([
+            golden.cases[i].first.as_str(),
+            golden.cases[i].second.as_str(),
+        ]);
+    }
+    let output = sentiment_command(&args).output().unwrap();
+    assert_exit_code(&output, 0);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let records: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), chosen.len());
+    for (record, &i) in records.iter().zip(&chosen) {
+        let case = &golden.cases[i];
+        assert_eq!(record["text"], case.first.as_str());
+        assert_eq!(record["text_pair"], case.second.as_str());
+        let best = case.probabilities.iter().copied().fold(f32::MIN, f32::max);
+        let score = record["score"].as_f64().unwrap() as f32;
+        assert!((score - best).abs() < 1e-5, "{record}");
+        assert_eq!(record["truncated"], case.truncated);
+    }
+    let odd = sentiment_command(&["predict", "--pairs", "one", "two", "three"])
+        .output()
+        .unwrap();
+    assert_exit_code(&odd, 2);
+    assert!(odd.stdout.is_empty());
+    let stderr = String::from_utf8(odd.stderr).unwrap();
+    assert!(
+        stderr.contains("--pairs") && stderr.contains("got 3"),
+        "{stderr}"
+    );
+}

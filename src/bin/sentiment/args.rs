@@ -338,6 +338,12 @@ pub struct PredictArgs {
     #[arg(value_name = "TEXT")]
     pub texts: Vec<String>,
 
+    /// Read the TEXT arguments two at a time, as text pairs for models
+    /// trained on pairs (NLI): `--pairs PREMISE HYPOTHESIS [PREMISE
+    /// HYPOTHESIS ...]`, each encoded as HF's tokenizer(text, text_pair).
+    #[arg(long)]
+    pub pairs: bool,
+
     /// Print one JSON object per line: {"text","label","score","scores",...}.
     #[arg(long)]
     pub json: bool,

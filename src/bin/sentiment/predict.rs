@@ -10,13 +10,15 @@ use sentiment::output::{error_record, human_line, line_outcome, text_record};
 use sentiment::{ClassifyOptions, Prediction, Sink};
 
 use crate::args::{ModelArgs, PredictArgs};
-use crate::exit::{self, diagnostic};
+use crate::exit::{self, diagnostic, UsageError};
 use crate::reader::{self, LineOptions};
 
 pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
     let options = ClassifyOptions::default()
         .with_long_text(args.long_text.mode()?)
         .with_top_k(args.output.top_k.map(|k| k as usize));
+    // A bad --pairs count is refused before the model loads.
+    let pairs = args.pairs.then(|| text_pairs(&args.texts)).transpose()?;
     let classifier = crate::load::classifier(model, &options)?;
     let batcher = classifier
         .batcher(options)
@@ -26,7 +28,9 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
         json: args.json,
         lines: 0,
     };
-    let summary = if args.texts.is_empty() {
+    let summary = if let Some(pairs) = pairs {
+        batcher.run_into::<(String, String), _, _>(pairs, &mut printer)
+    } else if args.texts.is_empty() {
         if std::io::stdin().is_terminal() {
             diagnostic("reading texts from stdin, one per line (Ctrl-D to end)");
         }
@@ -41,7 +45,7 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
             },
             indicatif::ProgressBar::hidden(),
         );
-        let summary = batcher.run_into(lines.feed(), &mut printer);
+        let summary = batcher.run_into::<Line, _, _>(lines.feed(), &mut printer);
         if let Some(err) = lines.take_error() {
             return Err(err).context("cannot read stdin");
         }
@@ -52,7 +56,7 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
             .iter()
             .enumerate()
             .map(|(i, text)| Line::text(i as u64 + 1, text.clone()));
-        batcher.run_into(texts, &mut printer)
+        batcher.run_into::<Line, _, _>(texts, &mut printer)
     }
     .and_then(|summary| printer.out.flush().map(|()| summary))
     .context("cannot write output")?;
@@ -63,6 +67,22 @@ pub fn run(model: &ModelArgs, args: &PredictArgs) -> Result<u8> {
         return Ok(exit::LINES_FAILED);
     }
     Ok(exit::SUCCESS)
+}
+
+/// `--pairs`' arguments two at a time; an odd count, or none, is a usage
+/// error (checked before the model loads).
+pub fn text_pairs(texts: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    if texts.is_empty() || texts.len() % 2 == 1 {
+        return Err(UsageError(format!(
+            "--pairs reads the TEXT arguments two at a time (text, text_pair), and got {}; \
+             for pairs in a file, use batch --pair-field",
+            texts.len()
+        )));
+    }
+    Ok(texts
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect())
 }
 
 /// Prints each result as it is delivered: a human line or a JSON object,
@@ -94,6 +114,35 @@ impl<W: Write> Sink<Line> for Printer<W> {
     }
 
     /// Results appear as soon as their window is done.
+    fn window_done(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Sink<(String, String)> for Printer<W> {
+    type Error = std::io::Error;
+
+    fn deliver(
+        &mut self,
+        (first, second): (String, String),
+        result: Option<sentiment::Result<Prediction>>,
+    ) -> std::io::Result<()> {
+        self.lines += 1;
+        let pair = (first.as_str(), second.as_str());
+        let printed = match (result, self.json) {
+            (Some(Ok(prediction)), true) => text_record(pair, &prediction).to_string(),
+            (Some(Ok(prediction)), false) => human_line(pair, &prediction),
+            (Some(Err(err)), true) => error_record(self.lines, &err.chain_message(), None),
+            (Some(Err(err)), false) => {
+                format!("ERROR     pair {}: {}", self.lines, err.chain_message())
+            }
+            // A pair always has its texts.
+            (None, _) => String::new(),
+        };
+        self.out.write_all(printed.as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+
     fn window_done(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
