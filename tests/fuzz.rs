@@ -130,6 +130,26 @@ proptest! {
         prop_assert!(prediction.logits.iter().all(|l| l.is_finite()));
         prop_assert!(prediction.tokens >= 2 && prediction.tokens <= 512);
     }
+
+    /// Any pair, of any lengths (sides past 32 KB are read in pieces):
+    /// a distribution, within the limit, and a cut pair fills it.
+    #[test]
+    fn any_pair_classifies_to_a_distribution_within_the_limit(
+        first in any::<String>(),
+        second in any::<String>(),
+        repeats in (1usize..400, 1usize..400),
+    ) {
+        let (first, second) = (first.repeat(repeats.0), second.repeat(repeats.1));
+        let options = sentiment::ClassifyOptions::default();
+        let prediction = tiny().classify_pairs(&[(&first, &second)], &options).unwrap().remove(0);
+        let total: f32 = prediction.scores.iter().map(|s| s.score).sum();
+        prop_assert!((total - 1.0).abs() < 1e-4);
+        prop_assert!(prediction.logits.iter().all(|l| l.is_finite()));
+        prop_assert!(prediction.tokens >= 3 && prediction.tokens <= 512);
+        if prediction.truncated {
+            prop_assert_eq!(prediction.tokens, 512);
+        }
+    }
 }
 
 /// A length near `exact`: usually off by a little, sometimes right.
