@@ -173,8 +173,8 @@ def goal_table(entry, mine, lengths, batch):
 def markdown(results):
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['threads']} threads; torch {m['torch']}, "
-             f"transformers {m['transformers']}, onnxruntime {m['onnxruntime']}, "
-             f"openvino {m.get('openvino')}. "
+             f"transformers {m['transformers']}, onnxruntime {m['onnxruntime']}"
+             + (f", openvino {m['openvino']}" if m.get("openvino") else "") + ". "
              f"Medians (p50), tokenization included. Ratio = peer time / sentiment time "
              f"(> 1 means sentiment is faster)."
              + (f" Every runtime measured in {rounds} rounds, in alternating order; each figure "
@@ -196,8 +196,10 @@ def markdown(results):
         for k in keys:
             dev = entry[k]["devices"][0]
             lat, thr = mine[k]
-            ran = f" (ran {dev['precision']})" if dev.get("precision", "f32") != k.split()[-1] \
-                and k != "sentiment" else ""
+            # Older reports did not record the precision that ran: the one asked for.
+            asked = "f32" if k == "sentiment" else k.split()[-1]
+            ran_as = dev.get("precision", asked)
+            ran = f" (ran {ran_as})" if ran_as != asked else ""
             row = [f"**{k}**{ran}", f"{dev['load_ms']:.0f}"] + [f"{lat[n]:.2f}" for n in lengths] + \
                   [f"{thr[b]:.0f}" for b in batches]
             lines.append("| " + " | ".join(row) + " |")
