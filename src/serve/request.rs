@@ -98,7 +98,9 @@ fn tei_inputs(value: Value) -> Result<Inputs, BodyError> {
         other => return Err(BodyError(format!("{FORMS}, not {}", kind(&other)))),
     };
     match items.first() {
-        None => Ok(Inputs::Many(Vec::new())),
+        // TEI's parser refuses an empty list outright (a 422), before its
+        // handler's Empty check could see it.
+        None => Err(BodyError(format!("{FORMS}, not an empty list"))),
         Some(Value::String(_)) => {
             let texts = strings(items, "inputs")?;
             sequence_of(texts, "inputs", FORMS).map(Inputs::One)

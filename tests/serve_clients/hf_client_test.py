@@ -84,7 +84,7 @@ cases = [
     ("post", "/predict", {"inputs": ["a", "b", "c"]}, 422),
     ("post", "/predict", {"inputs": "What is Deep Learning?", "truncate": True, "truncation_direction": "Right"}, 200),
     ("post", "/predict", {"inputs": ""}, 400),
-    ("post", "/predict", {"inputs": []}, 400),
+    ("post", "/predict", {"inputs": []}, 422),
     ("post", "/predict", {"inputs": 42}, 422),
     ("post", "/tokenize", {"inputs": "test"}, 200),
     ("post", "/tokenize", {"inputs": ["test", "two words"], "add_special_tokens": False}, 200),
