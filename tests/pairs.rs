@@ -417,6 +417,25 @@ fn predict_reads_pairs_from_its_arguments() {
         assert!((score - best).abs() < 1e-5, "{record}");
         assert_eq!(record["truncated"], case.truncated);
     }
+    // The human line shows both texts.
+    let case = &golden.cases[chosen[0]];
+    let model_path = model.to_str().unwrap();
+    let human = sentiment_command(&[
+        "-m",
+        model_path,
+        "predict",
+        "--pairs",
+        &case.first,
+        &case.second,
+    ])
+    .output()
+    .unwrap();
+    let line = String::from_utf8(human.stdout).unwrap();
+    assert!(
+        line.trim_end()
+            .ends_with(&format!("{} | {}", case.first, case.second)),
+        "{line}"
+    );
     let odd = sentiment_command(&["predict", "--pairs", "one", "two", "three"])
         .output()
         .unwrap();

@@ -7,7 +7,7 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use anyhow::{Context, Result};
 use sentiment::input::{InputFormat, Line};
 use sentiment::output::{error_record, human_line, line_outcome, text_record};
-use sentiment::{ClassifyOptions, Prediction, Sink};
+use sentiment::{ClassifyOptions, Prediction, Sink, TextInput};
 
 use crate::args::{ModelArgs, PredictArgs};
 use crate::exit::{self, diagnostic, UsageError};
@@ -93,6 +93,27 @@ struct Printer<W: Write> {
     lines: u64,
 }
 
+impl<W: Write> Printer<W> {
+    /// One result: a human line or a JSON object, or the error line (or
+    /// record) of `what` (a "line" or a "pair") number `number`.
+    fn print(
+        &mut self,
+        what: &str,
+        number: u64,
+        outcome: Result<(TextInput, Prediction), String>,
+    ) -> std::io::Result<()> {
+        self.lines += 1;
+        let printed = match (outcome, self.json) {
+            (Ok((input, prediction)), true) => text_record(input, &prediction).to_string(),
+            (Ok((input, prediction)), false) => human_line(input, &prediction),
+            (Err(message), true) => error_record(number, &message, None),
+            (Err(message), false) => format!("ERROR     {what} {number}: {message}"),
+        };
+        self.out.write_all(printed.as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+}
+
 impl<W: Write> Sink<Line> for Printer<W> {
     type Error = std::io::Error;
 
@@ -101,16 +122,13 @@ impl<W: Write> Sink<Line> for Printer<W> {
         line: Line,
         result: Option<sentiment::Result<Prediction>>,
     ) -> std::io::Result<()> {
-        self.lines += 1;
         let number = line.number;
-        let printed = match (line_outcome(line, result), self.json) {
-            (Ok((parsed, prediction)), true) => text_record(parsed.text(), &prediction).to_string(),
-            (Ok((parsed, prediction)), false) => human_line(parsed.text(), &prediction),
-            (Err((message, _)), true) => error_record(number, &message, None),
-            (Err((message, _)), false) => format!("ERROR     line {number}: {message}"),
-        };
-        self.out.write_all(printed.as_bytes())?;
-        self.out.write_all(b"\n")
+        match line_outcome(line, result) {
+            Ok((parsed, prediction)) => {
+                self.print("line", number, Ok((parsed.input(), prediction)))
+            }
+            Err((message, _)) => self.print("line", number, Err(message)),
+        }
     }
 
     /// Results appear as soon as their window is done.
@@ -127,20 +145,13 @@ impl<W: Write> Sink<(String, String)> for Printer<W> {
         (first, second): (String, String),
         result: Option<sentiment::Result<Prediction>>,
     ) -> std::io::Result<()> {
-        self.lines += 1;
-        let pair = (first.as_str(), second.as_str());
-        let printed = match (result, self.json) {
-            (Some(Ok(prediction)), true) => text_record(pair, &prediction).to_string(),
-            (Some(Ok(prediction)), false) => human_line(pair, &prediction),
-            (Some(Err(err)), true) => error_record(self.lines, &err.chain_message(), None),
-            (Some(Err(err)), false) => {
-                format!("ERROR     pair {}: {}", self.lines, err.chain_message())
-            }
-            // A pair always has its texts.
-            (None, _) => String::new(),
+        let number = self.lines + 1;
+        let outcome = match result {
+            Some(Ok(prediction)) => Ok((TextInput::Pair(&first, &second), prediction)),
+            Some(Err(err)) => Err(err.chain_message()),
+            None => Err("the pair was not classified".into()),
         };
-        self.out.write_all(printed.as_bytes())?;
-        self.out.write_all(b"\n")
+        self.print("pair", number, outcome)
     }
 
     fn window_done(&mut self) -> std::io::Result<()> {
