@@ -25,7 +25,9 @@
 //! or a hub id with the `hub` feature), the [`DeviceSpec`], the
 //! [`Precision`] and the CPU threads. [`ClassifyOptions`] (long texts, top-k)
 //! are chosen per call. [`Batcher`] streams any number of texts through the
-//! model in bounded memory, with per-text results and cancellation.
+//! model in bounded memory, with per-text results and cancellation. Models
+//! trained on text pairs (NLI) take them as [`TextInput::Pair`] or through
+//! [`Classifier::classify_pairs`], encoded as HF's `tokenizer(text, text_pair)`.
 //!
 //! The modules follow the data: [`input`] (lines) → tokenize → [`batch`]
 //! (the engine) → [`model`] (the forward pass, driven through the
