@@ -168,36 +168,26 @@ impl TextTokenizer {
     /// a growing prefix at a time (see [`LONG_TEXT_BYTES`]), so a 60 MB line
     /// costs what its first tokens cost.
     pub fn encode(&self, text: &str) -> Result<Encoded, TokenizerError> {
-        if text.len() > LONG_TEXT_BYTES {
-            if let Some(encoded) = self.encode_prefix(text)? {
-                return Ok(encoded);
-            }
+        if text.len() <= LONG_TEXT_BYTES {
+            return Ok(into_encoded(self.inner.encode(text, true)?));
         }
-        Ok(into_encoded(self.inner.encode(text, true)?))
+        self.encode_bounded(text, false)
     }
 
     /// One text, its start cut to the model's limit: the last tokens are
     /// kept. A long text is tokenized a growing suffix at a time, as
     /// [`Self::encode`] does with prefixes, so its cost is bounded too.
     pub fn encode_keeping_end(&self, text: &str) -> Result<Encoded, TokenizerError> {
-        let room = self.room();
-        let mut size = LONG_TEXT_BYTES;
-        loop {
-            let from = match text.len().checked_sub(size) {
-                Some(at) if at > 0 => split_point(text, at),
-                _ => 0,
-            };
-            let mut content = self.untruncated.encode(&text[from..], false)?;
-            let enough = content.len() >= room + SPLIT_MARGIN_TOKENS || size >= MAX_PREFIX_BYTES;
-            if from == 0 || enough {
-                let cut = from > 0 || content.len() > room;
-                content.truncate(room, 0, TruncationDirection::Left);
-                let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
-                encoded.truncated = cut;
-                return Ok(encoded);
-            }
-            size = size.saturating_mul(4);
-        }
+        self.encode_bounded(text, true)
+    }
+
+    /// One text cut to the model's limit from its end (or, with
+    /// `keep_end`, its start), read a bounded piece at a time.
+    fn encode_bounded(&self, text: &str, keep_end: bool) -> Result<Encoded, TokenizerError> {
+        let (content, cut) = self.bounded_content(text, self.room(), keep_end)?;
+        let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
+        encoded.truncated = cut;
+        Ok(encoded)
     }
 
     /// A pair of texts, as HF's `tokenizer(first, second, truncation=True)`
@@ -237,11 +227,13 @@ impl TextTokenizer {
         Ok(encoded)
     }
 
-    /// One side of a pair without special tokens: whole when it is short,
-    /// else its first (or, with `from_end`, last) `keep` tokens, tokenized
-    /// from a growing prefix (suffix) of the text; and whether it was cut.
-    /// Longest-first truncation never keeps more than `keep` tokens of a
-    /// side, so the pair comes out as from the whole texts.
+    /// A text (or one side of a pair) without special tokens: whole when it
+    /// is short, else its first (or, with `from_end`, last) `keep` tokens,
+    /// tokenized from pieces of 32 KB, 128 KB, ... cut where the text may be
+    /// split, until one holds `keep` tokens plus a margin; and whether it was
+    /// cut. The kept tokens are then the whole text's. Longest-first
+    /// truncation never keeps more than `keep` tokens of a side, so a pair
+    /// comes out as from the whole texts too.
     fn bounded_content(
         &self,
         text: &str,
@@ -262,6 +254,9 @@ impl TextTokenizer {
                 _ => (text, false),
             };
             let mut content = self.untruncated.encode(piece, false)?;
+            // Past MAX_PREFIX_BYTES the piece is what the model gets, however
+            // few tokens it holds: a text without whitespace can be one word
+            // the tokenizer would otherwise read whole.
             let enough = content.len() >= keep + SPLIT_MARGIN_TOKENS || size >= MAX_PREFIX_BYTES;
             if !partial || enough {
                 let cut = partial || content.len() > keep;
@@ -336,35 +331,6 @@ impl TextTokenizer {
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(true));
         self.max_tokens.saturating_sub(special).max(2)
-    }
-
-    /// Truncation from a prefix: prefixes of 32 KB, 128 KB, ... cut where
-    /// the text may be split, until one holds more tokens than the model
-    /// keeps plus a margin. Its first tokens are then the whole text's, and
-    /// the text is truncated either way; past [`MAX_PREFIX_BYTES`] the
-    /// prefix is taken as it is. None when the text is shorter than that
-    /// and no prefix short of it is enough.
-    fn encode_prefix(&self, text: &str) -> Result<Option<Encoded>, TokenizerError> {
-        let room = self.room();
-        let mut end = LONG_TEXT_BYTES;
-        while end < text.len() {
-            let cut = split_point(text, end);
-            if cut >= text.len() {
-                break;
-            }
-            let mut content = self.untruncated.encode(&text[..cut], false)?;
-            // Past MAX_PREFIX_BYTES the prefix is what the model gets, however
-            // few tokens it holds: a text without whitespace can be one word
-            // the tokenizer would otherwise read whole.
-            if content.len() >= room + SPLIT_MARGIN_TOKENS || end >= MAX_PREFIX_BYTES {
-                content.truncate(room, 0, TruncationDirection::Right);
-                let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
-                encoded.truncated = true;
-                return Ok(Some(encoded));
-            }
-            end = end.saturating_mul(4);
-        }
-        Ok(None)
     }
 
     /// Every window of the text, each with its own `[CLS]`/`[SEP]`: the first
