@@ -160,3 +160,35 @@ fn windows_see_sentiment_that_truncation_cuts_off() {
         assert_eq!(windowed.label, verdict_label, "{aggregate:?}");
     }
 }
+
+/// `--long-text truncate-start` keeps a long review's end, where its
+/// verdict is: the library's `TruncateStart` answer, through `batch`; the
+/// window-only flags are refused with it.
+#[cfg(feature = "cli")]
+#[test]
+fn truncate_start_from_the_command_line_keeps_the_verdict() {
+    let summary =
+        "the movie follows two brothers who travel across the country by train . ".repeat(40);
+    let verdict = "but in the end it is a dreadful , boring , miserable waste of time . ";
+    let text = summary + &verdict.repeat(40);
+    let classifier = bundled();
+    let options = ClassifyOptions::default().with_long_text(LongText::TruncateStart);
+    let want = classifier.classify(&[&text], &options).unwrap().remove(0);
+    assert_eq!(want.label, "NEGATIVE");
+    let line = serde_json::json!({ "text": text }).to_string() + "\n";
+    let output = run_with_stdin(
+        sentiment_command(&["batch", "--long-text", "truncate-start"]),
+        line.as_bytes(),
+    );
+    assert_exit_code(&output, 0);
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["label"], want.label.as_str());
+    assert_eq!(record["truncated"], true);
+    assert!((record["score"].as_f64().unwrap() as f32 - want.score).abs() < 1e-6);
+    let refused = run_with_stdin(
+        sentiment_command(&["batch", "--long-text", "truncate-start", "--stride", "64"]),
+        line.as_bytes(),
+    );
+    assert_exit_code(&refused, 2);
+    assert!(refused.stdout.is_empty());
+}

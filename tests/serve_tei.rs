@@ -253,4 +253,15 @@ fn truncation_direction_left_keeps_the_end() {
     );
     let body = json!({"inputs": text, "truncate": false, "truncation_direction": "Left"});
     assert_eq!(server.post("/predict", &body.to_string()).0, 422);
+
+    // A server started with --long-text truncate-start keeps the end unless
+    // a request asks for "Right".
+    let keeps_end = Server::start(&["--long-text", "truncate-start"]);
+    let (status, by_default) = keeps_end.post("/classify", &json!({"inputs": text}).to_string());
+    assert_eq!((status, &by_default["score"]), (200, &left["score"]));
+    let body = json!({"inputs": text, "truncation_direction": "Right"}).to_string();
+    let (_, asked_right) = keeps_end.post("/classify", &body);
+    assert_eq!(asked_right["score"], right["score"]);
+    let (_, info) = keeps_end.get("/info");
+    assert!(info.contains("\"long_text\":\"truncate_start\""), "{info}");
 }

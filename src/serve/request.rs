@@ -17,8 +17,9 @@ pub struct PredictRequest {
     /// Logits instead of probabilities (TEI's `raw_scores`).
     pub raw_scores: bool,
     /// Truncation keeps the last tokens (TEI's `"truncation_direction":
-    /// "Left"`) rather than the first.
-    pub truncate_start: bool,
+    /// "Left"`) rather than the first (`"Right"`); None: not given, the
+    /// server's setting decides.
+    pub truncate_start: Option<bool>,
 }
 
 /// How a route reads `inputs`.
@@ -246,9 +247,9 @@ impl PredictRequest {
         let raw_scores = flag(&mut fields, "raw_scores")?.unwrap_or(false);
         // TEI's truncation_direction: which end of a long text is cut.
         let truncate_start = match fields.remove("truncation_direction") {
-            None | Some(Value::Null) => false,
-            Some(Value::String(side)) if side.eq_ignore_ascii_case("right") => false,
-            Some(Value::String(side)) if side.eq_ignore_ascii_case("left") => true,
+            None | Some(Value::Null) => None,
+            Some(Value::String(side)) if side.eq_ignore_ascii_case("right") => Some(false),
+            Some(Value::String(side)) if side.eq_ignore_ascii_case("left") => Some(true),
             Some(other) => {
                 return Err(BodyError(format!(
                     "\"truncation_direction\" must be \"Right\" (cut the end) or \"Left\" (cut the start), not {other}"

@@ -348,7 +348,10 @@ async fn run(
             state.config.max_client_batch_size
         )));
     }
-    let truncation = match request.truncate_start {
+    // The end a long text is cut from: the request's truncation_direction,
+    // else the server's (`--long-text truncate-start` keeps the end).
+    let server_keeps_end = state.config.options.long_text == LongText::TruncateStart;
+    let truncation = match request.truncate_start.unwrap_or(server_keeps_end) {
         true => LongText::TruncateStart,
         false => LongText::Truncate,
     };

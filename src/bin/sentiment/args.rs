@@ -175,6 +175,9 @@ pub struct OutputArgs {
 pub enum LongTextMode {
     /// Keep the first 512 tokens, as HF does.
     Truncate,
+    /// Keep the last 512 tokens (HF's truncation_side="left"), where a
+    /// review's verdict comes at its end.
+    TruncateStart,
     /// Classify overlapping 512-token windows covering the whole text.
     Window,
 }
@@ -182,8 +185,9 @@ pub enum LongTextMode {
 /// What to do with texts longer than the model's 512 tokens.
 #[derive(Debug, Clone, Args)]
 pub struct LongTextArgs {
-    /// `truncate` keeps the first 512 tokens (JSON says "truncated": true);
-    /// `window` classifies the whole text in overlapping windows.
+    /// `truncate` keeps the first 512 tokens (JSON says "truncated": true),
+    /// `truncate-start` the last 512; `window` classifies the whole text in
+    /// overlapping windows.
     #[arg(long, value_enum, default_value_t = LongTextMode::Truncate, value_name = "MODE")]
     pub long_text: LongTextMode,
 
@@ -236,20 +240,22 @@ impl LongTextArgs {
     /// something in window mode; given without it they are refused rather
     /// than silently ignored.
     pub fn mode(&self) -> Result<LongText, UsageError> {
-        match self.long_text {
-            LongTextMode::Truncate => {
-                if self.stride.is_some() || self.aggregate.is_some() {
-                    return Err(UsageError(
-                        "--stride and --aggregate apply only with --long-text window".into(),
-                    ));
-                }
-                Ok(LongText::Truncate)
+        let truncation = match self.long_text {
+            LongTextMode::Window => {
+                return Ok(LongText::Window {
+                    stride: self.stride.map_or(DEFAULT_STRIDE, usize::from),
+                    aggregate: self.aggregate.unwrap_or_default(),
+                })
             }
-            LongTextMode::Window => Ok(LongText::Window {
-                stride: self.stride.map_or(DEFAULT_STRIDE, usize::from),
-                aggregate: self.aggregate.unwrap_or_default(),
-            }),
+            LongTextMode::Truncate => LongText::Truncate,
+            LongTextMode::TruncateStart => LongText::TruncateStart,
+        };
+        if self.stride.is_some() || self.aggregate.is_some() {
+            return Err(UsageError(
+                "--stride and --aggregate apply only with --long-text window".into(),
+            ));
         }
+        Ok(truncation)
     }
 }
 
