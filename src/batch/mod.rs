@@ -260,10 +260,7 @@ impl<'a> Batcher<'a> {
     /// One text's (or pair's) sequences under this batcher's options
     /// (truncated, or every window). Any thread may call this.
     pub fn encode<'t>(&self, input: impl Into<TextInput<'t>>) -> Result<EncodedText> {
-        EncodedText::new(
-            self.classifier
-                .encode_text(input.into(), self.options.long_text)?,
-        )
+        EncodedText::new(self.classifier.encode_text(input, self.options.long_text)?)
     }
 
     /// [`Batcher::encode`] for many texts or pairs. Truncation encodes them

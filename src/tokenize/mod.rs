@@ -184,7 +184,7 @@ impl TextTokenizer {
     /// One text cut to the model's limit from its end (or, with
     /// `keep_end`, its start), read a bounded piece at a time.
     fn encode_bounded(&self, text: &str, keep_end: bool) -> Result<Encoded, TokenizerError> {
-        let (content, cut) = self.bounded_content(text, self.room(), keep_end)?;
+        let (content, cut) = self.bounded_content(text, self.room(false), keep_end)?;
         let mut encoded = into_encoded(self.inner.post_process(content, None, true)?);
         encoded.truncated = cut;
         Ok(encoded)
@@ -206,7 +206,7 @@ impl TextTokenizer {
         if short && !keep_end {
             return Ok(into_encoded(self.inner.encode((first, second), true)?));
         }
-        let room = self.pair_room();
+        let room = self.room(true);
         let (first, first_cut) = self.bounded_content(first, room, keep_end)?;
         let (second, second_cut) = self.bounded_content(second, room, keep_end)?;
         let lengths = (first.len(), second.len());
@@ -313,24 +313,17 @@ impl TextTokenizer {
         Ok(self.inner.decode(ids, skip_special_tokens)?)
     }
 
-    /// The tokens of a text's window: the model's limit less the special
-    /// tokens the post-processor adds.
-    fn room(&self) -> usize {
+    /// The content tokens of one sequence (a text's window, or a pair's two
+    /// sides together): the model's limit less the special tokens the
+    /// post-processor adds to a single text or to a pair; at least one
+    /// token per text.
+    fn room(&self, pair: bool) -> usize {
         let special = self
             .inner
             .get_post_processor()
-            .map_or(0, |p| p.added_tokens(false));
-        self.max_tokens.saturating_sub(special).max(1)
-    }
-
-    /// The tokens of a pair, both sides together: the model's limit less
-    /// the special tokens of the pair template.
-    fn pair_room(&self) -> usize {
-        let special = self
-            .inner
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(true));
-        self.max_tokens.saturating_sub(special).max(2)
+            .map_or(0, |p| p.added_tokens(pair));
+        let texts = if pair { 2 } else { 1 };
+        self.max_tokens.saturating_sub(special).max(texts)
     }
 
     /// Every window of the text, each with its own `[CLS]`/`[SEP]`: the first
@@ -347,7 +340,7 @@ impl TextTokenizer {
         text: &str,
         stride: usize,
     ) -> Result<Vec<Encoded>, TokenizerError> {
-        let room = self.room();
+        let room = self.room(false);
         let ids = self.content_ids(text)?;
         let step = room - stride.min(room - 1);
         let mut windows = Vec::new();

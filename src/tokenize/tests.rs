@@ -108,7 +108,7 @@ fn a_long_text_truncates_exactly_as_from_the_whole_text() {
 #[test]
 fn long_text_windows_match_windows_of_the_whole_encoding() {
     let tokenizer = tokenizer();
-    let room = tokenizer.room();
+    let room = tokenizer.room(false);
     let (cls, sep) = (
         tokenizer.inner.token_to_id("[CLS]").unwrap(),
         tokenizer.inner.token_to_id("[SEP]").unwrap(),

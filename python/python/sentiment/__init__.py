@@ -106,7 +106,7 @@ class Classifier(_NativeClassifier):
             raise TypeError(
                 f"inputs must be a str, a text-pair dict, or a list or iterable of them, not {type(inputs).__name__}"
             )
-        texts = [inputs] if single else list(inputs)
+        texts = [_item(text, "texts") for text in ([inputs] if single else inputs)]
         shaped = self._classify(texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
         if single and top_k is not _NOT_GIVEN:
             return shaped[0]
@@ -137,7 +137,7 @@ class Classifier(_NativeClassifier):
             yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
 
     def _classify(self, texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details):
-        texts = [_item(text, "texts") for text in texts]
+        """``texts`` as ``_item`` makes them: each a str or a (text, text_pair) tuple."""
         legacy = top_k is _NOT_GIVEN
         if not legacy and top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, not {top_k!r}")
@@ -198,9 +198,9 @@ def _item(item, what):
 
 
 def _windows(texts, items, text_bytes):
-    """``texts`` in lists of at most ``items`` texts or about ``text_bytes``
-    of text. A bad item raises TypeError once the texts before it have
-    been handed out, as their turn came first."""
+    """``texts`` as ``_item`` makes them, in lists of at most ``items``
+    texts or about ``text_bytes`` of text. A bad item raises TypeError once
+    the texts before it have been handed out, as their turn came first."""
     window, size = [], 0
     for item in texts:
         try:
@@ -208,7 +208,7 @@ def _windows(texts, items, text_bytes):
         except TypeError:
             yield window
             raise
-        window.append(item)
+        window.append(text)
         size += len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
         if len(window) >= items or size >= text_bytes:
             yield window
