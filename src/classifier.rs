@@ -248,6 +248,12 @@ impl Classifier {
         };
         let mut config = Config::from_json(&files.config.bytes).map_err(invalid_config)?;
         config.validate().map_err(invalid_config)?;
+        // Before the weights: a bad tokenizer file is found without reading them.
+        let tokenizer = TextTokenizer::from_files(
+            &files.tokenizer,
+            &config.model_type,
+            config.max_input_tokens(),
+        )?;
 
         let weights_path = files.weights.origin();
         let names = crate::model::weight_names(config.architecture);
@@ -291,16 +297,12 @@ impl Classifier {
             SequenceClassifier::load(vb, &config, num_labels, plan).map_err(weight_error)?;
         let precision = narrow_to(&mut model, precision, &plan, device.is_cpu())?;
 
-        let tokenizer = TextTokenizer::from_json(&files.tokenizer.bytes, config.max_input_tokens())
-            .map_err(|err| {
-                Error::model_caused(&files.tokenizer.origin, "invalid tokenizer", err)
-            })?;
         // Every id the tokenizer can produce must have an embedding row, or
         // the first text that uses it would fail at inference.
         if let Some(max_id) = tokenizer.max_token_id() {
             if max_id as usize >= config.vocab_size {
                 return Err(Error::model(
-                    &files.tokenizer.origin,
+                    files.tokenizer.origin(),
                     format!(
                         "the tokenizer can produce token id {max_id}, but the model's \
                          embedding table has {} rows (vocab_size in {})",
@@ -416,9 +418,16 @@ impl Classifier {
         self.model.runs_unpadded()
     }
 
-    /// The most tokens one sequence may hold, special tokens included.
+    /// The most tokens one sequence may hold, special tokens included:
+    /// the model's limit, or tokenizer_config.json's `model_max_length`
+    /// where that is smaller.
     pub fn max_input_tokens(&self) -> usize {
-        self.config.max_input_tokens()
+        self.tokenizer.max_tokens()
+    }
+
+    /// config.json's `model_type`, which picks the tokenizer class for slow files.
+    pub(crate) fn model_type(&self) -> &str {
+        &self.config.model_type
     }
 
     /// Checks options before a run, so a bad stride fails at once rather

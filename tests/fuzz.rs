@@ -273,7 +273,19 @@ mod loaders {
     use super::*;
     use sentiment::input::RawFields;
     use sentiment::model::Config;
-    use sentiment::source::{is_revision, FileBytes, ModelFiles, Weights};
+    use sentiment::source::{
+        is_revision, FileBytes, ModelFiles, TokenizerFiles, Vocabulary, Weights,
+    };
+    use sentiment::unstable_kernels::TextTokenizer;
+
+    /// Texts that reach the normalizer's every kind of entry.
+    const SLOW_TEXTS: [&str; 5] = [
+        "a good film",
+        "ＦＵＬＬＷＩＤＴＨ ｶﾀｶﾅ ﬁ ① ² café",
+        "東京 😀 👨‍👩‍👧 ภาษาไทย",
+        "",
+        "  \t\n <mask> @user \u{200b}",
+    ];
     use sentiment::{Classifier, ClassifyOptions, Precision};
     use serde_json::Value;
 
@@ -330,10 +342,10 @@ mod loaders {
                 origin: dir.join("config.json"),
                 bytes: config.into(),
             },
-            tokenizer: FileBytes {
+            tokenizer: TokenizerFiles::json(FileBytes {
                 origin: dir.join("tokenizer.json"),
                 bytes: tokenizer.into(),
-            },
+            }),
             weights: Weights::Safetensors(dir.join("model.safetensors")),
         }
     }
@@ -383,6 +395,68 @@ mod loaders {
             if let Ok(classifier) = Classifier::from_files(&files, &candle_core::Device::Cpu, Precision::F32) {
                 // Per-text failures are errors, never panics.
                 let _ = classifier.batcher(ClassifyOptions::default()).run(["a good film", ""], |_: &str, _| Ok::<(), ()>(()));
+            }
+        }
+
+        /// A SentencePiece model with bytes changed or cut off (most land
+        /// in its normalization charsmap, a trie read by unchecked
+        /// indexing), with any tokenizer_config.json: building the
+        /// tokenizer never panics or aborts, and one that builds encodes
+        /// every text to ids or an error.
+        #[test]
+        fn damaged_sentencepiece_models_build_or_are_refused(
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), 1..=255u8), 0..24),
+            cut in proptest::option::of(any::<proptest::sample::Index>()),
+            settings in proptest::option::of(json_value()),
+        ) {
+            let dir = fixture("hub/twitter-xlm-roberta");
+            let mut model = std::fs::read(dir.join("sentencepiece.bpe.model")).unwrap();
+            for (at, byte) in flips {
+                let at = at.index(model.len());
+                model[at] ^= byte;
+            }
+            if let Some(cut) = cut {
+                model.truncate(cut.index(model.len()));
+            }
+            let file = |name: &str, bytes: Vec<u8>| FileBytes { origin: dir.join(name), bytes: bytes.into() };
+            let files = TokenizerFiles {
+                vocabulary: Vocabulary::SentencePiece(file("sentencepiece.bpe.model", model)),
+                config: settings.map(|v| file("tokenizer_config.json", v.to_string().into_bytes())),
+                special_tokens_map: None,
+                added_tokens: None,
+            };
+            if let Ok(tokenizer) = TextTokenizer::from_files(&files, "xlm-roberta", 512) {
+                for text in SLOW_TEXTS {
+                    let _ = tokenizer.encode(text);
+                }
+            }
+        }
+
+        /// vocab.json as any JSON and merges.txt with any lines: the BPE
+        /// builds or is refused, never panics.
+        #[test]
+        fn any_bpe_files_build_or_are_refused(
+            vocab in proptest::option::of(json_value()),
+            lines in proptest::collection::vec("[ -~]{0,12}|\\PC{0,6}", 0..12),
+        ) {
+            let dir = fixture("hub/twitter-roberta");
+            let vocab = vocab.map_or_else(|| std::fs::read(dir.join("vocab.json")).unwrap(), |v| v.to_string().into_bytes());
+            let mut merges = std::fs::read_to_string(dir.join("merges.txt")).unwrap();
+            for line in lines {
+                merges.push_str(&line);
+                merges.push('\n');
+            }
+            let file = |name: &str, bytes: Vec<u8>| FileBytes { origin: dir.join(name), bytes: bytes.into() };
+            let files = TokenizerFiles {
+                vocabulary: Vocabulary::BytePairs { vocab: file("vocab.json", vocab), merges: file("merges.txt", merges.into_bytes()) },
+                config: None,
+                special_tokens_map: None,
+                added_tokens: None,
+            };
+            if let Ok(tokenizer) = TextTokenizer::from_files(&files, "roberta", 512) {
+                for text in SLOW_TEXTS {
+                    let _ = tokenizer.encode(text);
+                }
             }
         }
 

@@ -33,19 +33,33 @@ fn fake_cache(root: &Path) {
 fn resolves_a_cached_repo_by_branch_and_by_commit() {
     let cache = tempfile::tempdir().unwrap();
     fake_cache(cache.path());
-    let files = hub::from_cache(cache.path(), "owner/tiny", "main")
+    let files = hub::from_cache(cache.path(), "owner/tiny", "main", true)
         .unwrap()
         .unwrap();
     assert_eq!(files.name, "owner/tiny");
     assert!(files.weights.origin().ends_with("model.safetensors"));
-    let by_commit = hub::from_cache(cache.path(), "owner/tiny", COMMIT).unwrap();
+    let by_commit = hub::from_cache(cache.path(), "owner/tiny", COMMIT, true).unwrap();
     assert!(by_commit.is_some());
-    assert!(hub::from_cache(cache.path(), "owner/other", "main")
+    assert!(hub::from_cache(cache.path(), "owner/other", "main", true)
         .unwrap()
         .is_none());
-    assert!(hub::from_cache(cache.path(), "owner/tiny", "v2")
+    assert!(hub::from_cache(cache.path(), "owner/tiny", "v2", true)
         .unwrap()
         .is_none());
+    // Online, a snapshot that never asked whether the repo has a
+    // tokenizer_config.json is incomplete: the hub is asked once.
+    assert!(hub::from_cache(cache.path(), "owner/tiny", "main", false)
+        .unwrap()
+        .is_none());
+    let no_exist = cache
+        .path()
+        .join("models--owner--tiny/.no_exist")
+        .join(COMMIT);
+    std::fs::create_dir_all(&no_exist).unwrap();
+    std::fs::write(no_exist.join("tokenizer_config.json"), "").unwrap();
+    assert!(hub::from_cache(cache.path(), "owner/tiny", "main", false)
+        .unwrap()
+        .is_some());
 }
 
 #[test]

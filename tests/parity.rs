@@ -100,7 +100,7 @@ fn half_precision_weights_load_and_upcast() {
 #[test]
 fn in_place_and_loaded_half_tables_give_identical_logits() {
     use candle_core::{safetensors, DType, Device};
-    use sentiment::source::{FileBytes, ModelFiles, Weights};
+    use sentiment::source::{FileBytes, ModelFiles, TokenizerFiles, Weights};
     use sentiment::{Classifier, Precision};
     let source = tiny_model_dir();
     let golden = tiny_golden();
@@ -130,7 +130,7 @@ fn in_place_and_loaded_half_tables_give_identical_logits() {
         let files = ModelFiles {
             name: "compiled-in".into(),
             config: file("config.json"),
-            tokenizer: file("tokenizer.json"),
+            tokenizer: TokenizerFiles::json(file("tokenizer.json")),
             weights: Weights::Embedded {
                 origin: weights_path.clone(),
                 bytes: image,

@@ -69,6 +69,25 @@ def test_text_pairs_match_the_golden_files_as_pipeline_dicts(model):
             clf(bad)
 
 
+HUB_REPOS = json.loads((FIXTURES / "hub" / "repos.json").read_text())["repos"]
+
+
+@pytest.mark.parametrize("repo", HUB_REPOS, ids=[r["name"] for r in HUB_REPOS])
+def test_hub_layouts_with_slow_tokenizer_files_match_the_golden_files(repo, tmp_path):
+    # The repo's files as a folder (as copied out of the HF cache): slow
+    # tokenizer files, no tokenizer.json; pytorch_model.bin for some.
+    main = repo["revisions"]["main"]
+    for name in main["uses"]:
+        shutil.copy(ROOT / main["files"][name], tmp_path / name)
+    assert not (tmp_path / "tokenizer.json").exists()
+    clf = sentiment.Classifier(tmp_path)
+    data = json.loads((FIXTURES / "hub" / f"golden_{repo['name']}.json").read_text())
+    got = clf([case["text"] for case in data["cases"]], details=True)
+    for case, result in zip(data["cases"], got):
+        assert max_diff(result["logits"], case["logits"]) <= LOGIT_TOLERANCE, case["text"]
+        assert result["truncated"] == case["truncated"]
+
+
 def test_scores_are_the_pipelines_softmax_of_the_logits():
     data = golden("tiny")
     clf = sentiment.Classifier(FIXTURES / "tiny-distilbert")

@@ -167,8 +167,10 @@ pub fn run_bench(
             notes.push(format!("{name}: {warning}"));
         }
         let started = Instant::now();
-        TextTokenizer::from_json(&files.tokenizer.bytes, classifier.max_input_tokens()).map_err(
-            |err| Error::model_caused(&files.tokenizer.origin, "invalid tokenizer", err),
+        TextTokenizer::from_files(
+            &files.tokenizer,
+            classifier.model_type(),
+            classifier.max_input_tokens(),
         )?;
         let tokenizer_load_ms = ms_since(started);
         let started = Instant::now();

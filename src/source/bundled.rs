@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 
-use super::files::{FileBytes, ModelFiles, Weights};
+use super::files::{FileBytes, ModelFiles, TokenizerFiles, Vocabulary, Weights};
 
 /// The folder the bundled model was built from, relative to the repository.
 pub const FOLDER: &str = "models/minilm-l6-sst2";
 
 const CONFIG: &[u8] = include_bytes!("../../models/minilm-l6-sst2/config.json");
 const TOKENIZER: &[u8] = include_bytes!("../../models/minilm-l6-sst2/tokenizer.json");
+const TOKENIZER_CONFIG: &[u8] = include_bytes!("../../models/minilm-l6-sst2/tokenizer_config.json");
 const WEIGHTS: &[u8] = include_bytes!("../../models/minilm-l6-sst2/model.safetensors");
 
 fn origin(name: &str) -> PathBuf {
@@ -24,9 +25,17 @@ pub fn files() -> ModelFiles {
             origin: origin("config.json"),
             bytes: CONFIG.into(),
         },
-        tokenizer: FileBytes {
-            origin: origin("tokenizer.json"),
-            bytes: TOKENIZER.into(),
+        tokenizer: TokenizerFiles {
+            vocabulary: Vocabulary::Json(FileBytes {
+                origin: origin("tokenizer.json"),
+                bytes: TOKENIZER.into(),
+            }),
+            config: Some(FileBytes {
+                origin: origin("tokenizer_config.json"),
+                bytes: TOKENIZER_CONFIG.into(),
+            }),
+            special_tokens_map: None,
+            added_tokens: None,
         },
         weights: Weights::Embedded {
             origin: origin("model.safetensors"),

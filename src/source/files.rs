@@ -114,11 +114,157 @@ pub struct ModelFiles {
     pub name: String,
     /// config.json.
     pub config: FileBytes,
-    /// tokenizer.json.
-    pub tokenizer: FileBytes,
+    /// The tokenizer's files.
+    pub tokenizer: TokenizerFiles,
     /// The weights.
     pub weights: Weights,
 }
+
+/// The files a tokenizer is made from, as the model's repo holds them:
+/// tokenizer.json, or the slow files transformers converts (see
+/// [`TOKENIZER_VOCABULARIES`]), and the settings files beside them.
+#[derive(Debug, Clone)]
+pub struct TokenizerFiles {
+    pub vocabulary: Vocabulary,
+    /// tokenizer_config.json: the length limit, and for slow files the
+    /// options and special tokens.
+    pub config: Option<FileBytes>,
+    /// special_tokens_map.json (read for slow files only, as transformers
+    /// takes a tokenizer.json's special tokens from the file itself).
+    pub special_tokens_map: Option<FileBytes>,
+    /// added_tokens.json (slow files only).
+    pub added_tokens: Option<FileBytes>,
+}
+
+impl TokenizerFiles {
+    /// A tokenizer.json with no settings files.
+    pub fn json(tokenizer: FileBytes) -> Self {
+        Self {
+            vocabulary: Vocabulary::Json(tokenizer),
+            config: None,
+            special_tokens_map: None,
+            added_tokens: None,
+        }
+    }
+
+    /// The tokenizer from `find`'s answers for the candidate names, in
+    /// [`TOKENIZER_VOCABULARIES`]' order: the first vocabulary whose files
+    /// are all there, and the settings files that are. `find` says where a
+    /// file is, or None when the repo lacks it; it reads nothing else.
+    pub fn find(
+        mut find: impl FnMut(&str) -> Result<Option<PathBuf>>,
+        missing: impl FnOnce() -> Error,
+    ) -> Result<Self> {
+        let mut vocabulary = None;
+        for names in TOKENIZER_VOCABULARIES {
+            let Some(first) = find(names[0])? else {
+                continue;
+            };
+            let mut paths = vec![first];
+            for name in &names[1..] {
+                match find(name)? {
+                    Some(path) => paths.push(path),
+                    None => {
+                        return Err(Error::model(
+                            &paths[0],
+                            format!("comes without the {name} it needs beside it"),
+                        ))
+                    }
+                }
+            }
+            vocabulary = Some(Vocabulary::from_paths(names[0], paths)?);
+            break;
+        }
+        let vocabulary = vocabulary.ok_or_else(missing)?;
+        let slow = !matches!(vocabulary, Vocabulary::Json(_));
+        let mut optional = |name: &str, wanted: bool| -> Result<Option<FileBytes>> {
+            match wanted {
+                true => find(name)?.map(FileBytes::read).transpose(),
+                false => Ok(None),
+            }
+        };
+        Ok(Self {
+            vocabulary,
+            config: optional(TOKENIZER_CONFIG_FILE, true)?,
+            special_tokens_map: optional(SPECIAL_TOKENS_MAP_FILE, slow)?,
+            added_tokens: optional(ADDED_TOKENS_FILE, slow)?,
+        })
+    }
+
+    /// Every file name [`TokenizerFiles::find`] may ask for, for a source
+    /// that must know them all up front.
+    pub fn candidate_names() -> impl Iterator<Item = &'static str> {
+        TOKENIZER_VOCABULARIES
+            .iter()
+            .flat_map(|names| names.iter().copied())
+            .chain(TOKENIZER_SETTINGS)
+    }
+
+    /// Where the tokenizer came from, for messages: its vocabulary's first file.
+    pub fn origin(&self) -> &std::path::Path {
+        match &self.vocabulary {
+            Vocabulary::Json(file)
+            | Vocabulary::WordPiece(file)
+            | Vocabulary::SentencePiece(file) => &file.origin,
+            Vocabulary::BytePairs { vocab, .. } => &vocab.origin,
+        }
+    }
+}
+
+/// A tokenizer's vocabulary, by the files it comes in.
+#[derive(Debug, Clone)]
+pub enum Vocabulary {
+    /// tokenizer.json: the whole pipeline, as the `tokenizers` crate writes it.
+    Json(FileBytes),
+    /// vocab.txt: WordPiece, one token per line (BERT, DistilBERT).
+    WordPiece(FileBytes),
+    /// vocab.json and merges.txt: byte-level BPE (RoBERTa).
+    BytePairs { vocab: FileBytes, merges: FileBytes },
+    /// A SentencePiece model (XLM-R, CamemBERT).
+    SentencePiece(FileBytes),
+}
+
+impl Vocabulary {
+    fn from_paths(first: &str, paths: Vec<PathBuf>) -> Result<Self> {
+        let mut files = paths.into_iter().map(FileBytes::read);
+        let mut next = || files.next().expect("one path per name");
+        Ok(match first {
+            TOKENIZER_FILE => Self::Json(next()?),
+            "vocab.txt" => Self::WordPiece(next()?),
+            "vocab.json" => Self::BytePairs {
+                vocab: next()?,
+                merges: next()?,
+            },
+            _ => Self::SentencePiece(next()?),
+        })
+    }
+}
+
+/// tokenizer.json: the fast tokenizer, preferred when a repo has it.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+pub const SPECIAL_TOKENS_MAP_FILE: &str = "special_tokens_map.json";
+pub const ADDED_TOKENS_FILE: &str = "added_tokens.json";
+
+/// The files a tokenizer's vocabulary may come in, in the order
+/// transformers prefers them: tokenizer.json, then the slow files of
+/// WordPiece, byte-level BPE and SentencePiece tokenizers. A group's first
+/// name decides; the rest must then be there too.
+pub const TOKENIZER_VOCABULARIES: [&[&str]; 6] = [
+    &[TOKENIZER_FILE],
+    &["vocab.txt"],
+    &["vocab.json", "merges.txt"],
+    &["sentencepiece.bpe.model"],
+    &["spm.model"],
+    &["spiece.model"],
+];
+
+/// The settings files read beside a vocabulary.
+pub const TOKENIZER_SETTINGS: [&str; 3] = [
+    TOKENIZER_CONFIG_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    ADDED_TOKENS_FILE,
+];
 
 /// How long a hub download waits: for a connection, and for each read (a
 /// server that accepts and then says nothing fails after `read`).

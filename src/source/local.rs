@@ -2,36 +2,24 @@
 
 use std::path::Path;
 
-use super::files::{FileBytes, ModelFiles, Weights};
+use super::files::{FileBytes, ModelFiles, TokenizerFiles, Weights};
 use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.json";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
 pub const PYTORCH_FILE: &str = "pytorch_model.bin";
 
 pub const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
 
 pub fn files_in(dir: &Path) -> Result<ModelFiles> {
-    // What stat says, so that a file we may not read is reported as that,
-    // not as missing.
-    let required = |name: &str| {
-        let path = dir.join(name);
-        match std::fs::metadata(&path) {
-            Ok(metadata) if metadata.is_file() => Ok(path),
-            Ok(_) => Err(Error::model(path, "is not a file")),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::model(path, "missing from the model folder"))
-            }
-            Err(err) => Err(Error::model_caused(path, "cannot read", err)),
-        }
-    };
-    let config = FileBytes::read(required(CONFIG_FILE)?)?;
-    let tokenizer = FileBytes::read(required(TOKENIZER_FILE)?)?;
-    let weights = if dir.join(SAFETENSORS_FILE).is_file() {
-        Weights::Safetensors(dir.join(SAFETENSORS_FILE))
-    } else if dir.join(PYTORCH_FILE).is_file() {
-        Weights::Pytorch(dir.join(PYTORCH_FILE))
+    let config = present(&dir.join(CONFIG_FILE))?
+        .ok_or_else(|| Error::model(dir.join(CONFIG_FILE), "missing from the model folder"))?;
+    let config = FileBytes::read(config)?;
+    let tokenizer = TokenizerFiles::find(|name| present(&dir.join(name)), || no_tokenizer(dir))?;
+    let weights = if let Some(path) = present(&dir.join(SAFETENSORS_FILE))? {
+        Weights::Safetensors(path)
+    } else if let Some(path) = present(&dir.join(PYTORCH_FILE))? {
+        Weights::Pytorch(path)
     } else if dir.join(SAFETENSORS_INDEX_FILE).is_file() {
         return Err(Error::model(
             dir.join(SAFETENSORS_INDEX_FILE),
@@ -53,4 +41,25 @@ pub fn files_in(dir: &Path) -> Result<ModelFiles> {
         tokenizer,
         weights,
     })
+}
+
+/// A model with no file to make its tokenizer from.
+pub(super) fn no_tokenizer(repo: &Path) -> Error {
+    Error::model(
+        repo,
+        "has no tokenizer: tokenizer.json is missing, and so are the slow files \
+         transformers converts (vocab.txt; vocab.json with merges.txt; \
+         sentencepiece.bpe.model, spm.model or spiece.model)",
+    )
+}
+
+/// Whether `path` is a file (None when it does not exist); a path that is
+/// there but not a file, or cannot be looked at, is an error naming it.
+pub(super) fn present(path: &Path) -> Result<Option<std::path::PathBuf>> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(Some(path.to_path_buf())),
+        Ok(_) => Err(Error::model(path, "is not a file")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::model_caused(path, "cannot read", err)),
+    }
 }

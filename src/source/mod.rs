@@ -12,7 +12,8 @@ mod pickle_check;
 pub mod weights;
 
 pub use files::{
-    is_repo_id, is_revision, FileBytes, HubTimeouts, ModelFiles, Weights, MAX_MODEL_FILE_BYTES,
+    is_repo_id, is_revision, FileBytes, HubTimeouts, ModelFiles, TokenizerFiles, Vocabulary,
+    Weights, MAX_MODEL_FILE_BYTES, TOKENIZER_VOCABULARIES,
 };
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub enum ModelSpec {
     /// The model compiled into the binary (the default).
     #[default]
     Bundled,
-    /// A folder holding config.json, tokenizer.json and the weights.
+    /// A folder holding config.json, the tokenizer's files and the weights.
     Local(PathBuf),
     /// `owner/name` on the HuggingFace hub, at a revision (branch, tag or commit).
     Hub { repo_id: String, revision: String },

@@ -1,16 +1,20 @@
 //! The second stage: tokenization with the `tokenizers` crate, from a
-//! model's tokenizer.json.
+//! model's tokenizer.json or, where the repo has none, from the slow files
+//! transformers converts (see [`slow`]).
 //!
 //! Whatever padding or truncation the file has baked in is replaced: inputs
 //! are truncated to the model's limit (or cut into overlapping windows, see
 //! [`TextTokenizer::encode_windows`]). Sequences go to the model ragged;
 //! the model pads them itself where its path needs padding.
 
+mod slow;
 mod split;
 
 use split::{split_point, SPLIT_MARGIN_TOKENS};
 pub use split::{LONG_TEXT_BYTES, MAX_PREFIX_BYTES};
 use tokenizers::utils::truncation::truncate_encodings;
+
+use crate::source::{TokenizerFiles, Vocabulary};
 use tokenizers::{
     EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
     TruncationStrategy,
@@ -128,10 +132,57 @@ pub struct TokenSpan {
 const SPECIAL_TOKENS: usize = 2;
 
 impl TextTokenizer {
+    /// The tokenizer `files` make (`model_type` picks the tokenizer class
+    /// for slow files where tokenizer_config.json names none), truncating
+    /// to the model's limit or tokenizer_config.json's `model_max_length`,
+    /// whichever is smaller. An error names the file at fault.
+    pub fn from_files(
+        files: &TokenizerFiles,
+        model_type: &str,
+        model_limit: usize,
+    ) -> crate::Result<Self> {
+        let (tokenizer, limit) = match &files.vocabulary {
+            Vocabulary::Json(json) => {
+                let tokenizer = Tokenizer::from_bytes(&json.bytes).map_err(|err| {
+                    crate::Error::model_caused(
+                        &json.origin,
+                        "invalid tokenizer",
+                        TokenizerError::from(err),
+                    )
+                })?;
+                (tokenizer, slow::model_max_length(files)?)
+            }
+            _ => {
+                let (tokenizer, settings) = slow::convert(files, model_type)?;
+                (tokenizer, settings.model_max_length)
+            }
+        };
+        let max_tokens = limit.map_or(model_limit, |limit| limit.min(model_limit));
+        let specials = tokenizer
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        if max_tokens <= specials {
+            let origin = files.config.as_ref().map_or(files.origin(), |c| &c.origin);
+            return Err(crate::Error::model(
+                origin,
+                format!(
+                    "model_max_length {max_tokens} leaves no room for text beside the \
+                     {specials} special tokens of a pair"
+                ),
+            ));
+        }
+        Self::from_tokenizer(tokenizer, max_tokens)
+            .map_err(|err| crate::Error::model_caused(files.origin(), "invalid tokenizer", err))
+    }
+
     /// Parses tokenizer.json and sets truncation to `max_tokens` (special
     /// tokens included), with no padding.
     pub fn from_json(json: &[u8], max_tokens: usize) -> Result<Self, TokenizerError> {
-        let mut inner = Tokenizer::from_bytes(json)?;
+        Self::from_tokenizer(Tokenizer::from_bytes(json)?, max_tokens)
+    }
+
+    /// `inner` set to truncate to `max_tokens` and never pad.
+    fn from_tokenizer(mut inner: Tokenizer, max_tokens: usize) -> Result<Self, TokenizerError> {
         inner.with_padding(None);
         let mut untruncated = inner.clone();
         untruncated.with_truncation(None)?;
@@ -146,6 +197,11 @@ impl TextTokenizer {
             untruncated,
             max_tokens,
         })
+    }
+
+    /// The most tokens one sequence may hold, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
     }
 
     /// The largest token id the tokenizer can produce (added tokens

@@ -33,13 +33,24 @@ pub struct MockHub {
     pub stop: Arc<AtomicBool>,
     /// Weight bytes sent, all requests together.
     pub weight_bytes_sent: Arc<Mutex<u64>>,
+    /// Every file request, in order: (repo id, revision, file, status).
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+/// One `resolve` request the mock answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub repo_id: String,
+    pub revision: String,
+    pub file: String,
+    pub status: u16,
 }
 
 /// repo id -> revision -> (commit, file name -> bytes)
 pub type Repos = HashMap<String, HashMap<String, (String, HashMap<String, Vec<u8>>)>>;
 
 pub fn is_lfs(name: &str) -> bool {
-    name.ends_with(".safetensors") || name.ends_with(".bin")
+    name.ends_with(".safetensors") || name.ends_with(".bin") || name.ends_with(".model")
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -60,11 +71,13 @@ impl MockHub {
             fault: Arc::new(Mutex::new(Fault::None)),
             stop: Arc::new(AtomicBool::new(false)),
             weight_bytes_sent: Arc::new(Mutex::new(0)),
+            requests: Arc::new(Mutex::new(Vec::new())),
         };
-        let (fault, stop, sent) = (
+        let (fault, stop, sent, log) = (
             Arc::clone(&hub.fault),
             Arc::clone(&hub.stop),
             Arc::clone(&hub.weight_bytes_sent),
+            Arc::clone(&hub.requests),
         );
         let repos = Arc::new(repos);
         std::thread::spawn(move || {
@@ -73,13 +86,14 @@ impl MockHub {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                let (repos, fault, sent, address) = (
+                let (repos, fault, sent, address, log) = (
                     Arc::clone(&repos),
                     *fault.lock().unwrap(),
                     Arc::clone(&sent),
                     address.clone(),
+                    Arc::clone(&log),
                 );
-                std::thread::spawn(move || serve(stream, &repos, fault, &sent, &address));
+                std::thread::spawn(move || serve(stream, &repos, fault, &sent, &address, &log));
             }
         });
         hub
@@ -94,9 +108,27 @@ impl MockHub {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.address.trim_start_matches("http://"));
     }
+
+    /// The files asked for (probes included), as (revision, file, status).
+    pub fn requests_for(&self, repo_id: &str) -> Vec<(String, String, u16)> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.repo_id == repo_id)
+            .map(|r| (r.revision.clone(), r.file.clone(), r.status))
+            .collect()
+    }
 }
 
-pub fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u64>, address: &str) {
+pub fn serve(
+    mut stream: TcpStream,
+    repos: &Repos,
+    fault: Fault,
+    sent: &Mutex<u64>,
+    address: &str,
+    log: &Mutex<Vec<Request>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -189,6 +221,16 @@ pub fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u6
         return respond(&mut stream, "404 Not Found", &[], b"");
     }
     let repo_id = format!("{}/{}", parts[0], parts[1]);
+    // The revision is one path segment: `refs/pr/1` comes as `refs%2Fpr%2F1`.
+    let revision = parts[3].replace("%2F", "/").replace("%2f", "/");
+    let status = |code: u16| {
+        log.lock().unwrap().push(Request {
+            repo_id: repo_id.clone(),
+            revision: revision.clone(),
+            file: parts[4].to_string(),
+            status: code,
+        })
+    };
     if repo_id == "renamed/tiny" {
         // A renamed repo: the hub answers with a relative redirect.
         let location = format!("/owner/tiny/resolve/{}/{}", parts[3], parts[4]);
@@ -200,6 +242,7 @@ pub fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u6
         );
     }
     let Some(revisions) = repos.get(&repo_id) else {
+        status(404);
         return respond(
             &mut stream,
             "404 Not Found",
@@ -207,11 +250,11 @@ pub fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u6
             b"",
         );
     };
-    let revision = parts[3];
     let found = revisions
-        .get(revision)
-        .or_else(|| revisions.values().find(|(commit, _)| commit == revision));
+        .get(&revision)
+        .or_else(|| revisions.values().find(|(commit, _)| *commit == revision));
     let Some((commit, files)) = found else {
+        status(404);
         return respond(
             &mut stream,
             "404 Not Found",
@@ -220,21 +263,27 @@ pub fn serve(mut stream: TcpStream, repos: &Repos, fault: Fault, sent: &Mutex<u6
         );
     };
     let Some(bytes) = files.get(parts[4]) else {
+        status(404);
         return respond(
             &mut stream,
             "404 Not Found",
-            &[("x-error-code".into(), "EntryNotFound".into())],
+            &[
+                ("x-error-code".into(), "EntryNotFound".into()),
+                ("x-repo-commit".into(), commit.clone()),
+            ],
             b"",
         );
     };
     let mut headers = vec![("x-repo-commit".to_string(), commit.clone())];
     if is_lfs(parts[4]) {
+        status(302);
         let sha = hex(&sha2::Sha256::digest(bytes));
         headers.push(("x-linked-etag".into(), format!("\"{sha}\"")));
         headers.push(("x-linked-size".into(), bytes.len().to_string()));
         headers.push(("location".into(), format!("{address}/cdn/{sha}")));
         return respond(&mut stream, "302 Found", &headers, b"");
     }
+    status(if range_start.is_some() { 206 } else { 200 });
     headers.push(("etag".into(), format!("\"{}\"", small_etag(bytes))));
     let total = bytes.len();
     match range_start {

@@ -1,140 +1,17 @@
-//! Models from the HuggingFace hub, in its standard cache.
-//!
-//! The cache is read first (through `hf-hub`) and, when it holds the model,
-//! the network is never touched. HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE
-//! mean what they mean to the Python `huggingface_hub` library; HF_ENDPOINT
-//! picks a mirror.
-//!
-//! Downloads speak the hub's file protocol themselves, with ureq: hf-hub
-//! 0.4.3's client has no timeouts (a server that never answers hangs it
-//! forever) and checks neither size nor sha256. Here a connection and each
-//! read time out (10 s and 30 s, see [`HubTimeouts`]), a file is
-//! written to `blobs/<etag>.part` and becomes `blobs/<etag>` only once its
-//! size and (for LFS files) sha256 match what the hub announced, and an
-//! interrupted download resumes from its `.part` on the next run.
+//! One file from the hub into the cache, with ureq: the metadata probe,
+//! redirects, timeouts, resumable `.part` files and the size and sha256
+//! checks.
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::{Cache, Repo, RepoType};
+use hf_hub::Repo;
 
-use super::files::{FileBytes, HubTimeouts, ModelFiles, Weights};
-use super::local::{CONFIG_FILE, PYTORCH_FILE, SAFETENSORS_FILE, TOKENIZER_FILE};
-use crate::error::{Error, Result};
-
-/// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else
-/// ~/.cache/huggingface/hub, in the order huggingface_hub uses.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = non_empty_env("HF_HUB_CACHE") {
-        return PathBuf::from(dir);
-    }
-    if let Some(home) = non_empty_env("HF_HOME") {
-        return PathBuf::from(home).join("hub");
-    }
-    Cache::default().path().clone()
-}
-
-/// HF_HUB_OFFLINE set to a true value, as huggingface_hub reads it.
-pub fn offline() -> bool {
-    non_empty_env("HF_HUB_OFFLINE")
-        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-}
-
-/// The hub's address: HF_ENDPOINT (a mirror), else huggingface.co.
-fn endpoint() -> String {
-    non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into())
-}
-
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The model's files from the cache or, failing that, downloaded into it,
-/// reporting each file's progress.
-pub fn fetch(
-    repo_id: &str,
-    revision: &str,
-    timeouts: &HubTimeouts,
-    progress: Progress,
-) -> Result<ModelFiles> {
-    let cache_dir = cache_dir();
-    if let Some(files) = from_cache(&cache_dir, repo_id, revision)? {
-        return Ok(files);
-    }
-    let id = format!("{repo_id}@{revision}");
-    if offline() {
-        return Err(Error::unavailable(
-            format!(
-                "model {id} is not in the HF cache ({}) and HF_HUB_OFFLINE is set; \
-                 download it once with network access, or pass --model <folder>",
-                cache_dir.display()
-            ),
-            None,
-        ));
-    }
-    download(&cache_dir, repo_id, revision, *timeouts, progress)
-}
-
-/// A snapshot entry that is a link which cannot be followed (a loop, a
-/// missing blob): a damaged cache, said as such rather than taken for a
-/// model that was never downloaded.
-fn check_link(repo_dir: &Path, entry: &Path) -> Result<()> {
-    let is_link = entry
-        .symlink_metadata()
-        .is_ok_and(|meta| meta.file_type().is_symlink());
-    match std::fs::metadata(entry) {
-        Err(err) if is_link => Err(Error::model(
-            entry,
-            format!(
-                "a link in the HF cache that cannot be followed ({err}); delete {} and \
-                 download the model again",
-                repo_dir.display()
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The cached snapshot, if it holds a config, a tokenizer and weights.
-pub fn from_cache(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Option<ModelFiles>> {
-    let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
-    let repo_dir = cache_dir.join(repo.folder_name());
-    let snapshots = repo_dir.join("snapshots");
-    // The snapshot refs/<revision> names, as hf-hub and huggingface_hub
-    // find it; a commit hash has no ref, but its snapshot folder is named
-    // after it.
-    let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|_| revision.to_string());
-    for name in [CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE, PYTORCH_FILE] {
-        check_link(&repo_dir, &snapshots.join(&commit).join(name))?;
-    }
-    let find = |name: &str| {
-        Some(snapshots.join(&commit).join(name))
-            .filter(|p| p.exists())
-            .or_else(|| Some(snapshots.join(revision).join(name)).filter(|p| p.is_file()))
-    };
-    let (Some(config), Some(tokenizer)) = (find(CONFIG_FILE), find(TOKENIZER_FILE)) else {
-        return Ok(None);
-    };
-    let weights = match (find(SAFETENSORS_FILE), find(PYTORCH_FILE)) {
-        (Some(path), _) => Weights::Safetensors(path),
-        (None, Some(path)) => Weights::Pytorch(path),
-        (None, None) => return Ok(None),
-    };
-    Ok(Some(ModelFiles {
-        name: repo_id.to_string(),
-        config: FileBytes::read(config)?,
-        tokenizer: FileBytes::read(tokenizer)?,
-        weights,
-    }))
-}
-
-/// Progress of one file's download: its name, bytes so far, total bytes.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+use super::{endpoint, Progress};
+use crate::source::files::HubTimeouts;
 
 /// Why a file could not be downloaded.
 #[derive(Debug, thiserror::Error)]
-enum DownloadError {
+pub(super) enum DownloadError {
     #[error("not found on the hub (HTTP 404)")]
     NotFound,
     #[error("{0}")]
@@ -383,23 +260,28 @@ fn fetch_blob(
     Ok(())
 }
 
-/// One file of the repo into the cache: blob, snapshot link and ref.
-fn download_file(
+/// One file of the repo, at `revision` (the user's, or the commit it
+/// resolved to), into the cache: blob and snapshot link. Returns the link
+/// and the commit the hub answered for.
+pub(super) fn download_file(
     cache_dir: &Path,
     repo: &Repo,
+    revision: &str,
     name: &str,
     timeouts: HubTimeouts,
     progress: Progress,
-) -> std::result::Result<PathBuf, DownloadError> {
+) -> std::result::Result<(PathBuf, String), DownloadError> {
     let endpoint = endpoint();
+    // The revision as one path segment: `refs/pr/43` is `refs%2Fpr%2F43`,
+    // as huggingface_hub quotes it.
     let url = format!(
         "{}/{}/resolve/{}/{name}",
         endpoint.trim_end_matches('/'),
         repo.url(),
-        repo.url_revision()
+        revision.replace('/', "%2F")
     );
     let remote = remote(&url, timeouts)?;
-    if !valid_etag(&remote.etag) || !super::files::is_revision(&remote.commit) {
+    if !valid_etag(&remote.etag) || !crate::source::is_revision(&remote.commit) {
         return Err(DownloadError::Protocol("a usable etag and commit"));
     }
     let repo_dir = cache_dir.join(repo.folder_name());
@@ -416,49 +298,5 @@ fn download_file(
     std::os::unix::fs::symlink(Path::new("../../blobs").join(&remote.etag), &pointer)?;
     #[cfg(not(unix))]
     std::fs::copy(&blob, &pointer)?;
-    if repo.revision() != remote.commit {
-        Cache::new(cache_dir.to_path_buf())
-            .repo(repo.clone())
-            .create_ref(&remote.commit)?;
-    }
-    Ok(pointer)
-}
-
-fn download(
-    cache_dir: &Path,
-    repo_id: &str,
-    revision: &str,
-    timeouts: HubTimeouts,
-    progress: Progress,
-) -> Result<ModelFiles> {
-    let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
-    let mut get = |name: &str| {
-        download_file(cache_dir, &repo, name, timeouts, &mut *progress).map_err(|err| {
-            let not_found = matches!(err, DownloadError::NotFound);
-            let error = Error::unavailable(
-                format!(
-                    "cannot download {name} of {repo_id}@{revision} from {} (check the \
-                     network or HF_ENDPOINT, use a model that is already in the HF cache \
-                     at {}, or pass --model <folder>)",
-                    endpoint(),
-                    cache_dir.display()
-                ),
-                Some(err.into()),
-            );
-            (not_found, error)
-        })
-    };
-    let config = get(CONFIG_FILE).map_err(|(_, err)| err)?;
-    let tokenizer = get(TOKENIZER_FILE).map_err(|(_, err)| err)?;
-    let weights = match get(SAFETENSORS_FILE) {
-        Ok(path) => Weights::Safetensors(path),
-        Err((true, _)) => Weights::Pytorch(get(PYTORCH_FILE).map_err(|(_, err)| err)?),
-        Err((false, err)) => return Err(err),
-    };
-    Ok(ModelFiles {
-        name: repo_id.to_string(),
-        config: FileBytes::read(config)?,
-        tokenizer: FileBytes::read(tokenizer)?,
-        weights,
-    })
+    Ok((pointer, remote.commit))
 }
