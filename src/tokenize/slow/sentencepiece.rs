@@ -252,3 +252,70 @@ fn check_charsmap(charsmap: &[u8]) -> std::result::Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{NormalizedString, Normalizer};
+
+    /// A charsmap of `units` and `strings`, as sentencepiece lays it out.
+    fn charsmap(units: &[u32], strings: &[u8]) -> Vec<u8> {
+        let mut bytes = ((units.len() * 4) as u32).to_le_bytes().to_vec();
+        for unit in units {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        bytes.extend_from_slice(strings);
+        bytes
+    }
+
+    /// Whether the tokenizers crate's own reader panics normalizing "a".
+    fn reader_panics(charsmap: &[u8]) -> bool {
+        let Ok(precompiled) = Precompiled::from(charsmap) else {
+            return false;
+        };
+        std::panic::catch_unwind(|| {
+            let _ = precompiled.normalize(&mut NormalizedString::from("a"));
+        })
+        .is_err()
+    }
+
+    #[test]
+    fn a_sound_trie_passes_and_normalizes() {
+        // The root (offset 0), then 'a' (97) at 0 ^ 97, with a leaf and
+        // offset 1: the leaf is unit 96, whose value 0 points at "x".
+        let mut units = vec![0u32; 256];
+        units[97] = 97 | (1 << 8) | (1 << 10);
+        let map = charsmap(&units, b"x\0");
+        assert_eq!(check_charsmap(&map), Ok(()));
+        assert!(!reader_panics(&map));
+        let mut normalized = NormalizedString::from("a");
+        Precompiled::from(&map)
+            .unwrap()
+            .normalize(&mut normalized)
+            .unwrap();
+        assert_eq!(normalized.get(), "x");
+    }
+
+    #[test]
+    fn tries_the_reader_would_panic_on_are_refused() {
+        let mut leaf_outside = vec![0u32; 256];
+        leaf_outside[97] = 97 | (1 << 8); // its leaf value, 353, is past "x\0"
+        let mut offset_outside = vec![0u32; 256];
+        offset_outside[0] = 4096 << 10; // the root points past the array
+        for (what, map) in [
+            ("empty trie", charsmap(&[], b"")),
+            ("leaf past the strings", charsmap(&leaf_outside, b"x\0")),
+            ("offset past the array", charsmap(&offset_outside, b"")),
+        ] {
+            assert!(reader_panics(&map), "{what}: the reader would not panic");
+            assert!(check_charsmap(&map).is_err(), "{what}: not refused");
+        }
+        // A header announcing more than the file holds (the reader would
+        // allocate for it), a short header, a trie that is not whole blocks.
+        let mut huge = charsmap(&[0; 256], b"");
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(check_charsmap(&huge).is_err());
+        assert!(check_charsmap(&[1, 2]).is_err());
+        assert!(check_charsmap(&charsmap(&[0; 100], b"")).is_err());
+    }
+}
