@@ -114,7 +114,7 @@ impl Specials {
         // CamembertTokenizer's own <mask> strips the space before it.
         if family == Family::Camembert {
             for (role, named) in &mut roles {
-                if *role == "mask_token" && named.origin.as_os_str().is_empty() {
+                if *role == "mask_token" && named.origin.is_none() {
                     named.token = named.token.clone().lstrip(true);
                 }
             }
@@ -205,13 +205,13 @@ fn add_tokens(
     vocabulary: &Path,
 ) -> Result<()> {
     for (id, named) in &settings.added {
-        tokenizer
-            .add_tokens([named.token.clone()])
-            .map_err(|err| Error::model_caused(&named.origin, "cannot add its tokens", err))?;
+        tokenizer.add_tokens([named.token.clone()]).map_err(|err| {
+            Error::model_caused(named.file_or(vocabulary), "cannot add its tokens", err)
+        })?;
         let got = tokenizer.token_to_id(&named.token.content);
         if got != Some(*id) {
             return Err(Error::model(
-                &named.origin,
+                named.file_or(vocabulary),
                 format!(
                     "gives {:?} the id {id}, but with {} it is {}",
                     named.token.content,
@@ -223,16 +223,12 @@ fn add_tokens(
     }
     for (_, named) in &specials.roles {
         if tokenizer.token_to_id(&named.token.content).is_none() {
-            let origin = match named.origin.as_os_str().is_empty() {
-                true => vocabulary,
-                false => &named.origin,
-            };
-            let what = match named.origin.as_os_str().is_empty() {
-                true => format!("{}'s default", specials.family.name()),
-                false => "a special token it names".to_string(),
+            let what = match named.origin {
+                None => format!("{}'s default", specials.family.name()),
+                Some(_) => "a special token it names".to_string(),
             };
             return Err(Error::model(
-                origin,
+                named.file_or(vocabulary),
                 format!(
                     "{:?} ({what}) is not in the vocabulary of {}",
                     named.token.content,

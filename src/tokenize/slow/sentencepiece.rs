@@ -199,7 +199,7 @@ pub(super) fn convert(
             let token = AddedToken::from(content, p.kind == Some(CONTROL)).normalized(false);
             Some(Named {
                 token,
-                origin: model.origin.clone(),
+                origin: Some(model.origin.clone()),
             })
         })
         .collect();

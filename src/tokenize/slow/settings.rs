@@ -23,11 +23,19 @@ pub const ROLES: [&str; 7] = [
     "mask_token",
 ];
 
-/// A token and the file that named it, for messages.
+/// A token and the file that named it, for messages (None: the tokenizer
+/// class's own default).
 #[derive(Debug, Clone)]
 pub struct Named {
     pub token: AddedToken,
-    pub origin: PathBuf,
+    pub origin: Option<PathBuf>,
+}
+
+impl Named {
+    /// The file that named the token, else `fallback`.
+    pub fn file_or<'a>(&'a self, fallback: &'a Path) -> &'a Path {
+        self.origin.as_deref().unwrap_or(fallback)
+    }
 }
 
 /// The settings of one tokenizer, every field None or empty where no file
@@ -72,7 +80,7 @@ impl Settings {
         }
         if !has_decoder {
             if let Some(file) = &files.special_tokens_map {
-                settings.read_specials(&file.origin, &object(file)?)?;
+                settings.read_roles(&file.origin, &object(file)?)?;
             }
             if let Some(file) = &files.added_tokens {
                 settings.read_added_tokens(&file.origin, &object(file)?)?;
@@ -91,7 +99,7 @@ impl Settings {
             true => None,
             false => default.map(|content| Named {
                 token: AddedToken::from(content, true),
-                origin: PathBuf::new(),
+                origin: None,
             }),
         }
     }
@@ -132,7 +140,7 @@ impl Settings {
                     id,
                     Named {
                         token,
-                        origin: origin.to_path_buf(),
+                        origin: Some(origin.to_path_buf()),
                     },
                 ));
             }
@@ -151,12 +159,8 @@ impl Settings {
         Ok(())
     }
 
-    /// special_tokens_map.json: its tokens override tokenizer_config.json's.
-    fn read_specials(&mut self, origin: &Path, map: &Map<String, Value>) -> Result<()> {
-        self.read_roles(origin, map)
-    }
-
-    /// The named roles and the extra special tokens in `map`.
+    /// The named roles and the extra special tokens in `map`: a later file's
+    /// (special_tokens_map.json's) override an earlier one's.
     fn read_roles(&mut self, origin: &Path, map: &Map<String, Value>) -> Result<()> {
         for role in ROLES {
             match map.get(role) {
@@ -173,7 +177,7 @@ impl Settings {
                         role,
                         Named {
                             token,
-                            origin: origin.to_path_buf(),
+                            origin: Some(origin.to_path_buf()),
                         },
                     ));
                 }
@@ -188,7 +192,7 @@ impl Settings {
                         let token = added_token(origin, key, value, Some(true))?;
                         self.extra_special.push(Named {
                             token,
-                            origin: origin.to_path_buf(),
+                            origin: Some(origin.to_path_buf()),
                         });
                     }
                 }
@@ -216,7 +220,7 @@ impl Settings {
                 id,
                 Named {
                     token,
-                    origin: origin.to_path_buf(),
+                    origin: Some(origin.to_path_buf()),
                 },
             ));
         }
