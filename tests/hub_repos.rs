@@ -114,8 +114,7 @@ fn each_repo_loads_by_id_then_offline_then_from_a_folder() {
 
             // Copied out of the cache into a folder: the same model.
             let folder = tempfile::tempdir().unwrap();
-            let snapshot = cache
-                .join(format!("models--{}", repo.id.replace('/', "--")))
+            let snapshot = cached_repo(home.path(), &repo.id)
                 .join("snapshots")
                 .join(&revision.commit);
             copy_out(&snapshot, folder.path());
@@ -148,15 +147,8 @@ fn a_pr_revision_is_quoted_in_the_url_and_cached_under_its_ref() {
     let home = tempfile::tempdir().unwrap();
     let id = "cardiffnlp/twitter-roberta-base-sentiment-latest";
     predict_online(&hub, id, "refs/pr/1", home.path());
-    let repo = home
-        .path()
-        .join("hub/models--cardiffnlp--twitter-roberta-base-sentiment-latest");
-    let pr = &manifest
-        .repos
-        .iter()
-        .find(|r| r.id == id)
-        .unwrap()
-        .revisions["refs/pr/1"];
+    let repo = cached_repo(home.path(), id);
+    let pr = &manifest.revision(id, "refs/pr/1");
     assert_eq!(
         std::fs::read_to_string(repo.join("refs/refs/pr/1")).unwrap(),
         pr.commit
@@ -177,12 +169,7 @@ fn a_pr_revision_is_quoted_in_the_url_and_cached_under_its_ref() {
     );
     // main, in the same cache, is its own snapshot with the pickle.
     predict_online(&hub, id, "main", home.path());
-    let main = &manifest
-        .repos
-        .iter()
-        .find(|r| r.id == id)
-        .unwrap()
-        .revisions["main"];
+    let main = &manifest.revision(id, "main");
     assert!(repo
         .join("snapshots")
         .join(&main.commit)
@@ -197,16 +184,8 @@ fn a_cache_link_out_of_the_cache_is_refused() {
     let home = tempfile::tempdir().unwrap();
     let id = "nlptown/bert-base-multilingual-uncased-sentiment";
     predict_online(&hub, id, "main", home.path());
-    let repo = home
-        .path()
-        .join("hub/models--nlptown--bert-base-multilingual-uncased-sentiment");
-    let commit = &manifest
-        .repos
-        .iter()
-        .find(|r| r.id == id)
-        .unwrap()
-        .revisions["main"]
-        .commit;
+    let repo = cached_repo(home.path(), id);
+    let commit = &manifest.revision(id, "main").commit;
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("vocab.txt");
     std::fs::write(&secret, "[UNK]\n[CLS]\n[SEP]\n").unwrap();
@@ -245,14 +224,8 @@ fn an_incomplete_cache_asks_the_hub_for_what_it_never_asked() {
     let home = tempfile::tempdir().unwrap();
     let id = "ProsusAI/finbert";
     let online = predict_online(&hub, id, "main", home.path());
-    let repo = home.path().join("hub/models--ProsusAI--finbert");
-    let commit = &manifest
-        .repos
-        .iter()
-        .find(|r| r.id == id)
-        .unwrap()
-        .revisions["main"]
-        .commit;
+    let repo = cached_repo(home.path(), id);
+    let commit = &manifest.revision(id, "main").commit;
     let snapshot: PathBuf = repo.join("snapshots").join(commit);
     std::fs::remove_file(snapshot.join("tokenizer_config.json")).unwrap();
     std::fs::remove_dir_all(repo.join(".no_exist")).unwrap();

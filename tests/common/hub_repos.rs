@@ -33,6 +33,19 @@ pub struct Revision {
     pub uses: Vec<String>,
 }
 
+impl Manifest {
+    /// One repo's revision, by the repo's id.
+    pub fn revision(&self, id: &str, revision: &str) -> &Revision {
+        &self.repos.iter().find(|r| r.id == id).unwrap().revisions[revision]
+    }
+}
+
+/// The repo's folder in the HF cache under `home`.
+pub fn cached_repo(home: &Path, id: &str) -> std::path::PathBuf {
+    home.join("hub")
+        .join(format!("models--{}", id.replace('/', "--")))
+}
+
 pub fn manifest() -> Manifest {
     let text = std::fs::read_to_string(fixture("hub/repos.json")).unwrap();
     serde_json::from_str(&text).unwrap()

@@ -270,6 +270,14 @@ fn invalid(file: &FileBytes, why: impl std::fmt::Display) -> Error {
     Error::model(&file.origin, why)
 }
 
+/// The id of a special token the post-processor adds, which `vocabulary`
+/// must have.
+fn special_id(tokenizer: &Tokenizer, token: &str, vocabulary: &FileBytes) -> Result<u32> {
+    tokenizer
+        .token_to_id(token)
+        .ok_or_else(|| invalid(vocabulary, format!("has no {token:?}")))
+}
+
 /// vocab.txt as `BertTokenizer` reads it: WordPiece with `##`
 /// continuations, BERT's normalizer and pre-tokenizer, and
 /// `[CLS] $A [SEP] $B:1 [SEP]:1`.
@@ -311,11 +319,7 @@ fn wordpiece(vocab: &FileBytes, settings: &Settings, specials: &Specials) -> Res
         specials.content("cls_token", &vocab.origin)?,
         specials.content("sep_token", &vocab.origin)?,
     );
-    let id = |token: &str| {
-        tokenizer
-            .token_to_id(token)
-            .ok_or_else(|| invalid(vocab, format!("has no {token:?}")))
-    };
+    let id = |token: &str| special_id(&tokenizer, token, vocab);
     let template = TemplateProcessing::builder()
         .try_single(format!("{cls}:0 $A:0 {sep}:0"))
         .and_then(|b| b.try_pair(format!("{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1")))
@@ -399,11 +403,7 @@ fn byte_level_bpe(
         specials.content("cls_token", &vocab.origin)?,
         specials.content("sep_token", &vocab.origin)?,
     );
-    let id = |token: &str| {
-        tokenizer
-            .token_to_id(token)
-            .ok_or_else(|| invalid(vocab, format!("has no {token:?}")))
-    };
+    let id = |token: &str| special_id(&tokenizer, token, vocab);
     let processing = RobertaProcessing::new((sep.clone(), id(&sep)?), (cls.clone(), id(&cls)?))
         .trim_offsets(trim_offsets)
         .add_prefix_space(add_prefix_space);

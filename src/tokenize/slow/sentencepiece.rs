@@ -17,7 +17,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::settings::{Named, Settings};
-use super::{invalid, Family, Specials};
+use super::{invalid, special_id, Family, Specials};
 use crate::error::{Error, Result};
 use crate::source::FileBytes;
 
@@ -168,11 +168,7 @@ pub(super) fn convert(
     ])));
     tokenizer.with_decoder(Some(MetaspaceDecoder::new('\u{2581}', scheme, true)));
     let (bos, eos) = (name("bos_token")?, name("eos_token")?);
-    let id = |token: &str| {
-        tokenizer
-            .token_to_id(token)
-            .ok_or_else(|| invalid(model, format!("has no {token:?}")))
-    };
+    let id = |token: &str| special_id(&tokenizer, token, model);
     let template = TemplateProcessing::builder()
         .try_single(vec![bos.as_str(), "$A", eos.as_str()])
         .and_then(|b| {

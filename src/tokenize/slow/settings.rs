@@ -136,13 +136,7 @@ impl Settings {
                     )
                 })?;
                 let token = added_token(origin, "added_tokens_decoder", value, None)?;
-                self.added.push((
-                    id,
-                    Named {
-                        token,
-                        origin: Some(origin.to_path_buf()),
-                    },
-                ));
+                self.add(id, token, origin);
             }
             self.added.sort_by_key(|(id, _)| *id);
             // A role's token takes the flags the decoder gives it.
@@ -157,6 +151,11 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn add(&mut self, id: u32, token: AddedToken, origin: &Path) {
+        let origin = Some(origin.to_path_buf());
+        self.added.push((id, Named { token, origin }));
     }
 
     /// The named roles and the extra special tokens in `map`: a later file's
@@ -216,13 +215,7 @@ impl Settings {
                     .iter()
                     .any(|n| n.token.content == *content);
             let token = AddedToken::from(content.clone(), special).normalized(!special);
-            self.added.push((
-                id,
-                Named {
-                    token,
-                    origin: Some(origin.to_path_buf()),
-                },
-            ));
+            self.add(id, token, origin);
         }
         self.added.sort_by_key(|(id, _)| *id);
         Ok(())
