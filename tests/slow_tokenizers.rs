@@ -240,3 +240,24 @@ fn serve_answers_with_a_slow_tokenizer() {
         }
     }
 }
+
+/// Weights as repos hold them: tensors the classifier does not use (the
+/// checkpoint's pooler and position_ids) are ignored, and a tensor it needs
+/// that is missing is named in the error.
+#[test]
+fn unused_tensors_are_ignored_and_a_missing_one_is_named() {
+    use candle_core::{safetensors, Device};
+    let folder = repo_folder("twitter-roberta", |dir| {
+        let weights = fixture("hub/twitter-roberta/model.safetensors");
+        let mut tensors = safetensors::load(weights, &Device::Cpu).unwrap();
+        assert!(tensors.contains_key("roberta.pooler.dense.weight"));
+        assert!(tensors.contains_key("roberta.embeddings.position_ids"));
+        tensors.remove("roberta.encoder.layer.1.output.dense.weight");
+        safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    });
+    assert_bad_file(
+        folder.path(),
+        "model.safetensors",
+        "roberta.encoder.layer.1.output.dense.weight",
+    );
+}
