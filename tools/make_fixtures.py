@@ -335,7 +335,8 @@ def pair_inputs(tok) -> list:
     """Pairs for every way a pair is cut: neither side, the longer side
     only, both to half the room, each side longer than the other, a side of
     over 32 KB (read a piece at a time on the Rust side), exactly the
-    model's limit and one token over, and empty sides."""
+    model's limit and one token over, empty sides, and both sides over the
+    limit (the `tokenizers` crate's own truncation ties those)."""
     specials = len(tok("a", "b")["input_ids"]) - len(tok("a", add_special_tokens=False)[
         "input_ids"]) - len(tok("b", add_special_tokens=False)["input_ids"])
     room = MAX_LEN - specials
@@ -366,6 +367,16 @@ def pair_inputs(tok) -> list:
         (words(room // 2, word), words(room - room // 2, word)),
         (words(room // 2, word), words(room - room // 2 + 1, word)),
         (words(room - 1, word), "ok"),
+        # Both sides over the model's limit (each longer than 512 tokens),
+        # either one longer, and tied: on an odd budget the longer keeps the
+        # odd token. Then sides of over 32 KB (read a piece at a time), and
+        # one of each.
+        (review * 120, review * 90),
+        (review * 60, review * 95),
+        (review * 100, review * 100),
+        (review * 900, review * 850),
+        (review * 70, review * 900),
+        (review * 900, review * 70),
     ]
 
 

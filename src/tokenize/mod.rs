@@ -7,17 +7,16 @@
 //! [`TextTokenizer::encode_windows`]). Sequences go to the model ragged;
 //! the model pads them itself where its path needs padding.
 
+mod pair;
 mod slow;
 mod split;
 
-use split::{split_point, SPLIT_MARGIN_TOKENS};
+use split::{pieces, split_point, SPLIT_MARGIN_TOKENS};
 pub use split::{LONG_TEXT_BYTES, MAX_PREFIX_BYTES};
-use tokenizers::utils::truncation::truncate_encodings;
 
 use crate::source::{TokenizerFiles, Vocabulary};
 use tokenizers::{
-    EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 /// What one prediction is made from: a text, or a pair of texts for models
@@ -246,43 +245,6 @@ impl TextTokenizer {
         Ok(encoded)
     }
 
-    /// A pair of texts, as HF's `tokenizer(first, second, truncation=True)`
-    /// encodes it: both with the special tokens of the tokenizer's pair
-    /// template, and where they are too long together, tokens cut from the
-    /// longer one first (`longest_first`), from its end, or from its start
-    /// with `keep_end`. Each side is tokenized a bounded piece at a time,
-    /// as [`Self::encode`] does, so a pair costs what its kept tokens cost.
-    pub fn encode_pair(
-        &self,
-        first: &str,
-        second: &str,
-        keep_end: bool,
-    ) -> Result<Encoded, TokenizerError> {
-        let short = first.len() <= LONG_TEXT_BYTES && second.len() <= LONG_TEXT_BYTES;
-        if short && !keep_end {
-            return Ok(into_encoded(self.inner.encode((first, second), true)?));
-        }
-        let room = self.room(true);
-        let (first, first_cut) = self.bounded_content(first, room, keep_end)?;
-        let (second, second_cut) = self.bounded_content(second, room, keep_end)?;
-        let lengths = (first.len(), second.len());
-        let params = TruncationParams {
-            max_length: room,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-            direction: match keep_end {
-                true => TruncationDirection::Left,
-                false => TruncationDirection::Right,
-            },
-        };
-        let (first, second) = truncate_encodings(first, Some(second), &params)?;
-        let second = second.unwrap_or_default();
-        let cut = first_cut || second_cut || (first.len(), second.len()) != lengths;
-        let mut encoded = into_encoded(self.inner.post_process(first, Some(second), true)?);
-        encoded.truncated = cut;
-        Ok(encoded)
-    }
-
     /// A text (or one side of a pair) without special tokens: whole when it
     /// is short, else its first (or, with `from_end`, last) `keep` tokens,
     /// tokenized from pieces of 32 KB, 128 KB, ... cut where the text may be
@@ -416,14 +378,8 @@ impl TextTokenizer {
     /// may be split.
     fn content_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let mut ids = Vec::new();
-        let mut start = 0;
-        while start < text.len() || start == 0 {
-            let end = split_point(text, start + LONG_TEXT_BYTES);
-            ids.extend_from_slice(self.untruncated.encode(&text[start..end], false)?.get_ids());
-            start = end;
-            if end >= text.len() {
-                break;
-            }
+        for piece in pieces(text) {
+            ids.extend_from_slice(self.untruncated.encode(piece, false)?.get_ids());
         }
         Ok(ids)
     }
@@ -445,32 +401,18 @@ impl TextTokenizer {
         Ok(into_encoded(self.inner.post_process(content, None, true)?))
     }
 
-    /// Encodes several texts or pairs, truncated; the tokenizer
-    /// parallelises over them. Long texts go through [`Self::encode`] and
-    /// [`Self::encode_pair`] one at a time.
+    /// Encodes several texts or pairs, truncated, spread over the
+    /// tokenizer's threads; each goes through [`Self::encode`] or
+    /// [`Self::encode_pair`], so a batch cuts as one text at a time does.
     pub fn encode_batch(&self, inputs: &[TextInput]) -> Result<Vec<Encoded>, TokenizerError> {
-        let long = |input: &TextInput| match *input {
-            TextInput::Single(text) => text.len() > LONG_TEXT_BYTES,
-            TextInput::Pair(first, second) => first.len().max(second.len()) > LONG_TEXT_BYTES,
-        };
-        if inputs.iter().any(long) {
-            return inputs
-                .iter()
-                .map(|input| match *input {
-                    TextInput::Single(text) => self.encode(text),
-                    TextInput::Pair(first, second) => self.encode_pair(first, second, false),
-                })
-                .collect();
-        }
-        let inputs: Vec<EncodeInput> = inputs
-            .iter()
+        use tokenizers::utils::parallelism::MaybeParallelRefIterator;
+        inputs
+            .maybe_par_iter()
             .map(|input| match *input {
-                TextInput::Single(text) => text.into(),
-                TextInput::Pair(first, second) => (first, second).into(),
+                TextInput::Single(text) => self.encode(text),
+                TextInput::Pair(first, second) => self.encode_pair(first, second, false),
             })
-            .collect();
-        let encodings = self.inner.encode_batch(inputs, true)?;
-        Ok(encodings.into_iter().map(into_encoded).collect())
+            .collect()
     }
 }
 

@@ -46,3 +46,20 @@ pub(super) fn split_point(text: &str, at: usize) -> usize {
         None => at,
     }
 }
+
+/// The pieces of about [`LONG_TEXT_BYTES`] a long text is tokenized in, cut
+/// where it may be split (an empty text is one empty piece).
+pub(super) fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let end = split_point(text, start + LONG_TEXT_BYTES);
+        let piece = &text[start..end];
+        start = end;
+        done = end >= text.len();
+        Some(piece)
+    })
+}

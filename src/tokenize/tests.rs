@@ -2,6 +2,7 @@
 //! handling of the whole text.
 
 use super::*;
+use tokenizers::utils::truncation::truncate_encodings;
 
 fn tokenizer() -> TextTokenizer {
     let json = include_bytes!("../../tests/fixtures/tiny-distilbert/tokenizer.json");
@@ -52,29 +53,58 @@ fn keeping_the_end_matches_left_truncation_of_the_whole_text() {
     }
 }
 
+/// HF's pair cut on the whole texts: both tokenized whole, then
+/// longest-first on their true lengths (the `tokenizers` crate's own
+/// truncation stops each side at the limit first, which ties two long
+/// sides; transformers does not).
+fn whole_pair(
+    tokenizer: &TextTokenizer,
+    a: &str,
+    b: &str,
+    direction: TruncationDirection,
+) -> Encoded {
+    let whole = |text: &str| tokenizer.untruncated.encode(text, false).unwrap();
+    let params = TruncationParams {
+        max_length: tokenizer.room(true),
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+        direction,
+    };
+    let (a, b) = truncate_encodings(whole(a), Some(whole(b)), &params).unwrap();
+    into_encoded(tokenizer.inner.post_process(a, b, true).unwrap())
+}
+
 /// A pair with a long side, read a piece at a time, is cut longest-first
-/// exactly as the tokenizer cuts the whole texts, from either end.
+/// exactly as from the whole texts, from either end; two sides over the
+/// limit keep the odd token of BERT's odd budget on the longer side.
 #[test]
 fn a_long_pair_is_cut_exactly_as_from_the_whole_texts() {
     let tokenizer = tokenizer();
-    let left = left_truncating(&tokenizer);
     let long = long_texts();
     let short = ["", "a short hypothesis", &"medium words here ".repeat(60)].map(String::from);
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let over = ["word ".repeat(700), "word ".repeat(900)];
+    let mut pairs: Vec<(&str, &str)> = vec![
+        (&over[0], &over[1]),
+        (&over[1], &over[0]),
+        (&over[0], &over[0]),
+    ];
     for (i, a) in long.iter().enumerate() {
         pairs.push((a, &short[i % short.len()]));
         pairs.push((&short[(i + 1) % short.len()], a));
         pairs.push((a, &long[(i + 1) % long.len()]));
+        pairs.push((&over[i % 2], a));
+        pairs.push((a, &over[i % 2]));
     }
     let mut cut = 0;
     let count = pairs.len();
     for (a, b) in pairs {
         let start = |text: &str| text.chars().take(12).collect::<String>();
         let what = format!("{:?} / {:?}", start(a), start(b));
-        let whole = into_encoded(tokenizer.inner.encode((a, b), true).unwrap());
-        assert_eq!(tokenizer.encode_pair(a, b, false).unwrap(), whole, "{what}");
-        cut += usize::from(whole.truncated);
-        let whole_left = into_encoded(left.encode((a, b), true).unwrap());
+        let whole = whole_pair(&tokenizer, a, b, TruncationDirection::Right);
+        let pair = tokenizer.encode_pair(a, b, false).unwrap();
+        cut += usize::from(pair.truncated);
+        assert_eq!(pair, whole, "{what}");
+        let whole_left = whole_pair(&tokenizer, a, b, TruncationDirection::Left);
         assert_eq!(
             tokenizer.encode_pair(a, b, true).unwrap(),
             whole_left,
@@ -83,6 +113,9 @@ fn a_long_pair_is_cut_exactly_as_from_the_whole_texts() {
     }
     // Only "x...x then words y...y" (a few [UNK]s) fits whole.
     assert!(cut >= count - 3, "{cut} of {count} pairs cut");
+    let first_longer = tokenizer.encode_pair(&over[1], &over[0], false).unwrap();
+    let sep = first_longer.ids.iter().position(|&id| id == 102).unwrap();
+    assert_eq!((sep - 1, first_longer.len() - sep - 2), (255, 254));
     let pair = tokenizer.encode_pair("a b", "c", true).unwrap();
     assert_eq!(
         pair,
