@@ -147,12 +147,14 @@ pub fn error_record(line: u64, message: &str, fields: Option<&RawFields>) -> Str
     out.finish()
 }
 
-/// `POSITIVE  0.9998  POSITIVE=0.9998 NEGATIVE=0.0002  the text`
+/// `POSITIVE  0.9998  POSITIVE=0.9998 NEGATIVE=0.0002  the text`: every
+/// string in it (label names from the model's config, the text) made safe
+/// for a terminal first, so that a model's files cannot forge a line.
 pub fn human_line<'t>(input: impl Into<TextInput<'t>>, prediction: &Prediction) -> String {
     let scores: Vec<String> = prediction
         .scores
         .iter()
-        .map(|s| format!("{}={:.4}", s.label, s.score))
+        .map(|s| format!("{}={:.4}", terminal_safe(&s.label), s.score))
         .collect();
     let note = match prediction.windows {
         _ if prediction.truncated => " [truncated]".to_string(),
@@ -161,17 +163,37 @@ pub fn human_line<'t>(input: impl Into<TextInput<'t>>, prediction: &Prediction) 
     };
     format!(
         "{:<8}  {:.4}  {}  {}{note}",
-        prediction.label,
+        terminal_safe(&prediction.label),
         prediction.score,
         scores.join(" "),
         match input.into() {
-            TextInput::Single(text) => one_line(text),
-            TextInput::Pair(first, second) => format!("{} | {}", one_line(first), one_line(second)),
+            TextInput::Single(text) => terminal_safe(text),
+            TextInput::Pair(first, second) => {
+                format!("{} | {}", terminal_safe(first), terminal_safe(second)).into()
+            }
         }
     )
 }
 
-/// A text on one line of the terminal.
-fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+/// A string on one line of a terminal, changing nothing else on it: line
+/// breaks and tabs become spaces; other control characters (an ANSI escape,
+/// a bell), Unicode's line and paragraph separators and the bidirectional
+/// overrides that reorder what is shown are written as `\u{..}` escapes.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(unsafe_char) {
+        return text.into();
+    }
+    let mut safe = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => safe.push(' '),
+            c if unsafe_char(c) => safe.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => safe.push(c),
+        }
+    }
+    safe.into()
 }

@@ -90,6 +90,14 @@ impl ModelArgs {
     /// means something.
     pub fn spec(&self) -> anyhow::Result<ModelSpec> {
         let spec = match &self.model {
+            Some(name) if name.is_empty() => {
+                return Err(UsageError(
+                    "--model is empty: give a model folder or a hub id (owner/name), or leave \
+                     it out for the bundled model"
+                        .into(),
+                )
+                .into())
+            }
             Some(name) => ModelSpec::parse(name, self.revision.as_deref())?,
             None => ModelSpec::default(),
         };
@@ -455,11 +463,32 @@ pub struct BenchArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// The CPU kernels the documented environment variables allow:
-/// `SENTIMENT_KERNELS` (`portable`: what a CPU without AVX-512 runs;
-/// `generic`: candle's ops, as on a GPU), `SENTIMENT_VECTOR_WIDTH` (`512` or
-/// `256`: skip the width probe) and `SENTIMENT_BF16=emulate` (bf16's
-/// numerics on any AVX-512 CPU). Other values mean the default.
+/// An empty variable means unset, as huggingface_hub reads its HF_*
+/// variables: `SENTIMENT_MODEL=` is the bundled model, not a folder named
+/// "". Removed here, before clap (which reads `SENTIMENT_MODEL` and
+/// `SENTIMENT_API_KEY` itself) and every other reader sees them, for each
+/// variable this program or its libraries read: `SENTIMENT_*`, `HF_*`,
+/// `RAYON_NUM_THREADS`, `CANDLE_NUM_THREADS`, `TOKENIZERS_PARALLELISM`.
+pub fn forget_empty_variables() {
+    let ours = |name: &str| {
+        name.starts_with("SENTIMENT_")
+            || name.starts_with("HF_")
+            || matches!(
+                name,
+                "RAYON_NUM_THREADS" | "CANDLE_NUM_THREADS" | "TOKENIZERS_PARALLELISM"
+            )
+    };
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| value.is_empty() && name.to_str().is_some_and(ours))
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // The process has one thread yet: nothing reads the environment
+        // while it changes.
+        std::env::remove_var(name);
+    }
+}
+
 /// The hub timeouts: `SENTIMENT_HUB_CONNECT_TIMEOUT` and
 /// `SENTIMENT_HUB_READ_TIMEOUT`, whole seconds from 1 (default 10 and 30);
 /// any other value is a usage error rather than silently the default.
@@ -486,6 +515,11 @@ pub fn hub_timeouts() -> Result<sentiment::HubTimeouts, UsageError> {
     Ok(timeouts)
 }
 
+/// The CPU kernels the documented environment variables allow:
+/// `SENTIMENT_KERNELS` (`portable`: what a CPU without AVX-512 runs;
+/// `generic`: candle's ops, as on a GPU), `SENTIMENT_VECTOR_WIDTH` (`512` or
+/// `256`: skip the width probe) and `SENTIMENT_BF16=emulate` (bf16's
+/// numerics on any AVX-512 CPU). Other values mean the default.
 pub fn kernel_options() -> KernelOptions {
     let var = |name| std::env::var(name).unwrap_or_default();
     KernelOptions {

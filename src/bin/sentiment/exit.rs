@@ -93,6 +93,10 @@ pub fn stdout_is_open() -> bool {
 
 /// Writes a diagnostic to stderr. Never panics: a closed or full stderr
 /// (`2>/dev/full`) loses the message, not the run.
+/// It is one line, safe for a terminal: a message quotes paths, names and
+/// values from outside (a folder's name, a model file's contents).
 pub fn diagnostic(message: impl Display) {
+    let message = message.to_string();
+    let message = sentiment::output::terminal_safe(&message);
     let _ = writeln!(std::io::stderr().lock(), "sentiment: {message}");
 }

@@ -21,6 +21,7 @@ use clap::Parser;
 use args::{Cli, Command};
 
 fn main() -> ExitCode {
+    args::forget_empty_variables();
     let cli = Cli::parse();
     let writes_stdout = match &cli.command {
         Command::Serve(_) => false,

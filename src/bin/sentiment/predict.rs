@@ -107,7 +107,10 @@ impl<W: Write> Printer<W> {
             (Ok((input, prediction)), true) => text_record(input, &prediction).to_string(),
             (Ok((input, prediction)), false) => human_line(input, &prediction),
             (Err(message), true) => error_record(number, &message, None),
-            (Err(message), false) => format!("ERROR     {what} {number}: {message}"),
+            (Err(message), false) => {
+                let message = sentiment::output::terminal_safe(&message);
+                format!("ERROR     {what} {number}: {message}")
+            }
         };
         self.out.write_all(printed.as_bytes())?;
         self.out.write_all(b"\n")

@@ -189,6 +189,16 @@ pub enum ConfigError {
     BadEpsilon(f64),
     #[error("id2label keys must be the class indices 0..{count}, found {key:?}")]
     BadLabelIndex { key: String, count: usize },
+    /// Two classes with one name: `scores` could not tell them apart, and
+    /// would contradict `label`.
+    #[error("id2label names {name:?} for both class {first} and class {second}; each class needs its own name")]
+    DuplicateLabel {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("id2label gives class {index} an empty name")]
+    EmptyLabel { index: usize },
     #[error("invalid {family} config")]
     Fields {
         family: &'static str,
@@ -252,6 +262,19 @@ impl Config {
                         count,
                     })
                 }
+            }
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (index, name) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(ConfigError::EmptyLabel { index });
+            }
+            if let Some(first) = seen.insert(name.as_str(), index) {
+                return Err(ConfigError::DuplicateLabel {
+                    name: name.clone(),
+                    first,
+                    second: index,
+                });
             }
         }
         Ok(names)
