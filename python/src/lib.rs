@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList};
 use sentiment::{
     Aggregate, ClassifyOptions, DeviceSpec, Error, LongText, ModelSpec, Precision, Prediction,
     TextInput,
@@ -63,6 +63,24 @@ fn python_error(err: Error) -> PyErr {
         } if source.is::<std::io::Error>() => PyOSError::new_err(message),
         Error::Model { .. } | Error::Inference { .. } => ModelError::new_err(message),
         _ => PyRuntimeError::new_err(message),
+    }
+}
+
+/// A whole-number option, `min` or more: anything else (a negative number,
+/// one too large for the machine, a bool, a float, a str) is the
+/// ValueError the docs promise. PyO3's own conversion to usize raises
+/// OverflowError for -1 and TypeError for 2.0.
+fn count(value: &Bound<'_, PyAny>, name: &str, min: usize) -> PyResult<usize> {
+    let whole = value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>();
+    match value.extract::<u64>().ok().filter(|_| whole) {
+        Some(n) if n >= min as u64 => usize::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("{name} is too large: {value}"))),
+        _ => Err(PyValueError::new_err(format!(
+            "{name} must be a whole number from {min}, not {}",
+            value
+                .repr()
+                .map_or_else(|_| "that".to_string(), |r| r.to_string())
+        ))),
     }
 }
 
@@ -152,9 +170,10 @@ impl Classifier {
         model: Option<PathBuf>,
         device: &str,
         precision: &str,
-        threads: Option<usize>,
+        threads: Option<Bound<'_, PyAny>>,
         revision: Option<&str>,
     ) -> PyResult<Self> {
+        let threads = threads.map(|t| count(&t, "threads", 1)).transpose()?;
         let spec = match &model {
             None => ModelSpec::Bundled,
             Some(path) => {
@@ -165,9 +184,6 @@ impl Classifier {
             }
         };
         let device_spec: DeviceSpec = device.parse().map_err(PyValueError::new_err)?;
-        if threads == Some(0) {
-            return Err(PyValueError::new_err("threads must be at least 1"));
-        }
         let precision = parse_precision(precision)?;
         let mut builder = sentiment::Classifier::builder()
             .model(spec)
@@ -228,19 +244,16 @@ impl Classifier {
         &self,
         py: Python<'py>,
         texts: Vec<Item>,
-        top_k: Option<usize>,
+        top_k: Option<Bound<'py, PyAny>>,
         long_text: &str,
-        stride: usize,
+        stride: Bound<'py, PyAny>,
         aggregate: &str,
-        batch_size: usize,
+        batch_size: Bound<'py, PyAny>,
         details: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        if batch_size == 0 {
-            return Err(PyValueError::new_err("batch_size must be at least 1"));
-        }
-        if top_k == Some(0) {
-            return Err(PyValueError::new_err("top_k must be at least 1, or None"));
-        }
+        let batch_size = count(&batch_size, "batch_size", 1)?;
+        let top_k = top_k.map(|k| count(&k, "top_k", 1)).transpose()?;
+        let stride = count(&stride, "stride", 0)?;
         let options = classify_options(top_k, long_text, stride, aggregate)?;
         self.inner.check_options(&options).map_err(python_error)?;
         let results = py.detach(|| {

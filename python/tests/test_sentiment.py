@@ -151,6 +151,21 @@ def test_errors_are_the_python_exceptions_a_user_expects(bundled, tmp_path):
         bundled("text", top_k=0)
     with pytest.raises(ValueError, match="batch_size"):
         bundled(["text"], batch_size=0)
+    # Every whole-number option out of range or of another type is the
+    # documented ValueError (PyO3's conversion raised OverflowError for -1).
+    for options in (
+        {"batch_size": -1}, {"batch_size": 2**70}, {"batch_size": 2.0}, {"batch_size": True},
+        {"stride": -1, "long_text": "window"}, {"stride": 2**70, "long_text": "window"},
+        {"top_k": -1}, {"top_k": 2**70},
+    ):
+        name = next(iter(options))
+        with pytest.raises(ValueError, match=name):
+            bundled(["text"], **options)
+        with pytest.raises(ValueError, match=name):
+            list(bundled.stream(iter(["text"]), **options))
+    for threads in (-1, 0, 2**70, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            sentiment.Classifier(threads=threads)
     with pytest.raises(TypeError):
         bundled(["text", 3])
     with pytest.raises(TypeError):

@@ -131,8 +131,9 @@ class Classifier(_NativeClassifier):
         window at a time (16 batches, or 4 MiB of text), so a stream of any
         length runs in bounded memory; a text that cannot be classified
         raises its exception when its turn comes."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        # The window size needs it before the native call checks it.
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number from 1, not {batch_size!r}")
         for window in _windows(texts, batch_size * _WINDOW_BATCHES, _WINDOW_BYTES):
             yield from self._classify(window, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details)
 
