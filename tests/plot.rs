@@ -227,3 +227,30 @@ fn the_axes_label_what_was_measured() {
         );
     }
 }
+
+/// A chart path that cannot be written is found before the run (exit 6,
+/// nothing measured, nothing changed), not after it with the report lost.
+#[cfg(feature = "cli")]
+#[test]
+fn an_unwritable_plot_path_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for chart in [
+        dir.path().join("no-such-folder/chart.svg"),
+        dir.path().join("a-folder.svg"),
+    ] {
+        if chart.extension().is_some() && chart.parent() == Some(dir.path()) {
+            std::fs::create_dir(&chart).unwrap();
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sentiment"))
+            .args(["bench", "--runs", "500", "--plot", chart.to_str().unwrap()])
+            .env_remove("SENTIMENT_MODEL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(6), "{stderr}");
+        assert!(stderr.contains("--plot: cannot write"), "{stderr}");
+        assert!(output.stdout.is_empty(), "the run went ahead");
+    }
+    let entries = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries, 1, "only the folder made above");
+}

@@ -29,6 +29,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
             ))
             .into());
         }
+        check_writable(path)?;
     }
     let options = BenchOptions {
         lengths: args.lengths.iter().map(|&n| n as usize).collect(),
@@ -58,20 +59,65 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<u8> {
     )?;
     spinner.finish_and_clear();
     let format = args.format;
-    if let Some(path) = &args.plot {
-        write_plot(&report, path)?;
-    }
+    // The report first: a chart that cannot be written loses no measurement.
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", render(&report, format).trim_end())
         .and_then(|()| out.flush())
         .context("cannot write output")?;
+    if let Some(path) = &args.plot {
+        write_plot(&report, path)?;
+    }
     Ok(exit::SUCCESS)
 }
 
+/// Whether the chart could be written, found before the run rather than
+/// after it: its folder takes a new file, and a file already there may be
+/// written. Nothing is changed (an existing chart stays as it is until the
+/// new one replaces it).
+fn check_writable(path: &Path) -> Result<()> {
+    let cannot = |why: &dyn std::fmt::Display| {
+        anyhow::Error::new(std::io::Error::other(format!("{why}")))
+            .context(format!("--plot: cannot write {}", path.display()))
+    };
+    if path.is_dir() {
+        return Err(cannot(&"it is a folder"));
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|err| cannot(&err))?;
+    }
+    let probe = beside(path, "probe");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|err| cannot(&err))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// A file next to `path` that no one else uses: `.<name>.<what>.<pid>`.
+fn beside(path: &Path, what: &str) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{what}.{}", std::process::id()))
+}
+
+/// The chart, written beside its path and renamed onto it: never half a file.
 #[cfg(feature = "plot")]
 fn write_plot(report: &sentiment::bench::BenchReport, path: &Path) -> Result<()> {
     let svg = sentiment::bench::plot::render_svg(report)?;
-    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
+    let context = || format!("--plot: cannot write {}", path.display());
+    let part = beside(path, "part");
+    std::fs::write(&part, svg)
+        .and_then(|()| std::fs::rename(&part, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&part);
+        })
+        .with_context(context)
 }
 
 #[cfg(not(feature = "plot"))]
