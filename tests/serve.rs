@@ -167,8 +167,11 @@ fn bad_requests_get_their_status_and_a_message() {
     }
 }
 
+/// With a key, every route the OpenAPI document lists needs it, but the
+/// health probes (/health, /ping, GET /) and the API's own description
+/// (/docs, /api-doc/openapi.json), as docs/serve.md and the README say.
 #[test]
-fn the_api_key_guards_every_route_but_health() {
+fn the_api_key_guards_every_route_but_health_and_the_api_description() {
     let server = Server::start_with(&[], |c| {
         c.env("SENTIMENT_API_KEY", "s3cret");
     });
@@ -184,9 +187,35 @@ fn the_api_key_guards_every_route_but_health() {
         send(post().set("Authorization", "Bearer s3cret"), body).0,
         200
     );
-    assert_eq!(send(ureq::get(&server.url("/info")), None).0, 401);
-    assert_eq!(send(ureq::get(&server.url("/metrics")), None).0, 401);
-    assert_eq!(server.get("/health").0, 200);
+    const OPEN: [(&str, &str); 5] = [
+        ("get", "/health"),
+        ("get", "/ping"),
+        ("get", "/"),
+        ("get", "/docs"),
+        ("get", "/api-doc/openapi.json"),
+    ];
+    for (_, path) in OPEN {
+        assert_eq!(server.get(path).0, 200, "{path}");
+    }
+    let (status, document) = server.get("/api-doc/openapi.json");
+    assert_eq!(status, 200);
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    let mut guarded = 0;
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            if OPEN.contains(&(method.as_str(), path.as_str())) {
+                continue;
+            }
+            let request = ureq::request(&method.to_uppercase(), &server.url(path));
+            let status = send(request, (method == "post").then_some(r#"{"inputs": "hi"}"#)).0;
+            assert_eq!(status, 401, "{method} {path} answered without the key");
+            guarded += 1;
+        }
+    }
+    assert_eq!(
+        guarded, 8,
+        "POST /, /invocations, /predict, /classify, /tokenize, /decode; GET /info, /metrics"
+    );
 }
 
 #[test]
