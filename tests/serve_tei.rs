@@ -18,13 +18,42 @@ fn tei_routes_batch_form_and_unknown_fields() {
     let server = Server::start(&[]);
     let (status, single) = server.post("/predict", r#"{"inputs": "I love this movie"}"#);
     assert_eq!(status, 200, "{single}");
-    for route in ["/", "/invocations"] {
-        let (status, answer) = server.post(route, r#"{"inputs": "I love this movie"}"#);
-        assert_eq!((status, &answer), (200, &single), "{route}");
-    }
+    let (status, answer) = server.post("/invocations", r#"{"inputs": "I love this movie"}"#);
+    assert_eq!((status, &answer), (200, &single));
+    // POST / is where huggingface_hub's InferenceClient posts: the HF
+    // Inference API's shape, one list per input, cut to parameters.top_k
+    // (TEI's bare list reached the client's users as one label).
+    let (status, answer) = server.post("/", r#"{"inputs": "I love this movie"}"#);
+    assert_eq!((status, &answer), (200, &json!([single])));
     let (status, answer) = server.post(
         "/",
         r#"{"inputs": "I love this movie", "parameters": {"top_k": 1, "function_to_apply": "softmax"}}"#,
+    );
+    assert_eq!((status, &answer), (200, &json!([[single[0]]])));
+    let (status, answer) = server.post(
+        "/",
+        r#"{"inputs": [["good"], ["bad"]], "parameters": {"top_k": null}}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer.as_array().unwrap().len(), 2);
+    assert_eq!(
+        answer[0].as_array().unwrap().len(),
+        single.as_array().unwrap().len()
+    );
+    for bad in [
+        r#"{"top_k": 0}"#,
+        r#"{"top_k": -1}"#,
+        r#"{"top_k": "2"}"#,
+        r#""top_k""#,
+    ] {
+        let body = format!(r#"{{"inputs": "good", "parameters": {bad}}}"#);
+        let (status, answer) = server.post("/", &body);
+        assert_eq!(status, 422, "{bad}: {answer}");
+    }
+    // TEI's routes ignore "parameters", as TEI does.
+    let (status, answer) = server.post(
+        "/predict",
+        r#"{"inputs": "I love this movie", "parameters": {"top_k": 1}}"#,
     );
     assert_eq!((status, &answer), (200, &single));
     // TEI reads a one-text list as that text, answered alone.

@@ -37,6 +37,9 @@ def main():
     for alias in ["/", "/invocations"]:
         paths[alias] = {"post": {**predict, "operationId": f"predict{alias.replace('/', '_')}",
                                  "summary": "Get Predictions (as /predict)"}}
+    paths["/"]["post"]["summary"] = (
+        "Get Predictions in the HF Inference API's shape, where huggingface_hub's InferenceClient "
+        "posts: one list of labels per input (`[[...]]` for one text), cut to `parameters.top_k`")
     paths["/ping"] = {"get": {**paths["/health"]["get"], "operationId": "ping"}}
     paths["/"]["get"] = {**paths["/health"]["get"], "operationId": "health_root"}
     paths["/classify"] = {"post": {

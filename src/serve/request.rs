@@ -20,6 +20,10 @@ pub struct PredictRequest {
     /// "Left"`) rather than the first (`"Right"`); None: not given, the
     /// server's setting decides.
     pub truncate_start: Option<bool>,
+    /// `parameters.top_k`, the HF Inference API's (and huggingface_hub's
+    /// InferenceClient's) task parameter; read where POST / answers in that
+    /// API's shape, ignored by TEI's routes as TEI ignores it.
+    pub top_k: Option<usize>,
 }
 
 /// How a route reads `inputs`.
@@ -256,13 +260,35 @@ impl PredictRequest {
                 )))
             }
         };
-        // Other fields (the HF client's "parameters" among them) are ignored,
-        // as TEI ignores them.
+        let top_k = match fields.remove("parameters") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(parameters)) => match parameters.get("top_k") {
+                None | Some(Value::Null) => None,
+                Some(k) => Some(
+                    k.as_u64()
+                        .filter(|&k| k >= 1)
+                        .and_then(|k| usize::try_from(k).ok())
+                        .ok_or_else(|| {
+                            BodyError(format!(
+                                "\"parameters.top_k\" must be a whole number from 1, not {k}"
+                            ))
+                        })?,
+                ),
+            },
+            Some(other) => {
+                return Err(BodyError(format!(
+                    "\"parameters\" must be an object, not {}",
+                    kind(&other)
+                )))
+            }
+        };
+        // Other fields are ignored, as TEI ignores them.
         Ok(Self {
             inputs,
             truncate,
             raw_scores,
             truncate_start,
+            top_k,
         })
     }
 }

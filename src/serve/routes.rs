@@ -32,8 +32,9 @@ const INLINE_TOKENIZE_BYTES: usize = 8 << 10;
 
 pub fn router(state: AppState) -> Router {
     let inference = Router::new()
-        // TEI serves predict at / and /invocations too (the HF client posts to /).
-        .route("/", post(predict))
+        // TEI serves predict at / and /invocations too; huggingface_hub's
+        // InferenceClient posts to / and reads the HF Inference API's shape.
+        .route("/", post(predict_per_input))
         .route("/invocations", post(predict))
         .route("/predict", post(predict))
         .route("/classify", post(classify));
@@ -259,11 +260,31 @@ async fn predict(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let (request, predictions) = match run(&state, body, InputForm::Tei).await {
+    predict_shaped(&state, body, false).await
+}
+
+/// `POST /`: the HF Inference API's text-classification answer, one list of
+/// labels per input (`[[...]]` for one text), cut to `parameters.top_k`.
+/// huggingface_hub's InferenceClient takes the first list of the answer,
+/// so TEI's bare `[...]` for one text reached its users as one label.
+async fn predict_per_input(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    predict_shaped(&state, body, true).await
+}
+
+async fn predict_shaped(
+    state: &AppState,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    per_input: bool,
+) -> Response {
+    let (request, predictions) = match run(state, body, InputForm::Tei).await {
         Ok(done) => done,
         Err(err) => return err.into_response(),
     };
     let labels = state.classifier.labels();
+    let top_k = request.top_k.filter(|_| per_input);
     let shape = |prediction: Prediction| -> Vec<LabelScore> {
         let mut scores: Vec<LabelScore> = match request.raw_scores {
             true => labels
@@ -284,12 +305,13 @@ async fn predict(
                 .collect(),
         };
         scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+        scores.truncate(top_k.unwrap_or(usize::MAX));
         scores
     };
     let mut shaped: Vec<Vec<LabelScore>> = predictions.into_iter().map(shape).collect();
-    match request.inputs {
-        Inputs::One(_) => Json(shaped.pop().unwrap_or_default()).into_response(),
-        Inputs::Many(_) => Json(shaped).into_response(),
+    match (request.inputs, per_input) {
+        (Inputs::One(_), false) => Json(shaped.pop().unwrap_or_default()).into_response(),
+        (Inputs::One(_), true) | (Inputs::Many(_), _) => Json(shaped).into_response(),
     }
 }
 

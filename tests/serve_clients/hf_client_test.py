@@ -7,8 +7,10 @@ answer that validates against TEI's own OpenAPI schema.
 
     python3 tests/serve_clients/hf_client_test.py target/release/sentiment
 
-It makes (or reuses) a venv under target/ with huggingface_hub from PyPI,
-starts the server on a free port, and runs the client there. Prints
+It makes (or reuses) a venv under target/ for each huggingface_hub
+version in HUBS, from PyPI, starts the server on a free port, and runs the
+client from each: text_classification must return its documented list of
+elements. Prints
 "N passed, 0 failed" and exits 0 when every check holds.
 """
 
@@ -18,8 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-VENV = ROOT / "target" / "hf-client-venv"
-HUB = "huggingface_hub==2.4.0"
+# The client CI pinned first, and the newest when this was written: the
+# answer must be each one's documented type.
+HUBS = ["2.4.0", "2.5.0"]
 PROMETHEUS = "prometheus_client==0.23.1"
 SCHEMAS = "openapi-schema-validator==0.6.3"
 TEI_OPENAPI = ROOT / "tests" / "serve_clients" / "tei_openapi.json"
@@ -28,15 +31,26 @@ CLIENT = r'''
 import asyncio, json, sys
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 url = sys.argv[1]
-first = lambda answer: answer[0] if isinstance(answer, list) else answer
+from huggingface_hub import TextClassificationOutputElement as Element
 checks = []
-best = first(InferenceClient(model=url).text_classification("I love this movie"))
-checks.append(best.label == "POSITIVE" and best.score > 0.9)
-worst = first(InferenceClient(model=url).text_classification("The plot was a mess", top_k=1))
-checks.append(worst.label == "NEGATIVE")
+# text_classification returns a list of elements, best first: every label,
+# or the top_k best (the client takes the first list of the HF Inference
+# API's one-list-per-input answer).
+def labels(answer, count):
+    return (isinstance(answer, list) and len(answer) == count
+            and all(isinstance(e, Element) for e in answer)
+            and [e.score for e in answer] == sorted((e.score for e in answer), reverse=True))
+best = InferenceClient(model=url).text_classification("I love this movie")
+checks.append(labels(best, 2) and best[0].label == "POSITIVE" and best[0].score > 0.9)
+worst = InferenceClient(model=url).text_classification("The plot was a mess", top_k=1)
+checks.append(labels(worst, 1) and worst[0].label == "NEGATIVE")
 async def main():
+    return await AsyncInferenceClient(model=url).text_classification("I love this movie", top_k=1)
+answer = asyncio.run(main())
+checks.append(labels(answer, 1) and answer[0].label == "POSITIVE")
+async def every_label():
     return await AsyncInferenceClient(model=url).text_classification("I love this movie")
-checks.append(first(asyncio.run(main())).label == "POSITIVE")
+checks.append(labels(asyncio.run(every_label()), 2))
 # /metrics through the Prometheus project's classic text parser: every
 # family parses, with its help text, and the request counter counts.
 import urllib.request
@@ -101,21 +115,24 @@ print(json.dumps(checks))
 '''
 
 
-def venv_python():
-    python = VENV / "bin" / "python"
+def venv_python(version):
+    venv = ROOT / "target" / f"hf-client-venv-{version}"
+    python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     probe = subprocess.run(
-        [str(python), "-c", "import huggingface_hub, prometheus_client, openapi_schema_validator"], capture_output=True
+        [str(python), "-c", f"import huggingface_hub, prometheus_client, openapi_schema_validator; "
+                            f"assert huggingface_hub.__version__ == {version!r}"], capture_output=True
     )
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", HUB, PROMETHEUS, SCHEMAS], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"huggingface_hub=={version}", PROMETHEUS,
+                        SCHEMAS], check=True)
     return python
 
 
 def main():
     binary = Path(sys.argv[1]).resolve()
-    python = venv_python()
+    pythons = [(version, venv_python(version)) for version in HUBS]
     server = subprocess.Popen(
         [str(binary), "serve", "--port", "0"], stderr=subprocess.PIPE, text=True
     )
@@ -124,19 +141,23 @@ def main():
         if "listening on " not in line:
             sys.exit(f"the server did not start: {line!r}")
         url = line.split("listening on ")[1].split()[0]
-        started = time.time()
-        result = subprocess.run(
-            [str(python), "-c", CLIENT, url, str(TEI_OPENAPI)], capture_output=True, text=True, timeout=300
-        )
-        if result.returncode != 0:
-            print(result.stdout, result.stderr)
-            print("0 passed, 1 failed")
-            sys.exit(1)
-        checks = [bool(c) for c in __import__("json").loads(result.stdout.strip().splitlines()[-1])]
-        passed = sum(checks)
-        print(f"HF client against {url} in {time.time() - started:.1f} s: {checks}")
-        print(f"{passed} passed, {len(checks) - passed} failed")
-        sys.exit(0 if all(checks) else 1)
+        failed = 0
+        for version, python in pythons:
+            started = time.time()
+            result = subprocess.run(
+                [str(python), "-c", CLIENT, url, str(TEI_OPENAPI)], capture_output=True, text=True, timeout=300
+            )
+            if result.returncode != 0:
+                print(result.stdout, result.stderr)
+                print(f"huggingface_hub {version}: 0 passed, 1 failed")
+                failed += 1
+                continue
+            checks = [bool(c) for c in __import__("json").loads(result.stdout.strip().splitlines()[-1])]
+            passed = sum(checks)
+            print(f"huggingface_hub {version} against {url} in {time.time() - started:.1f} s: {checks}")
+            print(f"{passed} passed, {len(checks) - passed} failed")
+            failed += len(checks) - passed
+        sys.exit(0 if failed == 0 else 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
