@@ -33,10 +33,16 @@ pub enum InputFormat {
 pub struct RawFields(pub Vec<(String, Box<RawValue>)>);
 
 impl RawFields {
-    /// The value of `name` (the last one, if the object repeats it), parsed.
-    pub fn get(&self, name: &str) -> Option<Value> {
+    /// The value of `name` (the last one, if the object repeats it), parsed:
+    /// None where the field is absent, an error (said for a record) where it
+    /// is present but cannot be read as a value (a lone surrogate escape, a
+    /// number past f64, nesting past serde_json's 128 levels).
+    pub fn get(&self, name: &str) -> Option<Result<Value, String>> {
         let (_, raw) = self.0.iter().rev().find(|(key, _)| key == name)?;
-        serde_json::from_str(raw.get()).ok()
+        Some(
+            serde_json::from_str(raw.get())
+                .map_err(|err| format!("field {name:?} cannot be read: {err}")),
+        )
     }
 }
 
@@ -162,7 +168,7 @@ pub fn parse_line<'f>(
             }
             let fields: RawFields =
                 serde_json::from_str(line).map_err(|err| format!("invalid JSON: {err}"))?;
-            let string = |field: &str| match fields.get(field) {
+            let string = |field: &str| match fields.get(field).transpose()? {
                 Some(Value::String(text)) => Ok(text),
                 Some(other) => Err(format!(
                     "field {field:?} must be a string, found {}",
@@ -350,6 +356,33 @@ mod tests {
         assert!(parse(br#"{"hypothesis":"b"}"#)
             .unwrap_err()
             .contains("\"premise\" is missing"));
+    }
+
+    /// A field that is there but cannot be read is said to be so, with
+    /// what is wrong, never called missing (issue 40, item 7).
+    #[test]
+    fn a_present_but_unreadable_field_is_not_called_missing() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for (line, says) in [
+            (r#"{"text":"\ud800"}"#.to_string(), "escape"),
+            (r#"{"text":"a \udfff b"}"#.to_string(), "escape"),
+            (r#"{"text":1e400}"#.to_string(), "out of range"),
+            (format!(r#"{{"text":{deep}}}"#), "recursion limit"),
+        ] {
+            let err = parse_line(line.as_bytes(), false, InputFormat::Jsonl, "text").unwrap_err();
+            assert!(
+                err.contains("field \"text\" cannot be read") && err.contains(says),
+                "{err}"
+            );
+        }
+        // A field beside the text that cannot be read is still passed through.
+        let parsed = parse_line(
+            br#"{"text":"ok","other":1e400}"#,
+            false,
+            InputFormat::Jsonl,
+            "text",
+        );
+        assert!(parsed.is_ok());
     }
 
     #[test]

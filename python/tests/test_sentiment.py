@@ -166,6 +166,14 @@ def test_errors_are_the_python_exceptions_a_user_expects(bundled, tmp_path):
     for threads in (-1, 0, 2**70, 1.5):
         with pytest.raises(ValueError, match="threads"):
             sentiment.Classifier(threads=threads)
+    # A lone surrogate is not Unicode text: said so, in its place in a stream.
+    for bad in ("\ud800", ["fine", "a \udfff b"], {"text": "a", "text_pair": "\ud83d"}):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            bundled(bad)
+    stream = bundled.stream(iter(["great", "x\ud800"]))
+    assert next(stream)["label"] == "POSITIVE"
+    with pytest.raises(ValueError, match="lone surrogate"):
+        next(stream)
     with pytest.raises(TypeError):
         bundled(["text", 3])
     with pytest.raises(TypeError):

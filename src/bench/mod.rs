@@ -310,7 +310,13 @@ pub fn parse_dataset(jsonl: &str) -> Result<Dataset> {
         match parse_line(line.as_bytes(), index == 0, InputFormat::Jsonl, "text") {
             Ok(ParsedLine::Record { fields, text, .. }) => {
                 texts.push(text);
-                labels.push(fields.get("label"));
+                let label = fields.get("label").transpose().map_err(|message| {
+                    Error::io(
+                        format!("cannot read the benchmark dataset, line {}", index + 1),
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+                    )
+                })?;
+                labels.push(label);
             }
             Ok(ParsedLine::Text(text)) => {
                 texts.push(text);

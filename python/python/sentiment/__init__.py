@@ -178,10 +178,25 @@ class Classifier(_NativeClassifier):
         return out
 
 
+def _text(text, what):
+    """``text``, which must be Unicode text: a lone surrogate (``"\\ud800"``,
+    which Python strings may hold and UTF-8 cannot) is a ValueError that
+    says so, not the native layer's conversion error."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"{what}: a text holds a lone surrogate ({text[err.start]!r} at position {err.start}), "
+                "which is not Unicode text"
+            ) from None
+    return text
+
+
 def _item(item, what):
     """A text as it is, a pipeline pair dict as a (text, text_pair) tuple."""
     if isinstance(item, str):
-        return item
+        return _text(item, what)
     if isinstance(item, dict):
         unknown = set(item) - {"text", "text_pair"}
         if unknown or not isinstance(item.get("text"), str):
@@ -191,22 +206,23 @@ def _item(item, what):
             )
         pair = item.get("text_pair")
         if pair is None:
-            return item["text"]
+            return _text(item["text"], what)
         if not isinstance(pair, str):
             raise TypeError(f"text_pair must be str, not {type(pair).__name__}")
-        return (item["text"], pair)
+        return (_text(item["text"], what), _text(pair, what))
     raise TypeError(f"{what} must be str or text-pair dicts, not {type(item).__name__}")
 
 
 def _windows(texts, items, text_bytes):
     """``texts`` as ``_item`` makes them, in lists of at most ``items``
-    texts or about ``text_bytes`` of text. A bad item raises TypeError once
-    the texts before it have been handed out, as their turn came first."""
+    texts or about ``text_bytes`` of text. A bad item raises its TypeError
+    (or ValueError) once the texts before it have been handed out, as their
+    turn came first."""
     window, size = [], 0
     for item in texts:
         try:
             text = _item(item, "stream items")
-        except TypeError:
+        except (TypeError, ValueError):
             yield window
             raise
         window.append(text)
