@@ -122,3 +122,61 @@ fn a_request_over_the_token_budget_is_refused() {
     );
     assert_eq!(server.post("/predict", r#"{"inputs": "short"}"#).0, 200);
 }
+
+/// /tokenize and /decode keep /predict's budgets (issue 40, item 4): the
+/// client batch limit, the model's input limit per text (a 2 MB text is
+/// refused from its first tokens, not listed whole: one request answered
+/// 68 MB of JSON before), and the request's token budget.
+#[test]
+fn tokenize_and_decode_keep_the_predict_budgets() {
+    let server = Server::start(&[
+        "--max-client-batch-size",
+        "4",
+        "--max-request-tokens",
+        "40",
+        "--payload-limit",
+        "8000000",
+    ]);
+    let five = json!({"inputs": ["a", "b", "c", "d", "e"]}).to_string();
+    let (predict_status, _) = server.post(
+        "/predict",
+        &json!({"inputs": [["a"], ["b"], ["c"], ["d"], ["e"]]}).to_string(),
+    );
+    let (status, answer) = server.post("/tokenize", &five);
+    assert_eq!(status, predict_status, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 4"),
+        "{answer}"
+    );
+    let ids = json!({"ids": [[101], [101], [101], [101], [101]]}).to_string();
+    let (status, answer) = server.post("/decode", &ids);
+    assert_eq!(status, predict_status, "{answer}");
+
+    let huge = "word ".repeat(400_000);
+    let (status, answer) = server.post("/tokenize", &json!({"inputs": huge}).to_string());
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than the model's"),
+        "{answer}"
+    );
+
+    let (status, answer) = server.post(
+        "/tokenize",
+        &json!({"inputs": ["word ".repeat(30), "word ".repeat(30)]}).to_string(),
+    );
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("budget"),
+        "{answer}"
+    );
+
+    let (status, answer) = server.post("/tokenize", r#"{"inputs": ["short", "two words"]}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer.as_array().unwrap().len(), 2);
+}

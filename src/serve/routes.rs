@@ -108,7 +108,7 @@ impl Drop for InFlight {
 
 /// A concurrency slot, taken once the body has been read (as TEI does), so
 /// that slow uploads do not hold slots while they trickle in.
-fn take_permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+pub(super) fn take_permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     state.permits.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             ErrorType::Overloaded,
@@ -364,12 +364,7 @@ async fn run(
             ));
         }
     }
-    if count > state.config.max_client_batch_size {
-        return Err(ApiError::validation(format!(
-            "{count} inputs in one request, over the limit of {}",
-            state.config.max_client_batch_size
-        )));
-    }
+    check_batch_size(state, count)?;
     // The end a long text is cut from: the request's truncation_direction,
     // else the server's (`--long-text truncate-start` keeps the end).
     let server_keeps_end = state.config.options.long_text == LongText::TruncateStart;
@@ -419,13 +414,7 @@ async fn run(
         .iter()
         .map(|text| text.as_ref().map_or(0, EncodedText::tokens))
         .sum();
-    if tokens > state.config.max_request_tokens {
-        return Err(ApiError::validation(format!(
-            "the inputs come to {tokens} tokens, over the server's budget of {} per request \
-             (--max-request-tokens)",
-            state.config.max_request_tokens
-        )));
-    }
+    check_request_tokens(state, tokens)?;
 
     let (reply, answer) = oneshot::channel();
     // Dropped with this future, however it ends (answered, timed out, the
@@ -473,6 +462,29 @@ impl Drop for CancelOnDrop {
 
 /// A text that cannot be tokenized is the client's error (422); one over
 /// the limit with `"truncate": false` is too (422 Validation, as in TEI).
+/// The client batch limit, which every route with a list of inputs keeps.
+pub(super) fn check_batch_size(state: &AppState, count: usize) -> Result<(), ApiError> {
+    match count > state.config.max_client_batch_size {
+        true => Err(ApiError::validation(format!(
+            "{count} inputs in one request, over the limit of {}",
+            state.config.max_client_batch_size
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// The tokens one request may bring, which every route that tokenizes keeps.
+pub(super) fn check_request_tokens(state: &AppState, tokens: usize) -> Result<(), ApiError> {
+    match tokens > state.config.max_request_tokens {
+        true => Err(ApiError::validation(format!(
+            "the inputs come to {tokens} tokens, over the server's budget of {} per request \
+             (--max-request-tokens)",
+            state.config.max_request_tokens
+        ))),
+        false => Ok(()),
+    }
+}
+
 fn check_encoded(
     encoded: &[Result<EncodedText>],
     refuse_long: bool,

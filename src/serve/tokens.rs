@@ -7,6 +7,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::errors::{ApiError, ErrorType};
+use super::routes::{check_batch_size, check_request_tokens, take_permit};
 use super::state::AppState;
 
 /// One text or several, as TEI's TokenizeInput.
@@ -47,8 +48,16 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| ApiError::validation(err.to_string()))
 }
 
-/// Every input's tokens, as a list per input (one list for one text).
+/// Every input's tokens, as a list per input (one list for one text),
+/// within /predict's budgets: a concurrency slot, the client batch limit,
+/// the model's input limit per text (read a bounded piece at a time, as
+/// /predict reads it, so a 2 MB text costs what its first tokens cost) and
+/// the request's token budget.
 pub async fn tokenize(State(state): State<AppState>, body: Bytes) -> Response {
+    let _permit = match take_permit(&state) {
+        Ok(permit) => permit,
+        Err(err) => return err.into_response(),
+    };
     let request: TokenizeRequest = match parse(&body) {
         Ok(request) => request,
         Err(err) => return err.into_response(),
@@ -60,27 +69,49 @@ pub async fn tokenize(State(state): State<AppState>, body: Bytes) -> Response {
     if texts.is_empty() {
         return ApiError::new(ErrorType::Empty, "\"inputs\" is an empty list").into_response();
     }
-    let classifier = state.classifier.clone();
+    if let Err(err) = check_batch_size(&state, texts.len()) {
+        return err.into_response();
+    }
+    let worker = state.clone();
     let tokenized = tokio::task::spawn_blocking(move || {
-        texts
-            .iter()
-            .map(|text| {
-                classifier
-                    .tokenizer()
-                    .token_spans(text, request.add_special_tokens)
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let tokenizer = worker.classifier.tokenizer();
+        let limit = tokenizer.max_tokens();
+        let mut tokens = 0;
+        let mut lists = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            let tokenizer_error = |err: crate::tokenize::TokenizerError| {
+                ApiError::new(ErrorType::Tokenizer, format!("inputs[{index}]: {err}"))
+            };
+            let encoded = tokenizer.encode(text).map_err(tokenizer_error)?;
+            if encoded.truncated {
+                return Err(ApiError::validation(format!(
+                    "inputs[{index}] is longer than the model's {limit} tokens, the most \
+                     /tokenize lists"
+                )));
+            }
+            tokens += encoded.len();
+            check_request_tokens(&worker, tokens)?;
+            let spans = tokenizer
+                .token_spans(text, request.add_special_tokens)
+                .map_err(tokenizer_error)?;
+            lists.push(spans);
+        }
+        Ok(lists)
     })
     .await;
     match tokenized {
         Ok(Ok(lists)) => Json(lists).into_response(),
-        Ok(Err(err)) => ApiError::new(ErrorType::Tokenizer, err.to_string()).into_response(),
+        Ok(Err(err)) => err.into_response(),
         Err(_) => ApiError::new(ErrorType::Tokenizer, "tokenization failed").into_response(),
     }
 }
 
 /// Every id list's text, as a list of strings.
 pub async fn decode(State(state): State<AppState>, body: Bytes) -> Response {
+    let _permit = match take_permit(&state) {
+        Ok(permit) => permit,
+        Err(err) => return err.into_response(),
+    };
     let request: DecodeRequest = match parse(&body) {
         Ok(request) => request,
         Err(err) => return err.into_response(),
@@ -91,6 +122,9 @@ pub async fn decode(State(state): State<AppState>, body: Bytes) -> Response {
     };
     if lists.is_empty() || lists.iter().any(Vec::is_empty) {
         return ApiError::new(ErrorType::Empty, "\"ids\" is empty").into_response();
+    }
+    if let Err(err) = check_batch_size(&state, lists.len()) {
+        return err.into_response();
     }
     let tokenizer = state.classifier.tokenizer();
     let decoded: Result<Vec<String>, _> = lists
