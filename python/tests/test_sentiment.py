@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ FOLDERS = {"tiny": "tiny-distilbert"}
 
 @pytest.fixture(scope="module")
 def bundled():
-    return sentiment.Classifier()
+    global CLASSIFIER_FOR_FORK
+    CLASSIFIER_FOR_FORK = sentiment.Classifier()
+    return CLASSIFIER_FOR_FORK
 
 
 def golden(name):
@@ -240,3 +243,45 @@ def test_int8_and_bf16_load_and_agree_with_f32_on_clear_texts():
         clf = sentiment.Classifier(precision=precision)
         assert clf.precision in ("int8", "bf16", "f32")
         assert [r["label"] for r in clf(["I love this movie", "The plot was a mess"])] == ["POSITIVE", "NEGATIVE"]
+
+
+def test_a_forked_child_gets_a_clear_error_not_a_hang(bundled):
+    """After a batched call, a child of os.fork() (or of a fork-method
+    multiprocessing pool) has none of the model's threads: it gets a
+    RuntimeError naming the spawn start method, in place of hanging; the
+    parent is warned at the fork; spawn works."""
+    import multiprocessing
+    import os
+    import signal
+
+    bundled(["a good film", "a bad film"] * 40, batch_size=16)
+    with pytest.warns(RuntimeWarning, match="spawn"):
+        pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a hang would end the child, not the test run
+        code = 3
+        try:
+            bundled("a good film")
+        except RuntimeError as err:
+            code = 0 if "spawn" in str(err) else 4
+        except BaseException:
+            code = 5
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            with pytest.raises(RuntimeError, match="spawn"):
+                pool.apply(_classify_in_worker, ("a good film",), )
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_label_in_new_process, ("a good film",)) == "POSITIVE"
+
+
+def _classify_in_worker(text):
+    return CLASSIFIER_FOR_FORK(text)[0]["label"]
+
+
+def _label_in_new_process(text):
+    import sentiment as fresh
+    return fresh.Classifier()(text)[0]["label"]

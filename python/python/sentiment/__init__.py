@@ -15,6 +15,7 @@ threads of one program can classify at once with one `Classifier`.
 """
 
 import math
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -28,6 +29,34 @@ _NOT_GIVEN = object()
 # that end a window early: the memory a stream holds at once.
 _WINDOW_BATCHES = 16
 _WINDOW_BYTES = 4 << 20
+
+# The process whose threads (the model's and the tokenizer's pools) were
+# started by loading a model: a child made by os.fork() has none of them,
+# and a call there would wait for them forever.
+_threads_of = None
+
+
+def _check_fork():
+    if _threads_of is not None and _threads_of != os.getpid():
+        raise RuntimeError(
+            f"sentiment loaded a model in process {_threads_of} before this process was forked "
+            "from it, and a forked child has none of its threads: use multiprocessing's "
+            "'spawn' or 'forkserver' start method (or load the first model after forking)"
+        )
+
+
+def _warn_at_fork():
+    if _threads_of == os.getpid():
+        warnings.warn(
+            "the process is forking after sentiment loaded a model: the child cannot use it "
+            "(its threads are not copied); use multiprocessing's 'spawn' start method",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_warn_at_fork)
 
 
 class Classifier(_NativeClassifier):
@@ -44,6 +73,15 @@ class Classifier(_NativeClassifier):
     ``sentiment.ModelError`` for a model that cannot be used, and
     ``ValueError`` for a bad option.
     """
+
+    def __new__(cls, *args, **kwargs):
+        # Before the native constructor, which would wait for threads a
+        # forked child does not have.
+        global _threads_of
+        _check_fork()
+        self = super().__new__(cls, *args, **kwargs)
+        _threads_of = os.getpid()
+        return self
 
     def __init__(self, model=None, *, device="cpu", precision="f32", threads=None, revision=None):
         # The native __new__ has loaded the model; say so when the precision
@@ -139,6 +177,7 @@ class Classifier(_NativeClassifier):
 
     def _classify(self, texts, top_k, truncation, batch_size, function_to_apply, long_text, stride, aggregate, details):
         """``texts`` as ``_item`` makes them: each a str or a (text, text_pair) tuple."""
+        _check_fork()
         legacy = top_k is _NOT_GIVEN
         if not legacy and top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, not {top_k!r}")
