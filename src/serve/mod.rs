@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod errors;
 mod listen;
 pub mod metrics;

@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 
+use super::budget::{check_batch_size, check_request_tokens, take_permit};
 use super::errors::{ApiError, ErrorType};
 use super::metrics::{Metrics, RequestLabels};
 use super::queue::Job;
@@ -104,20 +105,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.dec();
     }
-}
-
-/// A concurrency slot, taken once the body has been read (as TEI does), so
-/// that slow uploads do not hold slots while they trickle in.
-pub(super) fn take_permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    state.permits.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            ErrorType::Overloaded,
-            format!(
-                "the server is handling {} requests, its limit; retry later",
-                state.config.max_concurrent_requests
-            ),
-        )
-    })
 }
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -462,29 +449,6 @@ impl Drop for CancelOnDrop {
 
 /// A text that cannot be tokenized is the client's error (422); one over
 /// the limit with `"truncate": false` is too (422 Validation, as in TEI).
-/// The client batch limit, which every route with a list of inputs keeps.
-pub(super) fn check_batch_size(state: &AppState, count: usize) -> Result<(), ApiError> {
-    match count > state.config.max_client_batch_size {
-        true => Err(ApiError::validation(format!(
-            "{count} inputs in one request, over the limit of {}",
-            state.config.max_client_batch_size
-        ))),
-        false => Ok(()),
-    }
-}
-
-/// The tokens one request may bring, which every route that tokenizes keeps.
-pub(super) fn check_request_tokens(state: &AppState, tokens: usize) -> Result<(), ApiError> {
-    match tokens > state.config.max_request_tokens {
-        true => Err(ApiError::validation(format!(
-            "the inputs come to {tokens} tokens, over the server's budget of {} per request \
-             (--max-request-tokens)",
-            state.config.max_request_tokens
-        ))),
-        false => Ok(()),
-    }
-}
-
 fn check_encoded(
     encoded: &[Result<EncodedText>],
     refuse_long: bool,

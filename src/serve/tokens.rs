@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::budget::{check_batch_size, check_request_tokens, take_permit};
 use super::errors::{ApiError, ErrorType};
-use super::routes::{check_batch_size, check_request_tokens, take_permit};
 use super::state::AppState;
 
 /// One text or several, as TEI's TokenizeInput.

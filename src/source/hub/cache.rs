@@ -40,7 +40,7 @@ impl Snapshot {
             Ok(commit) => commit.trim().to_string(),
             Err(_) => revision.to_string(),
         };
-        if !crate::source::is_revision(&commit) {
+        if !crate::source::files::is_revision(&commit) {
             return Err(Error::model(
                 ref_path,
                 format!(

@@ -22,6 +22,7 @@ mod transfer;
 
 pub use cache::from_cache;
 use cache::Snapshot;
+pub use transfer::Progress;
 use transfer::{download_file, DownloadError};
 
 use super::files::{FileBytes, HubTimeouts, ModelFiles, TokenizerFiles, Weights};
@@ -82,9 +83,6 @@ pub fn fetch(
     download(&cache_dir, repo_id, revision, *timeouts, progress)
 }
 
-/// Progress of one file's download: its name, bytes so far, total bytes.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
-
 /// The model's files from the hub: config.json first, which resolves the
 /// revision to a commit (recorded in refs/<revision>), then the rest at
 /// that commit, so that every file comes from one snapshot. The tokenizer
@@ -100,19 +98,20 @@ fn download(
     progress: Progress,
 ) -> Result<ModelFiles> {
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
+    let endpoint = endpoint();
     let failed = |name: &str, err: DownloadError| {
         Error::unavailable(
             format!(
-                "cannot download {name} of {repo_id}@{revision} from {} (check the \
+                "cannot download {name} of {repo_id}@{revision} from {endpoint} (check the \
                  network or HF_ENDPOINT, use a model that is already in the HF cache \
                  at {}, or pass --model <folder>)",
-                endpoint(),
                 cache_dir.display()
             ),
             Some(err.into()),
         )
     };
     let (config, commit) = download_file(
+        &endpoint,
         cache_dir,
         &repo,
         revision,
@@ -129,7 +128,15 @@ fn download(
     }
     let snapshot = Snapshot::open(cache_dir, repo_id, &commit)?;
     let mut find = |name: &str| -> Result<Option<PathBuf>> {
-        match download_file(cache_dir, &repo, &commit, name, timeouts, &mut *progress) {
+        match download_file(
+            &endpoint,
+            cache_dir,
+            &repo,
+            &commit,
+            name,
+            timeouts,
+            &mut *progress,
+        ) {
             Ok((_, answered)) if answered != commit => Err(failed(
                 name,
                 DownloadError::Corrupt(format!(

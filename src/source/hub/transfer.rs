@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::Repo;
 
-use super::{endpoint, Progress};
-use crate::source::files::HubTimeouts;
+use crate::source::files::{is_revision, HubTimeouts};
+
+/// Progress of one file's download: its name, bytes so far, total bytes.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 /// Why a file could not be downloaded.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +266,7 @@ fn fetch_blob(
 /// resolved to), into the cache: blob and snapshot link. Returns the link
 /// and the commit the hub answered for.
 pub(super) fn download_file(
+    endpoint: &str,
     cache_dir: &Path,
     repo: &Repo,
     revision: &str,
@@ -271,7 +274,6 @@ pub(super) fn download_file(
     timeouts: HubTimeouts,
     progress: Progress,
 ) -> std::result::Result<(PathBuf, String), DownloadError> {
-    let endpoint = endpoint();
     // The revision as one path segment: `refs/pr/43` is `refs%2Fpr%2F43`,
     // as huggingface_hub quotes it.
     let url = format!(
@@ -281,7 +283,7 @@ pub(super) fn download_file(
         revision.replace('/', "%2F")
     );
     let remote = remote(&url, timeouts)?;
-    if !valid_etag(&remote.etag) || !crate::source::is_revision(&remote.commit) {
+    if !valid_etag(&remote.etag) || !is_revision(&remote.commit) {
         return Err(DownloadError::Protocol("a usable etag and commit"));
     }
     let repo_dir = cache_dir.join(repo.folder_name());

@@ -17,7 +17,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::settings::{Named, Settings};
-use super::{invalid, special_id, Family, Specials};
+use super::specials::{invalid, special_id, Family, Specials};
 use crate::error::{Error, Result};
 use crate::source::FileBytes;
 
