@@ -191,15 +191,6 @@ impl TokenizerFiles {
         })
     }
 
-    /// Every file name [`TokenizerFiles::find`] may ask for, for a source
-    /// that must know them all up front.
-    pub fn candidate_names() -> impl Iterator<Item = &'static str> {
-        TOKENIZER_VOCABULARIES
-            .iter()
-            .flat_map(|names| names.iter().copied())
-            .chain(TOKENIZER_SETTINGS)
-    }
-
     /// Where the tokenizer came from, for messages: its vocabulary's first file.
     pub fn origin(&self) -> &std::path::Path {
         match &self.vocabulary {
@@ -257,13 +248,6 @@ pub const TOKENIZER_VOCABULARIES: [&[&str]; 6] = [
     &["sentencepiece.bpe.model"],
     &["spm.model"],
     &["spiece.model"],
-];
-
-/// The settings files read beside a vocabulary.
-pub const TOKENIZER_SETTINGS: [&str; 3] = [
-    TOKENIZER_CONFIG_FILE,
-    SPECIAL_TOKENS_MAP_FILE,
-    ADDED_TOKENS_FILE,
 ];
 
 /// How long a hub download waits: for a connection, and for each read (a

@@ -67,12 +67,7 @@ impl Snapshot {
             self.check_inside(&entry)?;
             return Ok(Cached::There(entry));
         }
-        let marker = self
-            .repo_dir
-            .join(".no_exist")
-            .join(&self.commit)
-            .join(name);
-        Ok(match marker.is_file() {
+        Ok(match self.absence_marker(name).is_file() {
             true => Cached::Absent,
             false => Cached::Unknown,
         })
@@ -100,13 +95,17 @@ impl Snapshot {
         }
     }
 
-    /// The marker that says the repo has no `name` at this commit.
-    pub(super) fn mark_absent(&self, name: &str) -> std::io::Result<()> {
-        let marker = self
-            .repo_dir
+    /// Where huggingface_hub marks that the repo has no `name` at this commit.
+    fn absence_marker(&self, name: &str) -> PathBuf {
+        self.repo_dir
             .join(".no_exist")
             .join(&self.commit)
-            .join(name);
+            .join(name)
+    }
+
+    /// The marker that says the repo has no `name` at this commit.
+    pub(super) fn mark_absent(&self, name: &str) -> std::io::Result<()> {
+        let marker = self.absence_marker(name);
         if let Some(parent) = marker.parent() {
             std::fs::create_dir_all(parent)?;
         }
